@@ -1,0 +1,18 @@
+# Two commands for a newcomer: `make demo` (a real smoke study) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Data root: $STUDY_DATA_ROOT if set, else a ../shared/datasets beside the checkout (CI), else the
+# user cache dir (torchvision downloads MNIST there when online).
+STUDY_DATA_ROOT ?= $(if $(wildcard ../shared/datasets/MNIST),$(abspath ../shared/datasets),)
+export STUDY_DATA_ROOT
+
+.PHONY: setup demo test
+setup: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml constraints.txt scripts/bootstrap.sh
+	bash scripts/bootstrap.sh
+
+demo: setup
+	$(PY) -m study.launch exp=uniform_mnist preset=smoke
+
+test: setup
+	$(PY) -m pytest -q -ra

@@ -1,0 +1,1 @@
+"""Data and noise: datasets, the noise model, and the loaders (backends) that apply it."""

@@ -1,0 +1,1 @@
+"""Training and scheduling: models, losses, the train loop, the Tune trainable and the launcher."""
