@@ -1,0 +1,46 @@
+"""Shared fixtures. Tests read MNIST from $STUDY_DATA_ROOT (CI: ../shared/datasets) and never download."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from loaders.datasets import resolve_root
+
+SIBLING_SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def _data_root() -> Path | None:
+    root = os.environ.get("STUDY_DATA_ROOT") or (str(SIBLING_SHARED) if SIBLING_SHARED.exists() else None)
+    if root and (Path(root) / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+        return resolve_root(root)
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The MNIST root; in CI a missing dataset fails the run rather than skipping tests."""
+    root = _data_root()
+    if root is None:
+        message = "MNIST not found: set STUDY_DATA_ROOT to a folder holding MNIST/raw (torchvision layout)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    os.environ["STUDY_DATA_ROOT"] = str(root)  # for subprocesses (launch, Ray workers)
+    return root
+
+
+def trial_config(data_root: Path, **sections: dict) -> dict:
+    """A small trial config (the layout study.trial documents), with sections updated by keyword."""
+    config = {
+        "data": {"dataset": "mnist", "root": str(data_root), "download": False, "n_clean": 2000, "n_test": 2000,
+                 "subset_seed": 0},
+        "noise": {"alpha": 0.0, "seed": 0},
+        "model": {"arch": "conv2", "mlp_hidden": 256, "conv_channels": [32, 64, 64, 64, 128, 128], "fc_hidden": 128},
+        "train": {"lr": 0.5, "batch_size": 128, "epochs": 3, "seed": 0, "loss": "ce", "device": "cpu"},
+    }
+    for name, values in sections.items():
+        config[name] = {**config[name], **values}
+    return config
