@@ -4,7 +4,7 @@ Config layout (every key is set by the launcher from the Hydra config):
   data:  dataset, root (absolute), download, n_clean (None = all), n_test (None = all), subset_seed
   noise: alpha, seed
   model: arch, mlp_hidden, conv_channels, fc_hidden
-  train: lr, batch_size, epochs, seed, loss, device
+  train: lr, batch_size, epochs, seed, loss (ce | h_alpha), device
 """
 
 from __future__ import annotations
@@ -15,16 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from loaders import datasets
 from loaders.errors import UsageError
-from loaders.noise import NoiseModel, NoiseSpec
+from loaders.noise import NoiseModel, NoiseSpec, uniform_distribution
 from loaders.tensor import TensorLoader, batches
-from study import models
+from study import losses, models
 from study.train import EpochReport, fit
 
-LOSSES = ("ce",)
 EVAL_BATCH = 1024
 
 
@@ -40,8 +38,8 @@ def check(config: dict[str, Any]) -> None:
         raise UsageError(f"train.batch_size={train['batch_size']!r} is invalid: it must be an integer > 0")
     if not (isinstance(train["epochs"], int) and train["epochs"] > 0):
         raise UsageError(f"train.epochs={train['epochs']!r} is invalid: it must be an integer > 0")
-    if train["loss"] not in LOSSES:
-        raise UsageError(f"train.loss={train['loss']!r} is unknown: choose one of {', '.join(LOSSES)}")
+    if train["loss"] not in losses.LOSSES:
+        raise UsageError(f"train.loss={train['loss']!r} is unknown: choose one of {', '.join(losses.LOSSES)}")
     if train["device"] not in ("auto", "cpu", "cuda"):
         raise UsageError(f"train.device={train['device']!r} is unknown: choose auto, cpu or cuda")
 
@@ -73,7 +71,13 @@ class Trial:
         test = load_split(data["dataset"], data["root"], False)
         self.train_set = full.subset(datasets.stratified_subset(full.labels, data["n_clean"], data["subset_seed"]))
         self.test_set = test.subset(datasets.stratified_subset(test.labels, data["n_test"], data["subset_seed"]))
-        self.noise = NoiseModel(NoiseSpec(**config["noise"]), self.train_set.labels, full.num_classes)
+        spec = NoiseSpec(**config["noise"])
+        # H_alpha trains on the clean examples only: the noise is in the loss, not in the labels.
+        h_alpha = train["loss"] == "h_alpha"
+        self.noise = NoiseModel(NoiseSpec(**{**config["noise"], "alpha": 0.0}) if h_alpha else spec,
+                                self.train_set.labels, full.num_classes)
+        noise_dist = torch.from_numpy(uniform_distribution(full.num_classes)).to(self.device)
+        self.loss_fn = losses.build(train["loss"], spec.alpha, noise_dist)
         self.loader = TensorLoader(self.train_set, self.noise, train["batch_size"], train["seed"], self.device)
         m = config["model"]
         self.model = models.build(m["arch"], tuple(full.images.shape[1:]), full.num_classes, m["mlp_hidden"],
@@ -95,5 +99,5 @@ class Trial:
             on_epoch(r)
 
         return fit(self.model, self.optimizer, self.loader, lambda: batches(self.test_set, EVAL_BATCH, self.device),
-                   self.config["train"]["epochs"], self.device, F.cross_entropy, report,
+                   self.config["train"]["epochs"], self.device, self.loss_fn, report,
                    start_epoch=self.epoch, set_epoch=self.loader.set_epoch)
