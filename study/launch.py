@@ -151,7 +151,24 @@ def collect(results: Any, grid: dict[str, list[Any]]) -> tuple[Any, Any]:
     return pd.DataFrame(trials), epochs_df
 
 
-def run_study(cfg: dict[str, Any], choices: dict[str, str]) -> Path:
+def dry_run_text(cfg: dict[str, Any], choices: dict[str, str], grid: dict[str, list[Any]],
+                 configs: list[dict[str, Any]]) -> str:
+    from study.cost import estimate
+
+    gpu = cfg["resources"]["gpu"] or 1.0  # a CPU preset is costed as if each trial had a whole GPU
+    cost = estimate(configs, gpu)
+    shape = " x ".join(f"{path} {len(values)}" for path, values in grid.items()) or "no grid"
+    return "\n".join([
+        f"dry run: exp={choices['exp']} preset={choices['preset']} (nothing started, nothing written)",
+        f"trials: {cost['trials']} ({shape})",
+        f"examples per trial: {cost['examples_min']:,} to {cost['examples_max']:,} "
+        f"(total {cost['examples_total']:.3g})",
+        f"estimated GPU time: {cost['gpu_hours']:.1f} GPU-hours at {gpu} GPU per trial "
+        f"[{cost['source']}]",
+    ])
+
+
+def run_study(cfg: dict[str, Any], choices: dict[str, str]) -> Path | None:
     import ray
     from ray import tune
 
@@ -165,6 +182,9 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str]) -> Path:
     configs = expand(base, grid)
     for config in configs:
         check(config)
+    if cfg["dry_run"]:
+        print(dry_run_text(cfg, choices, grid, configs))
+        return None
     datasets.ensure_available(base["data"]["dataset"], Path(base["data"]["root"]), base["data"]["download"])
 
     run_dir = Path(cfg["run_dir"] or default_run_dir(choices)).resolve()
@@ -206,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"results: {run_dir}")
+    if run_dir is not None:
+        print(f"results: {run_dir}")
     return 0
 
 

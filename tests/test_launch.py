@@ -81,3 +81,15 @@ def test_report_rejects_non_run_dir(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path)],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not a finished study run dir" in proc.stderr
+
+
+def test_dry_run_counts_match_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["exp=uniform_mnist", "dry_run=true", f"run_dir={run_dir}", "grid.noise.alpha=[0,10]",
+                 "grid.model.arch=[mlp1,conv4,resnet18]", "train.epochs=2", "data.n_clean=1000"]) == 0
+    out = capsys.readouterr().out
+    assert "trials: 24 (noise.alpha 2 x model.arch 3 x train.lr 4)" in out
+    assert "examples per trial: 2,000 to 22,000" in out  # epochs x n_clean x (1 + alpha)
+    hours = float(out.split("estimated GPU time: ")[1].split()[0])
+    assert hours > 0
+    assert not run_dir.exists()

@@ -1,0 +1,85 @@
+"""What a study costs before it runs: trials, examples per trial, and estimated GPU-hours.
+
+Throughput per (dataset, arch, batch) comes from a measured table when one exists: any
+bench/results/train-*.json written by `python -m bench.train` on a CUDA device. Otherwise it comes
+from a model of one H100 running these nets in eager PyTorch:
+    step time = max(STEP_OVERHEAD_S, 3 * forward FLOPs * batch / SUSTAINED_FLOPS)
+STEP_OVERHEAD_S is the kernel-launch floor of a small net's forward + backward + Adadelta step.
+SUSTAINED_FLOPS is about 2x what FFCV's ResNet-18 ImageNet runs sustain on an A100 (≈ 2,850 img/s).
+Packed trials (resources.gpu < 1) share the overhead-bound part of a GPU but not its compute:
+    GPU-hours of a trial = steps * max(overhead * gpu_fraction, compute time).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from study import models
+
+STEP_OVERHEAD_S = 1.5e-3
+SUSTAINED_FLOPS = 30e12
+SHAPES = {"mnist": ((1, 28, 28), 10, 60_000), "cifar10": ((3, 32, 32), 10, 50_000),
+          "cifar100": ((3, 32, 32), 100, 50_000), "imagenet": ((3, 224, 224), 1000, 1_281_167)}
+RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
+
+
+def forward_flops(arch: str, dataset: str, model_cfg: dict[str, Any]) -> float:
+    """Forward FLOPs per image, counted by torch on a meta-device model (no memory, no compute)."""
+    shape, classes, _ = SHAPES[dataset]
+    with torch.device("meta"):
+        net = models.build(arch, shape, classes, model_cfg["mlp_hidden"], tuple(model_cfg["conv_channels"]),
+                           model_cfg["fc_hidden"])
+        x = torch.zeros(1, *shape)
+    with FlopCounterMode(display=False) as counter:
+        net(x)
+    return float(counter.get_total_flops())
+
+
+def measured_throughput() -> dict[tuple[str, str, int], float]:
+    """images/s per (dataset, arch, batch) from CUDA runs of bench.train, when present."""
+    table: dict[tuple[str, str, int], float] = {}
+    for path in sorted(glob.glob(str(RESULTS / "train-*.json"))):
+        data = json.loads(Path(path).read_text())
+        if "cuda" in str(data.get("device", "")).lower() or "nvidia" in str(data.get("device", "")).lower():
+            for row in data["rows"]:
+                table[(row["dataset"], row["arch"], row["batch_size"])] = row["images_per_s"]
+    return table
+
+
+def examples(config: dict[str, Any]) -> int:
+    """Training examples one trial processes: epochs over its (diluted) training set."""
+    n = config["data"]["n_clean"] or SHAPES[config["data"]["dataset"]][2]
+    alpha = 0.0 if config["train"]["loss"] == "h_alpha" else config["noise"]["alpha"]
+    return (n + int(round(alpha * n))) * config["train"]["epochs"]
+
+
+def estimate(configs: list[dict[str, Any]], gpu_fraction: float) -> dict[str, Any]:
+    measured = measured_throughput()
+    flops: dict[tuple[str, str], float] = {}
+    gpu_s = 0.0
+    sources = set()
+    for config in configs:
+        dataset, arch, batch = config["data"]["dataset"], config["model"]["arch"], config["train"]["batch_size"]
+        n_examples = examples(config)
+        steps = -(-n_examples // batch)
+        if (dataset, arch, batch) in measured:
+            gpu_s += n_examples / measured[(dataset, arch, batch)]
+            sources.add("measured (bench/results/train-*.json)")
+            continue
+        if dataset not in SHAPES:
+            continue
+        key = (dataset, arch)
+        if key not in flops:
+            flops[key] = forward_flops(arch, dataset, config["model"])
+        compute_s = 3 * flops[key] * batch / SUSTAINED_FLOPS
+        gpu_s += steps * max(STEP_OVERHEAD_S * min(gpu_fraction, 1.0), compute_s)
+        sources.add(f"model: H100, {STEP_OVERHEAD_S * 1e3:.1f} ms/step floor, {SUSTAINED_FLOPS / 1e12:.0f} TFLOP/s")
+    per_trial = [examples(c) for c in configs]
+    return {"trials": len(configs), "examples_min": min(per_trial), "examples_max": max(per_trial),
+            "examples_total": sum(per_trial), "gpu_hours": gpu_s / 3600, "source": "; ".join(sorted(sources))}
