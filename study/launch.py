@@ -163,7 +163,7 @@ def dry_run_text(cfg: dict[str, Any], choices: dict[str, str], grid: dict[str, l
         f"trials: {cost['trials']} ({shape})",
         f"examples per trial: {cost['examples_min']:,} to {cost['examples_max']:,} "
         f"(total {cost['examples_total']:.3g})",
-        f"estimated GPU time: {cost['gpu_hours']:.1f} GPU-hours at {gpu} GPU per trial "
+        f"estimated GPU time: {cost['gpu_hours']:.3g} GPU-hours at {gpu} GPU per trial "
         f"[{cost['source']}]",
     ])
 
