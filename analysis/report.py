@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import files
+from analysis import claims, files
 from analysis.figures import FIGURES
 from analysis.summary import summarize
 
 
 def make_report(run_dir: Path) -> pd.DataFrame:
-    """Write summary.csv and the study's figures into run_dir; return the summary."""
+    """Write summary.csv, the study's figures and claims.md/claims.csv into run_dir; return the summary."""
     run_dir = Path(run_dir)
     study = files.read_study(run_dir)
     trials = pd.read_csv(run_dir / files.TRIALS)
@@ -25,6 +25,7 @@ def make_report(run_dir: Path) -> pd.DataFrame:
     scale = f"preset={study['preset']}"
     for name in study["figures"]:
         FIGURES[name](summary, trials, run_dir, scale)
+    claims.write(claims.evaluate([run_dir]), run_dir)
     print(summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     return summary
 

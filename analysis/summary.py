@@ -3,6 +3,7 @@ best final test accuracy (averaged over seeds first)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 SEARCHED = ("lr",)  # chosen per cell; every other config column defines the cell
@@ -26,3 +27,26 @@ def summarize(trials: pd.DataFrame) -> pd.DataFrame:
                     .reset_index())
     best = per_config.loc[per_config.groupby(cells, dropna=False)["test_acc"].idxmax()]
     return best.sort_values(cells).reset_index(drop=True)
+
+
+def critical_clean(summary: pd.DataFrame, target: float, metric: str = "test_acc") -> pd.Series:
+    """Per alpha, the fewest clean labels that reach `target` accuracy (Figure 9).
+
+    Interpolated linearly in log(n_clean) between the two measured sizes that bracket the target;
+    the smallest size measured when it already reaches it; NaN when no size does.
+    """
+    critical = {}
+    for alpha, rows in summary.groupby("alpha"):
+        curve = rows.groupby("n_clean")[metric].mean().sort_index()
+        n, acc = np.log(curve.index.to_numpy(float)), curve.to_numpy(float)
+        reached = np.flatnonzero(acc >= target)
+        if not len(reached):
+            critical[alpha] = np.nan
+            continue
+        i = reached[0]
+        if i == 0:
+            critical[alpha] = float(np.exp(n[0]))
+            continue
+        frac = (target - acc[i - 1]) / (acc[i] - acc[i - 1])
+        critical[alpha] = float(np.exp(n[i - 1] + frac * (n[i] - n[i - 1])))
+    return pd.Series(critical, dtype=float).sort_index()

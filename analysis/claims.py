@@ -1,0 +1,220 @@
+"""The paper's quantified claims against what a study measured: claims.md and claims.csv.
+
+    python -m analysis.claims <run_dir> [<run_dir> ...] [--out DIR]
+
+Each claim reads the summary (best LR per cell) or trials of the run that holds its figure, and
+says held / not held, or not run when no given run measured it. Tolerances for "about" claims are
+stated in each claim's text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import files
+from analysis.figures import TARGETS
+from analysis.summary import critical_clean, summarize
+
+Measured = tuple[str, bool] | None  # (measured value as text, held?) or None when not measurable
+
+
+@dataclass(frozen=True)
+class Claim:
+    figure: str
+    claim: str
+    check: Callable[[pd.DataFrame, pd.DataFrame], Measured]
+
+
+def at(summary: pd.DataFrame, metric: str = "test_acc", **where: object) -> pd.Series:
+    rows = summary
+    for column, value in where.items():
+        if column not in rows:
+            return pd.Series(dtype=float)
+        rows = rows[rows[column].isin(value) if isinstance(value, (list, tuple)) else rows[column] == value]
+    return rows[metric]
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def one(values: pd.Series, test: Callable[[float], bool]) -> Measured:
+    return None if values.empty else (pct(values.max()), test(values.max()))
+
+
+def architectures_ordered(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+    top = s[s["alpha"] == s["alpha"].max()]
+    conv = at(top, arch=["conv2", "conv4", "conv6"]).max()
+    mlp = at(top, arch=["mlp1", "mlp2", "mlp4"]).max()
+    perceptron = at(top, arch="perceptron").max()
+    if np.isnan([conv, mlp, perceptron]).any():
+        return None
+    text = f"α={top['alpha'].iloc[0]:g}: ConvNet {pct(conv)}, MLP {pct(mlp)}, perceptron {pct(perceptron)}"
+    return text, bool(conv >= mlp >= perceptron)
+
+
+def structured_like_uniform(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+    if "delta" not in s or s["delta"].max() < 0.5:
+        return None
+    base = s[s["delta"] == 0]["test_acc"].mean()
+    worst = s[(s["delta"] > 0) & (s["delta"] < 0.9)]["test_acc"].min()
+    drop_at_1 = base - s[s["delta"] >= 0.99]["test_acc"].min()
+    return (f"worst drop for δ < 0.9: {100 * (base - worst):.1f} points; at δ = 1: {100 * drop_at_1:.1f} points",
+            bool(base - worst <= 0.05))
+
+
+def drops(s: pd.DataFrame) -> tuple[float, dict[str, float]] | None:
+    if "source" not in s:
+        return None
+    clean = s[s["alpha"] == 0]["test_acc"].mean()
+    top = s[s["alpha"] == s["alpha"].max()]
+    return top["alpha"].iloc[0], {src: clean - acc for src, acc in top.groupby("source")["test_acc"].mean().items()}
+
+
+def cifar100_half_drop(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+    d = drops(s)
+    if d is None or not {"same", "cifar100"} <= d[1].keys() or d[1]["same"] <= 0:
+        return None
+    ratio = d[1]["cifar100"] / d[1]["same"]
+    return f"α={d[0]:g}: CIFAR-100 drop / CIFAR-10 drop = {ratio:.2f}", bool(0.25 <= ratio <= 0.75)
+
+
+def white_no_drop(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+    d = drops(s)
+    if d is None or "white" not in d[1]:
+        return None
+    return f"α={d[0]:g}: drop {100 * d[1]['white']:.1f} points", bool(d[1]["white"] <= 0.03)
+
+
+def novel_like_repeated(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+    if "source" not in s or not {"same", "novel"} <= set(s["source"]):
+        return None
+    by = s[s["alpha"] > 0].pivot_table(index="alpha", columns="source", values="test_acc")
+    gap = (by["same"] - by["novel"]).abs().mean()
+    return f"mean |repeated - novel| = {100 * gap:.1f} points", bool(gap <= 0.02)
+
+
+def threshold(alpha: float, paper_n: int) -> Callable[[pd.DataFrame, pd.DataFrame], Measured]:
+    def check(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+        if "n_clean" not in s or alpha not in set(s["alpha"]):
+            return None
+        n = critical_clean(s, 0.9).get(alpha, np.nan)
+        if np.isnan(n):
+            return f"90% not reached at α={alpha:g} (largest n_clean {s['n_clean'].max():,})", False
+        return f"{n:,.0f} clean labels", bool(paper_n / 2 <= n <= 2 * paper_n)
+    return check
+
+
+def superlinear(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+    if "n_clean" not in s:
+        return None
+    slopes = []
+    for target in TARGETS:
+        crit = critical_clean(s, target).dropna()
+        crit = crit[crit.index > 0]
+        if len(crit) >= 2:
+            slopes.append(np.polyfit(np.log(crit.index.to_numpy(float)), np.log(crit.to_numpy()), 1)[0])
+    if not slopes:
+        return None
+    slope = float(np.mean(slopes))
+    return f"log-log slope of critical n vs α: {slope:.2f}", bool(1.0 < slope < 2.0)
+
+
+def larger_batch_better(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+    if "loss" not in s or "batch_size" not in s:
+        return None
+    noisy = s[(s["loss"] == "ce") & (s["alpha"] == s["alpha"].max())]
+    by = noisy.groupby("batch_size")["test_acc"].mean()
+    if len(by) < 2:
+        return None
+    rho = pd.Series(by.index).corr(pd.Series(by.values), method="spearman")
+    return f"α={noisy['alpha'].max():g}: " + ", ".join(f"batch {b}: {pct(a)}" for b, a in by.items()), bool(rho > 0)
+
+
+def h_alpha_flat(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+    if "loss" not in s:
+        return None
+    h = s[s["loss"] == "h_alpha"].groupby("alpha")["test_acc"].mean()
+    if len(h) < 2:
+        return None
+    return f"H_α accuracy range over α: {100 * (h.max() - h.min()):.1f} points", bool(h.max() - h.min() <= 0.03)
+
+
+def optimal_lr_falls(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+    ok = t[t["status"] == "ok"]
+    if ok["lr"].nunique() < 2 or ok["alpha"].nunique() < 2:
+        return None
+    best = ok.groupby(["alpha", "lr"])["test_acc"].mean().groupby(level="alpha").idxmax().map(lambda k: k[1])
+    return "best lr by α: " + ", ".join(f"{a:g}→{lr:g}" for a, lr in best.items()), bool(best.iloc[-1] < best.iloc[0])
+
+
+CLAIMS = [
+    Claim("fig1", "MNIST: ConvNet > 90% at α = 100", lambda s, t: one(at(s, arch=["conv2", "conv4", "conv6"], alpha=100), lambda a: a > 0.9)),
+    Claim("fig1", "MNIST: perceptron ≈ 40% at α = 100 (30–50%)", lambda s, t: one(at(s, arch="perceptron", alpha=100), lambda a: 0.3 <= a <= 0.5)),
+    Claim("fig1", "MNIST: larger architectures are more robust (ConvNet ≥ MLP ≥ perceptron at the largest α)", architectures_ordered),
+    Claim("fig2", "CIFAR-10: ResNet ≥ 85% at α = 10", lambda s, t: one(at(s, arch=["resnet18", "resnet101"], alpha=10), lambda a: a >= 0.85)),
+    Claim("fig3", "ImageNet: ResNet-18 ≥ 70% top-5 at α = 5", lambda s, t: one(at(s, "test_top5", arch="resnet18", alpha=5), lambda a: a >= 0.7)),
+    Claim("fig5", "Structured noise performs like uniform noise except δ ≈ 1 (drop ≤ 5 points for δ < 0.9)", structured_like_uniform),
+    Claim("fig6", "CIFAR-100 noise costs about half the drop of CIFAR-10 noise (ratio 0.25–0.75)", cifar100_half_drop),
+    Claim("fig6", "White-noise examples do not appreciably lower accuracy (drop ≤ 3 points)", white_no_drop),
+    Claim("fig7", "Novel vs repeated noisy images: essentially no difference (≤ 2 points)", novel_like_repeated),
+    Claim("fig8", "α = 10 needs about 2,000 clean labels for 90% (within 2x)", threshold(10, 2_000)),
+    Claim("fig8", "α = 50 needs about 10,000 clean labels for 90% (within 2x)", threshold(50, 10_000)),
+    Claim("fig9", "Clean labels needed grow slightly faster than linearly in α (log-log slope 1–2)", superlinear),
+    Claim("fig11", "Larger batches are more robust to noise (accuracy rises with batch size at the largest α)", larger_batch_better),
+    Claim("fig11", "With H_α (infinite batch) accuracy does not fall as α rises (range ≤ 3 points)", h_alpha_flat),
+    Claim("fig12", "The optimal learning rate falls as noise rises", optimal_lr_falls),
+]
+
+
+def evaluate(run_dirs: list[Path]) -> pd.DataFrame:
+    """One row per claim, measured in the latest given run whose study drew its figure."""
+    rows = []
+    for claim in CLAIMS:
+        row = {"figure": claim.figure, "claim": claim.claim, "measured": "", "scale": "", "run": "", "verdict": "not run"}
+        for run_dir in run_dirs:
+            study = files.read_study(run_dir)
+            if claim.figure not in study["figures"]:
+                continue
+            trials = pd.read_csv(run_dir / files.TRIALS)
+            result = claim.check(summarize(trials), trials)
+            if result is not None:
+                row.update(measured=result[0], scale=f"exp={study['exp']} preset={study['preset']}",
+                           run=run_dir.name, verdict="held" if result[1] else "not held")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write(claims: pd.DataFrame, out: Path) -> None:
+    files.write_csv(claims, out / "claims.csv")
+    header = "| figure | claim | measured | scale | verdict |\n|---|---|---|---|---|\n"
+    body = "".join(f"| {r.figure} | {r.claim} | {r.measured} | {r.scale} | {r.verdict} |\n" for r in claims.itertuples())
+    with files.atomic_path(out / "claims.md") as tmp:
+        tmp.write_text("# The paper's claims against this study\n\n" + header + body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.claims", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dirs", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("."), help="where claims.md and claims.csv go")
+    args = parser.parse_args(argv)
+    for run_dir in args.run_dirs:
+        if not (run_dir / files.STUDY).exists() or not (run_dir / files.TRIALS).exists():
+            print(f"error: {run_dir} is not a finished study run dir (no {files.STUDY} or {files.TRIALS})", file=sys.stderr)
+            return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    claims = evaluate(args.run_dirs)
+    write(claims, args.out)
+    print(claims[["figure", "claim", "measured", "verdict"]].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
