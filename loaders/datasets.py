@@ -45,7 +45,7 @@ STATS = {
 TORCHVISION = {"mnist": "MNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 FOLDER_MAX_IMAGES = 20_000  # 20k 224x224 RGB images are 3 GB of uint8
 # Stand-in sizes (train, test): enough for smoke subsets, small enough to generate in a second.
-STAND_IN_SIZE = {"cifar10": (5000, 1000), "cifar100": (5000, 1000), "imagenet": (2000, 1000)}
+STAND_IN_SIZE = {"cifar10": (5000, 2000), "cifar100": (5000, 2000), "imagenet": (3000, 2000)}
 
 
 @dataclass
@@ -70,12 +70,21 @@ class ImageSet:
                         self.num_classes, self.mean, self.std)
 
 
+def cache_dir() -> Path:
+    """The per-user folder of this project's downloads and artifacts."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser().resolve() / "label-noise-study"
+
+
 def resolve_root(root: str | os.PathLike | None) -> Path:
     """data.root, else $STUDY_DATA_ROOT, else the user cache dir; always absolute."""
     if root in (None, ""):
-        root = os.environ.get("STUDY_DATA_ROOT") or Path(
-            os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "label-noise-study" / "datasets"
+        root = os.environ.get("STUDY_DATA_ROOT") or cache_dir() / "datasets"
     return Path(root).expanduser().resolve()
+
+
+def default_confusion_path(dataset: str) -> Path:
+    """Where exp=confusion leaves its summed test confusion matrix and exp=structured looks for it."""
+    return cache_dir() / "confusion" / f"{dataset}.npy"
 
 
 def _mnist_files(root: Path) -> list[Path]:

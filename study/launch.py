@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import sys
 import time
 from importlib import resources
@@ -73,6 +74,8 @@ def trial_base(cfg: dict[str, Any]) -> dict[str, Any]:
     """The part of the config a trial sees, with the data root made absolute in the driver."""
     base = {k: dict(cfg[k]) for k in TRIAL_SECTIONS}
     base["data"]["root"] = str(datasets.resolve_root(base["data"]["root"]))
+    if base["noise"].get("confusion"):
+        base["noise"]["confusion"] = str(Path(base["noise"]["confusion"]).expanduser().resolve())
     return base
 
 
@@ -82,6 +85,15 @@ def grid_of(cfg: dict[str, Any]) -> dict[str, list[Any]]:
         if not isinstance(values, list) or not values:
             raise UsageError(f"grid.{path}={values!r} is invalid: it must be a non-empty list")
     return grid
+
+
+def grids_of(cfg: dict[str, Any]) -> list[dict[str, list[Any]]]:
+    """The study's grids: `grid`, then one per `grid_extra` entry (its lists replace grid's)."""
+    grid = grid_of(cfg)
+    extras = cfg.get("grid_extra") or []
+    if not isinstance(extras, list):
+        raise UsageError(f"grid_extra={extras!r} is invalid: it must be a list of partial grids")
+    return [grid] + [{**grid, **grid_of({"grid": extra})} for extra in extras]
 
 
 def expand(base: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -103,13 +115,11 @@ def check_resources(cfg: dict[str, Any]) -> None:
         raise UsageError(f"resources.gpu={gpu!r} is invalid: it must be a number >= 0 (fractions share a GPU)")
 
 
-def param_space(base: dict[str, Any], grid: dict[str, list[Any]]) -> dict[str, Any]:
+def param_space(configs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Tune runs exactly the expanded trial configs (a union of grids is no single grid product)."""
     from ray import tune
 
-    space = base
-    for path, values in grid.items():
-        space = with_value(space, path, tune.grid_search(values))
-    return space
+    return {"trial": tune.grid_search(configs)}
 
 
 def default_run_dir(choices: dict[str, str]) -> Path:
@@ -124,7 +134,7 @@ def collect(results: Any, grid: dict[str, list[Any]]) -> tuple[Any, Any]:
     columns = {**SHORT_NAMES, **{p: p.rsplit(".", 1)[-1] for p in grid if p not in SHORT_NAMES}}
     trials, epochs = [], []
     for result in results:
-        flat = flatten(result.config)
+        flat = flatten(result.config["trial"])
         row = {name: flat[path] for path, name in columns.items()}
         history = result.metrics_dataframe
         done = history is not None and "test_acc" in history
@@ -149,6 +159,37 @@ def collect(results: Any, grid: dict[str, list[Any]]) -> tuple[Any, Any]:
     return pd.DataFrame(trials), epochs_df
 
 
+def ensure_data(configs: list[dict[str, Any]]) -> None:
+    """Every dataset the trials read is on disk, or (smoke) will be a stand-in: say so in one line."""
+    needed = set()
+    for c in configs:
+        data = c["data"]
+        for name in {data["dataset"], *(["cifar100"] if c["noise"]["source"] == "cifar100" else [])}:
+            needed.add((name, data["root"], data["download"], data["stand_in"]))
+    for name, root, download, stand_in in sorted(needed):
+        if datasets.ensure_available(name, Path(root), download, stand_in):
+            print(f"data: {name} is not under {root}: using a small generated stand-in with its image shape and "
+                  f"classes (data.stand_in=true; results say nothing about {name})", flush=True)
+
+
+def save_confusion(results: Any, base: dict[str, Any], run_dir: Path) -> None:
+    """exp=confusion: sum the trials' test confusion matrices into run_dir/confusion.npy and copy it
+    to noise.confusion (default: the per-dataset path exp=structured reads)."""
+    import numpy as np
+
+    from study.trial import noise_spec
+
+    matrices = [np.asarray(r.metrics["confusion"]) for r in results if not r.error and "confusion" in (r.metrics or {})]
+    if not matrices:
+        print("confusion matrix: no trial finished, nothing saved", flush=True)
+        return
+    np.save(run_dir / "confusion.npy", np.sum(matrices, axis=0))
+    target = Path(noise_spec(base).confusion)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_dir / "confusion.npy", target)
+    print(f"confusion matrix ({len(matrices)} trials): {run_dir / 'confusion.npy'}, copied to {target}", flush=True)
+
+
 def run_study(cfg: dict[str, Any], choices: dict[str, str]) -> Path:
     import ray
     from ray import tune
@@ -159,11 +200,11 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str]) -> Path:
 
     check_resources(cfg)
     base = trial_base(cfg)
-    grid = grid_of(cfg)
-    configs = expand(base, grid)
+    grids = grids_of(cfg)
+    configs = [config for grid in grids for config in expand(base, grid)]
     for config in configs:
         check(config)
-    datasets.ensure_available(base["data"]["dataset"], Path(base["data"]["root"]), base["data"]["download"])
+    ensure_data(configs)
 
     run_dir = Path(cfg["run_dir"] or default_run_dir(choices)).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -182,14 +223,16 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str]) -> Path:
         resources_per_trial = {"cpu": cfg["resources"]["cpu"], "gpu": cfg["resources"]["gpu"]}
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources_per_trial),
-            param_space=param_space(base, grid),
+            param_space=param_space(configs),
             tune_config=tune.TuneConfig(max_concurrent_trials=cfg["max_concurrent_trials"]),
             run_config=tune.RunConfig(storage_path=str(run_dir), name="tune"),
         )
         results = tuner.fit()
     finally:
         ray.shutdown()
-    trials, epochs = collect(results, grid)
+    if base["train"]["report_confusion"]:
+        save_confusion(results, base, run_dir)
+    trials, epochs = collect(results, {path: None for grid in grids for path in grid})
     files.write_csv(trials, run_dir / files.TRIALS)
     files.write_csv(epochs, run_dir / files.EPOCHS)
     report.make_report(run_dir)
