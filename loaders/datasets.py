@@ -147,8 +147,8 @@ def ensure_available(name: str, root: Path, download: bool, stand_in: bool = Fal
             failure = f"the download failed ({type(exc).__name__}: {detail})"
     if stand_in and name != "mnist":
         return True
-    scale = " (and data.stand_in=false: preset=smoke would use a generated stand-in)" if name != "mnist" else ""
-    raise UsageError(f"{name} not found under {root} and {failure}{scale}: {fix}")
+    stand_in_hint = "; or use preset=smoke (data.stand_in=true) for a generated stand-in" if name != "mnist" else ""
+    raise UsageError(f"{name} not found under {root} and {failure}: {fix}{stand_in_hint}")
 
 
 def load(name: str, root: Path, train: bool, stand_in: bool = False, image_size: int = 224) -> ImageSet:
