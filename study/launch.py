@@ -115,11 +115,13 @@ def check_resources(cfg: dict[str, Any]) -> None:
         raise UsageError(f"resources.gpu={gpu!r} is invalid: it must be a number >= 0 (fractions share a GPU)")
 
 
-def param_space(configs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Tune runs exactly the expanded trial configs (a union of grids is no single grid product)."""
+def param_space(base: dict[str, Any], grid: dict[str, list[Any]]) -> dict[str, Any]:
     from ray import tune
 
-    return {"trial": tune.grid_search(configs)}
+    space = base
+    for path, values in grid.items():
+        space = with_value(space, path, tune.grid_search(values))
+    return space
 
 
 def default_run_dir(choices: dict[str, str]) -> Path:
@@ -134,7 +136,7 @@ def collect(results: Any, grid: dict[str, list[Any]]) -> tuple[Any, Any]:
     columns = {**SHORT_NAMES, **{p: p.rsplit(".", 1)[-1] for p in grid if p not in SHORT_NAMES}}
     trials, epochs = [], []
     for result in results:
-        flat = flatten(result.config["trial"])
+        flat = flatten(result.config)
         row = {name: flat[path] for path, name in columns.items()}
         history = result.metrics_dataframe
         done = history is not None and "test_acc" in history
@@ -221,13 +223,15 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str]) -> Path:
                  runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
     try:
         resources_per_trial = {"cpu": cfg["resources"]["cpu"], "gpu": cfg["resources"]["gpu"]}
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, resources_per_trial),
-            param_space=param_space(configs),
-            tune_config=tune.TuneConfig(max_concurrent_trials=cfg["max_concurrent_trials"]),
-            run_config=tune.RunConfig(storage_path=str(run_dir), name="tune"),
-        )
-        results = tuner.fit()
+        results = []
+        for i, grid in enumerate(grids):  # a union of grids is no single Tune grid: one Tuner each
+            tuner = tune.Tuner(
+                tune.with_resources(trainable, resources_per_trial),
+                param_space=param_space(base, grid),
+                tune_config=tune.TuneConfig(max_concurrent_trials=cfg["max_concurrent_trials"]),
+                run_config=tune.RunConfig(storage_path=str(run_dir), name="tune" if i == 0 else f"tune-extra{i}"),
+            )
+            results.extend(tuner.fit())
     finally:
         ray.shutdown()
     if base["train"]["report_confusion"]:

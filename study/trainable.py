@@ -13,8 +13,7 @@ from study.train import EpochReport
 from study.trial import Trial
 
 
-def trainable(space: dict[str, Any]) -> None:
-    config = space["trial"]  # the launcher's param space is the explicit list of trial configs
+def trainable(config: dict[str, Any]) -> None:
     # One intra-op thread per CPU Tune gave this trial, so packed trials do not oversubscribe cores.
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
