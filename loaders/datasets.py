@@ -43,6 +43,7 @@ STATS = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 TORCHVISION = {"mnist": "MNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet"}
 FOLDER_MAX_IMAGES = 20_000  # 20k 224x224 RGB images are 3 GB of uint8
 # Stand-in sizes (train, test): enough for smoke subsets, small enough to generate in a second.
 STAND_IN_SIZE = {"cifar10": (5000, 2000), "cifar100": (5000, 2000), "imagenet": (3000, 2000)}
@@ -148,7 +149,7 @@ def ensure_available(name: str, root: Path, download: bool, stand_in: bool = Fal
     if stand_in and name != "mnist":
         return True
     stand_in_hint = "; or use preset=smoke (data.stand_in=true) for a generated stand-in" if name != "mnist" else ""
-    raise UsageError(f"{name} not found under {root} and {failure}: {fix}{stand_in_hint}")
+    raise UsageError(f"{TITLES[name]} not found under {root} and {failure}: {fix}{stand_in_hint}")
 
 
 def load(name: str, root: Path, train: bool, stand_in: bool = False, image_size: int = 224) -> ImageSet:

@@ -50,7 +50,8 @@ def compose(argv: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
             del cfg["hydra"]  # holds interpolations that only a @hydra.main job can resolve
         return OmegaConf.to_container(cfg, resolve=True), choices
     except (HydraException, OmegaConfBaseException) as exc:
-        raise UsageError(f"bad override: {str(exc).strip().splitlines()[0]}") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise UsageError(f"bad override: {' '.join(lines[:3])}") from None
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -62,12 +63,13 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def with_value(config: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+def with_value(config: dict[str, Any], path: str, value: Any, _full: str | None = None) -> dict[str, Any]:
     """A copy of the nested config with one dotted key set."""
     head, _, rest = path.partition(".")
     if head not in config or (rest and not isinstance(config[head], dict)):
-        raise UsageError(f"grid.{path} names no config key: grid keys mirror the config, e.g. grid.noise.alpha")
-    return {**config, head: with_value(config[head], rest, value) if rest else value}
+        raise UsageError(f"grid.{_full or path} names no config key: grid keys mirror the config, "
+                         f"e.g. grid.noise.alpha")
+    return {**config, head: with_value(config[head], rest, value, _full or path) if rest else value}
 
 
 def trial_base(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 The paper gives no widths; ours are set in the config (``model:``) and default to:
 MLP hidden layers of 256 units; ConvNets of 3x3 convs with channels 32-32-64-64-128-128, a 2x2
 max-pool after every second conv (after each conv for the 2-layer net), then a 128-unit FC layer.
+ResNet-18/101 are torchvision's, with a 3x3 stride-1 stem and no max-pool for small images.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from torch import nn
 
 from loaders.errors import UsageError
 
-ARCHS = ("perceptron", "mlp1", "mlp2", "mlp4", "conv2", "conv4", "conv6")
+ARCHS = ("perceptron", "mlp1", "mlp2", "mlp4", "conv2", "conv4", "conv6", "resnet18", "resnet101")
 
 
 def mlp(in_features: int, classes: int, hidden: int, depth: int) -> nn.Sequential:
@@ -50,4 +51,19 @@ def build(arch: str, shape: tuple[int, int, int], classes: int, mlp_hidden: int 
         if len(conv_channels) < depth:
             raise UsageError(f"model.conv_channels has {len(conv_channels)} widths; {arch} needs {depth}")
         return convnet(c, h, w, classes, list(conv_channels[:depth]), fc_hidden)
+    if arch.startswith("resnet") and arch in ARCHS:
+        return resnet(int(arch[6:]), c, h, classes)
     raise UsageError(f"model.arch={arch!r} is unknown: choose one of {', '.join(ARCHS)}")
+
+
+def resnet(depth: int, channels: int, height: int, classes: int) -> nn.Module:
+    """torchvision's ResNet (random init, never downloaded); small images get a CIFAR-style stem."""
+    import torchvision
+
+    net = getattr(torchvision.models, f"resnet{depth}")(weights=None, num_classes=classes)
+    if height <= 64:  # a 7x7/2 conv + max-pool would shrink 32x32 inputs to 8x8 before the first block
+        net.conv1 = nn.Conv2d(channels, 64, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    elif channels != 3:
+        net.conv1 = nn.Conv2d(channels, 64, 7, stride=2, padding=3, bias=False)
+    return net

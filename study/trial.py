@@ -5,11 +5,12 @@ Config layout (every key is set by the launcher from the Hydra config):
          stand_in, image_size
   noise: alpha, seed, delta, order, source, confusion (None = the default artifact path)
   model: arch, mlp_hidden, conv_channels, fc_hidden
-  train: lr, batch_size, epochs, seed, loss, device, report_confusion
+  train: lr, batch_size, epochs, seed, loss (ce | h_alpha), device, report_confusion
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -17,16 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from loaders import datasets
 from loaders.errors import UsageError
 from loaders.noise import NoiseModel, NoiseSpec, distribution
 from loaders.tensor import TensorLoader, batches
-from study import models
+from study import losses, models
 from study.train import EpochReport, confusion_matrix, fit
 
-LOSSES = ("ce",)
 EVAL_BATCH = 1024
 
 
@@ -65,8 +64,8 @@ def check(config: dict[str, Any]) -> None:
         raise UsageError(f"train.batch_size={train['batch_size']!r} is invalid: it must be an integer > 0")
     if not (isinstance(train["epochs"], int) and train["epochs"] > 0):
         raise UsageError(f"train.epochs={train['epochs']!r} is invalid: it must be an integer > 0")
-    if train["loss"] not in LOSSES:
-        raise UsageError(f"train.loss={train['loss']!r} is unknown: choose one of {', '.join(LOSSES)}")
+    if train["loss"] not in losses.LOSSES:
+        raise UsageError(f"train.loss={train['loss']!r} is unknown: choose one of {', '.join(losses.LOSSES)}")
     if train["device"] not in ("auto", "cpu", "cuda"):
         raise UsageError(f"train.device={train['device']!r} is unknown: choose auto, cpu or cuda")
 
@@ -113,9 +112,14 @@ class Trial:
         self.train_set = full.subset(clean_index)
         self.test_set = test.subset(datasets.stratified_subset(test.labels, data["n_test"], data["subset_seed"]))
         spec = noise_spec(config)
-        pool = noise_pool(spec, full, clean_index, data)
-        self.noise = NoiseModel(spec, self.train_set.labels, full.num_classes,
+        # H_alpha trains on the clean examples only: the noise is in the loss, not in the labels.
+        h_alpha = train["loss"] == "h_alpha"
+        label_spec = dataclasses.replace(spec, alpha=0.0, delta=0.0) if h_alpha else spec
+        pool = noise_pool(label_spec, full, clean_index, data)
+        self.noise = NoiseModel(label_spec, self.train_set.labels, full.num_classes,
                                 pool_labels=None if pool is None else pool.labels)
+        noise_dist = torch.from_numpy(distribution(spec, full.num_classes)).to(self.device)  # structured too
+        self.loss_fn = losses.build(train["loss"], spec.alpha, noise_dist)
         table = self.train_set if pool is None else self.train_set.extend(pool)
         self.loader = TensorLoader(table, self.noise, train["batch_size"], train["seed"], self.device)
         m = config["model"]
@@ -143,5 +147,5 @@ class Trial:
             on_epoch(r)
 
         return fit(self.model, self.optimizer, self.loader, lambda: batches(self.test_set, EVAL_BATCH, self.device),
-                   self.config["train"]["epochs"], self.device, F.cross_entropy, report,
+                   self.config["train"]["epochs"], self.device, self.loss_fn, report,
                    start_epoch=self.epoch, set_epoch=self.loader.set_epoch)

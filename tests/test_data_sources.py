@@ -143,11 +143,11 @@ def test_cifar10_white_noise_trial_runs(data_root: Path, cifar10: tuple) -> None
 
 def test_absent_dataset_uses_a_stand_in_only_when_allowed(tmp_path: Path) -> None:
     assert datasets.ensure_available("cifar100", tmp_path, download=False, stand_in=True) is True
-    with pytest.raises(UsageError, match=rf"cifar100 not found under {tmp_path} and data.download=false.*preset=smoke"):
+    with pytest.raises(UsageError, match=rf"CIFAR-100 not found under {tmp_path} and data.download=false.*preset=smoke"):
         datasets.ensure_available("cifar100", tmp_path, download=False)
-    with pytest.raises(UsageError, match="MNIST|mnist"):
+    with pytest.raises(UsageError, match="MNIST not found"):
         datasets.ensure_available("mnist", tmp_path, download=False, stand_in=True)  # never a stand-in
-    with pytest.raises(UsageError, match="imagenet not found"):
+    with pytest.raises(UsageError, match="ImageNet not found"):
         datasets.load("imagenet", tmp_path, True)
     stand_in = datasets.load("cifar100", tmp_path, True, stand_in=True)
     assert stand_in.images.shape[1:] == (3, 32, 32) and stand_in.num_classes == 100

@@ -1,0 +1,83 @@
+"""The launcher: bad input gets one line and exit 2 with nothing written; a real smoke study runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from study.launch import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["exp=no_such_exp"], "exp='no_such_exp' is unknown: choose one of"),
+    (["preset=huge"], "preset='huge' is unknown: choose one of"),
+    (["grid.model.arch=[mlp1,vgg]"], "model.arch='vgg' is unknown: choose one of perceptron"),
+    (["grid.noise.alpha=[0,-1]"], "noise.alpha=-1 is invalid: it must be a real number >= 0"),
+    (["grid.train.lr=[0.1,0]"], "train.lr=0 is invalid: it must be a number > 0"),
+    (["train.batch_size=0"], "train.batch_size=0 is invalid: it must be an integer > 0"),
+    (["train.no_such_key=3"], "bad override: Could not override 'train.no_such_key'"),
+    (["+grid.train.nope=[1]"], "grid.train.nope names no config key"),
+])
+def test_bad_input_one_line_exit_2(overrides: list[str], message: str, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str], data_root: Path) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["preset=smoke", f"run_dir={run_dir}", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not run_dir.exists()
+
+
+def test_missing_data_one_line_exit_2(tmp_path: Path) -> None:
+    # A subprocess: the real entry point, no traceback, no download, nothing written.
+    empty = tmp_path / "no-data"
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "study.launch", "preset=smoke", f"data.root={empty}",
+                           "data.download=false", f"run_dir={run_dir}"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert f"MNIST not found under {empty}" in proc.stderr and "data.root=" in proc.stderr
+    assert not run_dir.exists() and not empty.exists()
+
+
+@pytest.mark.slow
+def test_smoke_study_through_tune(data_root: Path, tmp_path: Path) -> None:
+    """The README's demo command, exactly: real MNIST, Ray Tune, Figure 1."""
+    proc = subprocess.run([sys.executable, "-m", "study.launch", "exp=uniform_mnist", "preset=smoke",
+                           f"run_dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, cwd=REPO, timeout=900,
+                          env={**os.environ, "STUDY_DATA_ROOT": str(data_root)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dir = Path(proc.stdout.strip().splitlines()[-1].removeprefix("results: "))
+    assert run_dir == (tmp_path / "run").resolve()
+    for name in ("trials.csv", "epochs.csv", "summary.csv", "fig1.png", "study.json"):
+        assert (run_dir / name).stat().st_size > 0, name
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 3 * 3 * 2 and (trials["status"] == "ok").all()
+    assert {"alpha", "arch", "lr", "batch_size", "seed", "test_acc", "best_test_acc"} <= set(trials.columns)
+    summary = pd.read_csv(run_dir / "summary.csv")
+    conv_clean = summary[(summary["arch"] == "conv4") & (summary["alpha"] == 0)]["test_acc"].item()
+    assert conv_clean >= 0.80
+    assert (summary["test_acc"] > 0.2).all()  # every cell well above chance (10%)
+
+    # The analysis re-creates its outputs from the result files alone.
+    (run_dir / "fig1.png").unlink()
+    (run_dir / "summary.csv").unlink()
+    proc = subprocess.run([sys.executable, "-m", "analysis.report", str(run_dir)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (run_dir / "fig1.png").exists()
+    assert pd.read_csv(run_dir / "summary.csv").equals(summary)
+
+
+def test_report_rejects_non_run_dir(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not a finished study run dir" in proc.stderr
