@@ -81,11 +81,11 @@ def trial_base(cfg: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-def grid_of(cfg: dict[str, Any]) -> dict[str, list[Any]]:
+def grid_of(cfg: dict[str, Any], name: str = "grid") -> dict[str, list[Any]]:
     grid = flatten(cfg.get("grid") or {})
     for path, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise UsageError(f"grid.{path}={values!r} is invalid: it must be a non-empty list")
+            raise UsageError(f"{name}.{path}={values!r} is invalid: it must be a non-empty list")
     return grid
 
 
@@ -95,7 +95,7 @@ def grids_of(cfg: dict[str, Any]) -> list[dict[str, list[Any]]]:
     extras = cfg.get("grid_extra") or []
     if not isinstance(extras, list):
         raise UsageError(f"grid_extra={extras!r} is invalid: it must be a list of partial grids")
-    return [grid] + [{**grid, **grid_of({"grid": extra})} for extra in extras]
+    return [grid] + [{**grid, **grid_of({"grid": extra}, f"grid_extra[{i}]")} for i, extra in enumerate(extras)]
 
 
 def expand(base: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:

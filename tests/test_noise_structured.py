@@ -168,3 +168,13 @@ def test_structured_study_without_artifact_stops_with_one_line(tmp_path: Path, c
     assert code == 2 and len(err) == 1
     assert "exp=confusion" in err[0] and str(missing) in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_trial_reports_its_test_confusion_matrix(data_root: Path) -> None:
+    from study.trial import Trial
+
+    trial = Trial(trial_config(data_root, data={"n_clean": 200, "n_test": 300}, train={"epochs": 1}))
+    trial.run(lambda r: None)
+    confusion = trial.confusion()
+    assert confusion.shape == (M, M) and confusion.sum() == 300
+    np.testing.assert_array_equal(confusion.sum(1), np.bincount(trial.test_set.labels.numpy(), minlength=M))
