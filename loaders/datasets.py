@@ -1,14 +1,27 @@
-"""Datasets as whole uint8 tensors, read through torchvision.
+"""Datasets as whole uint8 tensors, read through torchvision (or numpy archives).
 
 The data root is, in order: the config key ``data.root``, the environment variable
 ``STUDY_DATA_ROOT``, else a per-user cache dir. Online users get torchvision's download; offline with
 no data, the user gets one line naming the root searched and how to fix it.
+
+Layouts under the root, first match wins:
+  mnist     MNIST/raw/*-ubyte (torchvision)
+  cifar10   cifar10.npz (x_train, y_train, x_test, y_test; orig_index_* restore the original
+            order), else cifar-10-batches-py/ (torchvision, downloaded when online)
+  cifar100  cifar100.npz (same arrays), else cifar-100-python/ (torchvision, downloaded when online)
+  imagenet  imagenet/train/<class>/*, imagenet/val/<class>/* (class-folder trees, torchvision
+            ImageFolder), resized and centre-cropped to data.image_size. The tensor path holds a
+            split in memory, so it takes small folders only (FOLDER_MAX_IMAGES); full ImageNet is
+            for the FFCV loader.
+When cifar10/cifar100/imagenet are absent and data.stand_in is true (preset=smoke), a small generated
+stand-in with the same image shape and class count is used instead (the launcher says so).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import zlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +32,21 @@ import torchvision
 
 from loaders.errors import UsageError
 
-DATASETS = ("mnist",)
+DATASETS = ("mnist", "cifar10", "cifar100", "imagenet")
+NUM_CLASSES = {"mnist": 10, "cifar10": 10, "cifar100": 100, "imagenet": 1000}
+# Per-channel mean and std of each training split in [0, 1] units (the usual constants; cifar10's
+# match cifar10.npz to 4 decimals, see ../shared/datasets/SOURCES.md).
+STATS = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+TORCHVISION = {"mnist": "MNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet"}
+FOLDER_MAX_IMAGES = 20_000  # 20k 224x224 RGB images are 3 GB of uint8
+# Stand-in sizes (train, test): enough for smoke subsets, small enough to generate in a second.
+STAND_IN_SIZE = {"cifar10": (5000, 2000), "cifar100": (5000, 2000), "imagenet": (3000, 2000)}
 
 
 @dataclass
@@ -38,13 +65,27 @@ class ImageSet:
     def subset(self, index: torch.Tensor) -> "ImageSet":
         return ImageSet(self.images[index], self.labels[index], self.num_classes, self.mean, self.std)
 
+    def extend(self, other: "ImageSet") -> "ImageSet":
+        """This set with other's images appended (the noise pools); keeps this set's stats."""
+        return ImageSet(torch.cat([self.images, other.images]), torch.cat([self.labels, other.labels]),
+                        self.num_classes, self.mean, self.std)
+
+
+def cache_dir() -> Path:
+    """The per-user folder of this project's downloads and artifacts."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser().resolve() / "label-noise-study"
+
 
 def resolve_root(root: str | os.PathLike | None) -> Path:
     """data.root, else $STUDY_DATA_ROOT, else the user cache dir; always absolute."""
     if root in (None, ""):
-        root = os.environ.get("STUDY_DATA_ROOT") or Path(
-            os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "label-noise-study" / "datasets"
+        root = os.environ.get("STUDY_DATA_ROOT") or cache_dir() / "datasets"
     return Path(root).expanduser().resolve()
+
+
+def default_confusion_path(dataset: str) -> Path:
+    """Where exp=confusion leaves its summed test confusion matrix and exp=structured looks for it."""
+    return cache_dir() / "confusion" / f"{dataset}.npy"
 
 
 def _mnist_files(root: Path) -> list[Path]:
@@ -53,39 +94,134 @@ def _mnist_files(root: Path) -> list[Path]:
                               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
 
 
-def ensure_available(name: str, root: Path, download: bool) -> None:
-    """Make sure the dataset is on disk under root, downloading it when allowed.
+def _tv_folder(name: str, root: Path) -> Path:
+    """torchvision's extracted folder of a CIFAR dataset."""
+    return root / {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
 
-    A download goes to a temporary dir first and is moved into root only when complete, so a failed
-    or interrupted download leaves nothing behind.
-    """
-    if name not in DATASETS:
-        raise UsageError(f"data.dataset={name!r} is unknown: choose one of {', '.join(DATASETS)}")
-    missing = [p for p in _mnist_files(root) if not p.exists()]
-    if not missing:
-        return
-    fix = (f"put MNIST in torchvision's layout under {root}/MNIST/raw, or point data.root= "
-           f"(or STUDY_DATA_ROOT) at a folder that holds it")
-    if not download:
-        raise UsageError(f"MNIST not found under {root} (missing {missing[0].name}) and data.download=false: {fix}")
-    tmp = Path(tempfile.mkdtemp(prefix="mnist-download-"))
+
+def present(name: str, root: Path) -> bool:
+    """Whether the dataset's files are under root (in any layout of the module docstring)."""
+    if name == "mnist":
+        return all(p.exists() for p in _mnist_files(root))
+    if name == "imagenet":
+        return (root / "imagenet" / "train").is_dir() and (root / "imagenet" / "val").is_dir()
+    return (root / f"{name}.npz").is_file() or _tv_folder(name, root).is_dir()
+
+
+def _download(name: str, root: Path) -> None:
+    """torchvision's download into a temporary dir, moved into root only when complete."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-download-"))
     try:
-        torchvision.datasets.MNIST(tmp, train=True, download=True)
-        torchvision.datasets.MNIST(tmp, train=False, download=True)
-        (root / "MNIST").mkdir(parents=True, exist_ok=True)
-        shutil.copytree(tmp / "MNIST", root / "MNIST", dirs_exist_ok=True)
-    except Exception as exc:  # torchvision raises RuntimeError/URLError/OSError when offline
-        raise UsageError(f"MNIST not found under {root} and the download failed "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}): {fix}") from None
+        cls = getattr(torchvision.datasets, TORCHVISION[name])
+        cls(tmp, train=True, download=True)
+        cls(tmp, train=False, download=True)
+        folder = "MNIST" if name == "mnist" else _tv_folder(name, tmp).name
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copytree(tmp / folder, root / folder, dirs_exist_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load(name: str, root: Path, train: bool) -> ImageSet:
-    """One split of a dataset as tensors (call ensure_available first)."""
-    ds = torchvision.datasets.MNIST(root, train=train, download=False)
-    images = ds.data.unsqueeze(1).contiguous()  # (N, 1, 28, 28) uint8
-    return ImageSet(images, ds.targets.long(), 10, mean=(0.1307,), std=(0.3081,))
+def ensure_available(name: str, root: Path, download: bool, stand_in: bool = False) -> bool:
+    """Make sure the dataset is on disk under root, downloading it when allowed.
+
+    Returns True when it is absent and the generated stand-in will be used instead (stand_in=True,
+    never for MNIST). A download goes to a temporary dir first and is moved into root only when
+    complete, so a failed or interrupted download leaves nothing behind.
+    """
+    if name not in DATASETS:
+        raise UsageError(f"data.dataset={name!r} is unknown: choose one of {', '.join(DATASETS)}")
+    if present(name, root):
+        return False
+    where = {"mnist": f"MNIST in torchvision's layout under {root}/MNIST/raw",
+             "cifar10": f"{root}/cifar10.npz or {root}/cifar-10-batches-py",
+             "cifar100": f"{root}/cifar100.npz or {root}/cifar-100-python",
+             "imagenet": f"class folders under {root}/imagenet/train and {root}/imagenet/val"}[name]
+    fix = f"put {where}, or point data.root= (or STUDY_DATA_ROOT) at a folder that holds it"
+    failure = "data.download=false"
+    if download and name in TORCHVISION:
+        try:
+            _download(name, root)
+            return False
+        except Exception as exc:  # torchvision raises RuntimeError/URLError/OSError when offline
+            detail = str(exc).splitlines()[0][:120] if str(exc) else ""
+            failure = f"the download failed ({type(exc).__name__}: {detail})"
+    if stand_in and name != "mnist":
+        return True
+    stand_in_hint = "; or use preset=smoke (data.stand_in=true) for a generated stand-in" if name != "mnist" else ""
+    raise UsageError(f"{TITLES[name]} not found under {root} and {failure}: {fix}{stand_in_hint}")
+
+
+def load(name: str, root: Path, train: bool, stand_in: bool = False, image_size: int = 224) -> ImageSet:
+    """One split of a dataset as tensors (call ensure_available first).
+
+    stand_in: use the generated stand-in when the files are absent; image_size: imagenet only.
+    """
+    mean, std = STATS[name]
+    if not present(name, root):
+        if not stand_in or name == "mnist":
+            ensure_available(name, root, download=False)  # raises the one-line error
+        return generated_stand_in(name, train, image_size)
+    if name == "mnist":
+        ds = torchvision.datasets.MNIST(root, train=train, download=False)
+        return ImageSet(ds.data.unsqueeze(1).contiguous(), ds.targets.long(), 10, mean, std)  # (N, 1, 28, 28)
+    if name == "imagenet":
+        return _image_folder(root / "imagenet" / ("train" if train else "val"), image_size)
+    split = "train" if train else "test"
+    npz = root / f"{name}.npz"
+    if npz.is_file():
+        with np.load(npz) as d:
+            x, y = d[f"x_{split}"], d[f"y_{split}"]
+            if f"orig_index_{split}" in d:  # cifar10.npz is sorted by class: restore the original order
+                x, y = _reorder(x, d[f"orig_index_{split}"]), _reorder(y, d[f"orig_index_{split}"])
+    else:
+        ds = getattr(torchvision.datasets, TORCHVISION[name])(root, train=train, download=False)
+        x, y = ds.data, np.asarray(ds.targets)
+    images = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
+    return ImageSet(images, torch.from_numpy(np.asarray(y, dtype=np.int64)), NUM_CLASSES[name], mean, std)
+
+
+def _reorder(a: np.ndarray, orig_index: np.ndarray) -> np.ndarray:
+    out = np.empty_like(a)
+    out[orig_index] = a
+    return out
+
+
+def _image_folder(folder: Path, size: int) -> ImageSet:
+    """A small class-folder tree, resized (shorter side) and centre-cropped to size x size."""
+    from torchvision.transforms import v2
+
+    ds = torchvision.datasets.ImageFolder(str(folder))
+    if len(ds) > FOLDER_MAX_IMAGES:
+        raise UsageError(f"{folder} holds {len(ds)} images; the tensor loader keeps a split in memory and takes at "
+                         f"most {FOLDER_MAX_IMAGES}: serve full ImageNet through the FFCV loader")
+    if len(ds.classes) != NUM_CLASSES["imagenet"]:
+        raise UsageError(f"{folder} has {len(ds.classes)} class folders; imagenet needs {NUM_CLASSES['imagenet']}")
+    prep = v2.Compose([v2.PILToTensor(), v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+    images = torch.stack([prep(ds.loader(path).convert("RGB")) for path, _ in ds.samples])
+    mean, std = STATS["imagenet"]
+    return ImageSet(images, torch.tensor(ds.targets, dtype=torch.int64), NUM_CLASSES["imagenet"], mean, std)
+
+
+def generated_stand_in(name: str, train: bool, image_size: int = 224) -> ImageSet:
+    """A small deterministic stand-in for an absent dataset: the real one's image shape, class count
+    and pixel statistics, class-balanced, each class a smooth random template plus pixel noise (so a
+    model can learn it). Meant for smoke runs of the plumbing only."""
+    m = NUM_CLASSES[name]
+    mean, std = STATS[name]
+    size = 32 if name.startswith("cifar") else image_size
+    count = STAND_IN_SIZE[name][0 if train else 1]
+    templates_rng = np.random.default_rng(zlib.crc32(name.encode()))  # shared by both splits
+    rng = np.random.default_rng([zlib.crc32(name.encode()), int(train)])
+    coarse = torch.from_numpy(templates_rng.normal(size=(m, 3, 4, 4))).float()
+    templates = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    templates = templates / templates.std()
+    labels = torch.from_numpy(rng.permutation(np.arange(count) % m))
+    pixels = torch.from_numpy(rng.normal(size=(count, 3, size, size))).float()
+    z = (0.6 * templates[labels] + 0.8 * pixels)  # unit variance
+    x = torch.tensor(mean).view(1, 3, 1, 1) + torch.tensor(std).view(1, 3, 1, 1) * z
+    images = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    return ImageSet(images, labels.long(), m, mean, std)
 
 
 def stratified_subset(labels: torch.Tensor, size: int | None, seed: int) -> torch.Tensor:
@@ -105,3 +241,14 @@ def stratified_subset(labels: torch.Tensor, size: int | None, seed: int) -> torc
     order = np.argsort(rank, kind="stable")
     pooled = np.concatenate(per_class)[order][:size]
     return torch.from_numpy(np.sort(pooled))
+
+
+def novel_index(n_total: int, clean_index: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """`count` distinct training indices outside the clean subset, in a seeded random order: the
+    images of noise.source=novel (Fig. 7), one per noisy copy, never repeated."""
+    rest = np.setdiff1d(np.arange(n_total), clean_index.numpy())
+    if count > rest.size:
+        raise UsageError(f"noise.source=novel needs {count} unused training images (n_clean x alpha) but only "
+                         f"{rest.size} lie outside the {clean_index.numel()} clean ones: lower noise.alpha "
+                         f"to at most {rest.size / max(clean_index.numel(), 1):g} or data.n_clean")
+    return torch.from_numpy(np.random.default_rng([seed, 7]).permutation(rest)[:count])

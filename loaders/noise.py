@@ -1,10 +1,14 @@
 """The noise model: virtual index v of the diluted dataset -> (source image, label).
 
-The diluted set has ``n_virtual = n + round(alpha * n)`` examples. Virtual index ``v`` is copy
-``v // n`` of image ``v % n``. Copy 0 keeps the clean label. Every other copy carries a label drawn
-from the noise distribution of its image's true class, with the uniform variate taken from a
-counter-based hash of ``(seed, v)``. Nothing of size ``alpha * n`` is ever stored: a label is
-recomputed from ``v`` whenever it is needed, by any backend, on any device.
+The diluted set has ``n_virtual = n + round(alpha * n)`` examples; ``v < n`` is clean example ``v``
+with its clean label. Every ``v >= n`` is a noisy copy: its label is drawn from the noise
+distribution of its image's true class, with the uniform variate taken from a counter-based hash of
+``(seed, v)``. Nothing of size ``alpha * n`` is ever stored: a label is recomputed from ``v`` whenever
+it is needed, by any backend, on any device.
+
+The source index points into the loader's image table: the n clean images, then (for some
+``noise.source``) extra images appended after them (see NoiseModel). ``-1`` means "a white-noise
+image synthesised from v" (WhiteNoise), so white noise needs no storage either.
 
 Only integer arithmetic is used (32-bit values held in int64, products kept below 2**63), so the
 torch path (CPU or CUDA) and the numba path used inside FFCV give bit-identical labels.
@@ -12,7 +16,9 @@ torch path (CPU or CUDA) and the numba path used inside FFCV give bit-identical 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +29,12 @@ MASK32 = 0xFFFFFFFF
 TWO32 = 1 << 32
 # Distinct hash streams so that later draws (e.g. a source image) never reuse the label variate.
 STREAM_LABEL = 0x1B873593
+STREAM_ORDER = 0x2C1B3C6D
+STREAM_PIXEL = (0x297A2D39, 0x165667B1)  # the two uniforms of one Box-Muller normal
+
+ORDERS = ("confusing", "reverse", "random")
+SOURCES = ("same", "cifar100", "white", "novel")
+WHITE = -1  # source index of a synthesised white-noise image
 
 
 @dataclass(frozen=True)
@@ -30,17 +42,39 @@ class NoiseSpec:
     """What noise dilutes the training set.
 
     alpha: noisy examples added per clean example (real, >= 0).
-    seed: fixes every noisy label for ever; the same (seed, v) always gives the same label.
+    seed: fixes every noisy label (and the random order) for ever; the same (seed, v) always gives
+        the same label.
+    delta: structure of the noise in [0, 1] (§3.2, Fig. 4; see structured_distribution); 0 = uniform.
+    order: which wrong classes the structure favours: confusing (most confused first, from the
+        confusion matrix), reverse (least confused first) or random (seeded by `seed`).
+    source: where noisy copies' images come from (§3.3): same (the clean images, repeated), novel
+        (training images outside the clean subset, never repeated), cifar100 (another dataset's
+        images, uniform labels) or white (synthesised Gaussian noise, uniform labels).
+    confusion: path of the (m, m) confusion matrix (.npy, rows = true class) for confusing/reverse.
     """
 
     alpha: float = 0.0
     seed: int = 0
+    delta: float = 0.0
+    order: str = "confusing"
+    source: str = "same"
+    confusion: str | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.alpha, (int, float)) and np.isfinite(self.alpha) and self.alpha >= 0):
             raise UsageError(f"noise.alpha={self.alpha!r} is invalid: it must be a real number >= 0")
         if not (isinstance(self.seed, (int, np.integer)) and 0 <= self.seed < TWO32):
             raise UsageError(f"noise.seed={self.seed!r} is invalid: it must be an integer in [0, 2**32)")
+        if not (isinstance(self.delta, (int, float)) and 0 <= self.delta <= 1):
+            raise UsageError(f"noise.delta={self.delta!r} is invalid: it must be a number in [0, 1]")
+        if self.order not in ORDERS:
+            raise UsageError(f"noise.order={self.order!r} is unknown: choose one of {', '.join(ORDERS)}")
+        if self.source not in SOURCES:
+            raise UsageError(f"noise.source={self.source!r} is unknown: choose one of {', '.join(SOURCES)}")
+        if self.delta > 0 and self.source in ("cifar100", "white"):
+            # Those images have no true class, so there is no correct label to structure noise around.
+            raise UsageError(f"noise.delta={self.delta} needs images with a true class: with "
+                             f"noise.source={self.source} use delta=0, or use source=same or novel")
 
     def n_virtual(self, n: int) -> int:
         """Size of the diluted set built on n clean examples (fractional alpha is rounded)."""
@@ -50,6 +84,94 @@ class NoiseSpec:
 def uniform_distribution(m: int) -> np.ndarray:
     """(m, m) row-stochastic matrix: a noisy label is uniform over all m classes, correct one included."""
     return np.full((m, m), 1.0 / m)
+
+
+def structured_distribution(m: int, alpha: float, delta: float, order: np.ndarray) -> np.ndarray:
+    """Target label distribution of §3.2 / Fig. 4: row c is P(label | true class c) over all 1 + alpha
+    copies of an image of class c (its clean copy included).
+
+    With eps = 1 / (1 + alpha) (the correct label's likelihood over chance) and
+    u = alpha / (m (1 + alpha)) (a wrong class's probability under uniform noise):
+
+        correct class:               p_c = eps + u = 1/(1+alpha) + alpha/(m(1+alpha))  (as for uniform noise)
+        k-th wrong class in `order`: w_k = u + delta * eps * (m - 2k) / (m - 2),   k = 1 .. m-1
+
+    so delta = 0 is uniform noise, w_1 = u + delta * eps (at delta = 1 the most likely wrong class is
+    as likely as the correct one), w_k falls linearly in k, and sum_k w_k = (m - 1) u = 1 - p_c. The
+    last class gets w_{m-1} = u - delta * eps >= 0, i.e. the combination is feasible iff
+    delta <= alpha / m (e.g. any delta in [0, 1] at alpha >= m); otherwise UsageError.
+    `order` is (m, m-1): order[c] lists the wrong classes of c, most likely first.
+    """
+    if delta == 0:
+        return _uniform_target(m, alpha)
+    if m < 3:
+        raise UsageError(f"noise.delta={delta} needs at least 3 classes (got {m}): use noise.delta=0")
+    if delta > alpha / m:
+        raise UsageError(f"noise.delta={delta} with noise.alpha={alpha} and {m} classes would give the least "
+                         f"likely wrong class a negative probability: delta must be in [0, alpha/m = {alpha / m:g}]")
+    eps, target = 1.0 / (1.0 + alpha), _uniform_target(m, alpha)
+    k = np.arange(1, m)
+    wrong = target[0, 1] + delta * eps * (m - 2 * k) / (m - 2)
+    for c in range(m):
+        target[c, order[c]] = wrong
+    return target
+
+
+def _uniform_target(m: int, alpha: float) -> np.ndarray:
+    """Uniform noise seen over all copies: the correct class p_c, every wrong class u."""
+    u = alpha / (m * (1.0 + alpha))
+    return np.full((m, m), u) + np.eye(m) / (1.0 + alpha)
+
+
+def copy_distribution(target: np.ndarray, alpha: float) -> np.ndarray:
+    """The per-copy distribution D of the noisy copies that yields `target` over all copies:
+    target = e_c / (1 + alpha) + alpha / (1 + alpha) * D, so D = ((1 + alpha) target - I) / alpha.
+
+    For uniform targets D is uniform over all m classes (correct one included); for structured ones
+    D[c, c] = 1/m and D[c, k-th wrong] = 1/m + delta (m - 2k) / (alpha (m - 2)).
+    """
+    m = target.shape[0]
+    if alpha == 0:  # no noisy copies: any D will do
+        return uniform_distribution(m)
+    dist = ((1.0 + alpha) * target - np.eye(m)) / alpha
+    dist = np.clip(dist, 0.0, None)  # -1e-17 at the feasibility boundary delta = alpha/m
+    return dist / dist.sum(1, keepdims=True)
+
+
+def wrong_class_order(kind: str, m: int, seed: int, confusion: np.ndarray | None) -> np.ndarray:
+    """(m, m-1): for each true class c, its wrong classes, the one noise favours most first.
+
+    confusing: by confusion[c, j] (test images of class c predicted as j) descending, ties by class
+    index; reverse: that list reversed; random: a permutation per class seeded by the noise seed.
+    """
+    wrong = np.array([[j for j in range(m) if j != c] for c in range(m)]).reshape(m, m - 1)
+    if kind == "random":
+        rng = np.random.default_rng([seed, STREAM_ORDER])
+        return np.stack([rng.permutation(row) for row in wrong])
+    confusion = np.asarray(confusion, dtype=np.float64)
+    if confusion.shape != (m, m):
+        raise UsageError(f"the confusion matrix has shape {confusion.shape}: the dataset has {m} classes, "
+                         f"so it must be ({m}, {m})")
+    ranked = np.stack([row[np.lexsort((row, -confusion[c, row]))] for c, row in enumerate(wrong)])
+    return ranked if kind == "confusing" else ranked[:, ::-1].copy()
+
+
+def load_confusion(spec: NoiseSpec) -> np.ndarray:
+    """The confusion matrix spec.confusion names (needed for order confusing/reverse)."""
+    path = Path(spec.confusion) if spec.confusion else None
+    if path is None or not path.is_file():
+        raise UsageError(f"noise.order={spec.order} needs a confusion matrix at noise.confusion={spec.confusion}, "
+                         f"which does not exist: make it with `python -m study.launch exp=confusion`")
+    return np.load(path)
+
+
+def distribution(spec: NoiseSpec, m: int) -> np.ndarray:
+    """The (m, m) per-copy label distribution of the noisy copies that `spec` describes."""
+    if spec.delta == 0:
+        return uniform_distribution(m)
+    confusion = None if spec.order == "random" else load_confusion(spec)
+    order = wrong_class_order(spec.order, m, spec.seed, confusion)
+    return copy_distribution(structured_distribution(m, spec.alpha, spec.delta, order), spec.alpha)
 
 
 def thresholds(dist: np.ndarray) -> np.ndarray:
@@ -94,28 +216,101 @@ def hash32(seed: int, v: torch.Tensor, stream: int) -> torch.Tensor:
 
 
 class NoiseModel:
-    """The noise function, bound to one dataset's clean labels. Vectorised, device-agnostic."""
+    """The noise function, bound to one dataset's clean labels. Vectorised, device-agnostic.
+
+    Image table seen by the loader: rows 0..n-1 are the clean images; `pool_labels`, when given, are
+    the true classes of extra images appended after them (-1: no class, e.g. CIFAR-100 images for a
+    CIFAR-10 study). Source of noisy copy v >= n, per spec.source:
+      same:     v % n, the clean images repeated;
+      novel:    v itself: the table holds one unused training image per noisy copy (no repetition);
+      cifar100: n + (v - n) % len(pool), the other dataset's images in turn;
+      white:    -1 (WHITE), a white-noise image the loader synthesises from v (WhiteNoise).
+    Noisy labels follow the per-copy distribution of the image's true class (`distribution(spec)`),
+    or the uniform distribution over all m classes when the image has no class (cifar100, white).
+    """
 
     def __init__(self, spec: NoiseSpec, clean_labels: torch.Tensor, num_classes: int,
-                 dist: np.ndarray | None = None) -> None:
+                 dist: np.ndarray | None = None, pool_labels: torch.Tensor | None = None) -> None:
         self.spec = spec
         self.n = int(clean_labels.numel())
         self.m = num_classes
         self.n_virtual = spec.n_virtual(self.n)
         self.clean_labels = clean_labels.long()
-        self.table_np = thresholds(uniform_distribution(num_classes) if dist is None else dist)
+        pool = torch.zeros(0, dtype=torch.int64) if pool_labels is None else pool_labels.long().cpu()
+        self.n_pool = int(pool.numel())
+        needed = {"novel": self.n_virtual - self.n, "cifar100": 1 if self.n_virtual > self.n else 0}.get(spec.source, 0)
+        if self.n_pool < needed:
+            raise UsageError(f"noise.source={spec.source} needs {needed} extra images for its noisy copies "
+                             f"but was given {self.n_pool}")
+        # Noise row of every table image: its true class, or m (the uniform row) when it has none.
+        self.rows = torch.cat([self.clean_labels.cpu(), torch.where(pool < 0, num_classes, pool)]).to(clean_labels.device)
+        per_copy = distribution(spec, num_classes) if dist is None else dist
+        self.table_np = np.concatenate([thresholds(per_copy), thresholds(uniform_distribution(num_classes))[:1]])
         self.table = torch.from_numpy(self.table_np).to(clean_labels.device)
 
     def to(self, device: torch.device | str) -> "NoiseModel":
         self.clean_labels = self.clean_labels.to(device)
+        self.rows = self.rows.to(device)
         self.table = self.table.to(device)
         return self
 
+    def source(self, v: torch.Tensor) -> torch.Tensor:
+        """Index into the image table of each virtual index (WHITE for a synthesised image)."""
+        clean = v % self.n
+        if self.spec.source == "same":
+            return clean
+        if self.spec.source == "novel":
+            return v
+        noisy = self.n + (v - self.n) % max(self.n_pool, 1) if self.spec.source == "cifar100" else torch.full_like(v, WHITE)
+        return torch.where(v < self.n, clean, noisy)
+
     def __call__(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Virtual indices (int64, any shape) -> (source image index, label), both int64."""
-        source = v % self.n
-        clean = self.clean_labels[source]
+        source = self.source(v)
+        clean = self.clean_labels[v % self.n]
+        row = torch.where(source == WHITE, self.m, self.rows[source.clamp(min=0)])
         h = hash32(self.spec.seed, v, STREAM_LABEL)
-        rows = self.table[clean]  # (..., m + 1) thresholds of each example's true class
-        noisy = (h.unsqueeze(-1) >= rows[..., 1:-1]).sum(-1)
+        cuts = self.table[row]  # (..., m + 1) thresholds of each example's noise row
+        noisy = (h.unsqueeze(-1) >= cuts[..., 1:-1]).sum(-1)
         return source, torch.where(v < self.n, clean, noisy)
+
+
+def _clipped_normal_moments(mu: float, sigma: float) -> tuple[float, float]:
+    """Mean and std of clip(N(mu, sigma^2), 0, 1)."""
+    cdf = lambda x: 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))  # noqa: E731
+    pdf = lambda x: math.exp(-x * x / 2.0) / math.sqrt(2.0 * math.pi)  # noqa: E731
+    a, b = -mu / sigma, (1.0 - mu) / sigma
+    inside, edge = cdf(b) - cdf(a), pdf(a) - pdf(b)
+    m1 = mu * inside + sigma * edge + (1.0 - cdf(b))
+    m2 = (mu * mu + sigma * sigma) * inside + 2 * mu * sigma * edge + sigma * sigma * (a * pdf(a) - b * pdf(b)) + (1.0 - cdf(b))
+    return m1, math.sqrt(max(m2 - m1 * m1, 0.0))
+
+
+class WhiteNoise:
+    """White-noise images for virtual indices: i.i.d. Gaussian pixels whose mean and std per channel,
+    after clipping to the pixel range and rounding to uint8, match the training set's (§3.3).
+
+    Pixel p of image v is a Box-Muller normal from the hashes of (seed, v * pixels + p) on two
+    streams, so an image is recomputed, never stored, and is the same on every device and epoch.
+    """
+
+    def __init__(self, seed: int, shape: tuple[int, int, int], mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        self.seed, self.shape, self.pixels = seed, shape, int(np.prod(shape))
+        # Pre-clip parameters, so that the clipped pixels have the target moments (fixed point).
+        mus, sigmas = [], []
+        for target_mean, target_std in zip(mean, std):
+            mu, sigma = target_mean, target_std
+            for _ in range(200):
+                m1, s1 = _clipped_normal_moments(mu, sigma)
+                mu, sigma = mu + target_mean - m1, sigma * target_std / s1
+            mus.append(mu), sigmas.append(sigma)
+        self.mu, self.sigma = torch.tensor(mus).view(-1, 1, 1), torch.tensor(sigmas).view(-1, 1, 1)
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        """(len(v), C, H, W) uint8 images for the 1-d int64 virtual indices v."""
+        counter = v.view(-1, 1) * self.pixels + torch.arange(self.pixels, device=v.device)
+        u1 = (hash32(self.seed, counter, STREAM_PIXEL[0]).double() + 0.5) / TWO32  # in (0, 1): log is finite
+        u2 = hash32(self.seed, counter, STREAM_PIXEL[1]).double() / TWO32
+        z = (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)).float().view(-1, *self.shape)
+        x = self.mu.to(v.device) + self.sigma.to(v.device) * z
+        return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 
 from loaders.datasets import ImageSet
-from loaders.noise import NoiseModel
+from loaders.noise import WHITE, NoiseModel, WhiteNoise
 
 
 def normalizer(data: ImageSet, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,7 +26,10 @@ class TensorLoader:
 
     def __init__(self, data: ImageSet, noise: NoiseModel, batch_size: int, seed: int,
                  device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+        """data: the image table the noise model indexes (the clean images, then any noise pool)."""
         self.images = data.images.to(device)
+        self.white = (WhiteNoise(noise.spec.seed, tuple(data.images.shape[1:]), data.mean, data.std)
+                      if noise.spec.source == "white" else None)
         self.noise = noise.to(device)
         self.batch_size = batch_size
         self.seed = seed
@@ -49,7 +52,10 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for v in self.order().split(self.batch_size):
             source, labels = self.noise(v)
-            x = self.images[source].to(self.dtype) * self.scale + self.shift
+            images = self.images[source.clamp(min=0)]
+            if self.white is not None:
+                images = torch.where((source == WHITE).view(-1, 1, 1, 1), self.white(v), images)
+            x = images.to(self.dtype) * self.scale + self.shift
             yield x, labels
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import sys
 import time
 from importlib import resources
@@ -75,15 +76,26 @@ def trial_base(cfg: dict[str, Any]) -> dict[str, Any]:
     """The part of the config a trial sees, with the data root made absolute in the driver."""
     base = {k: dict(cfg[k]) for k in TRIAL_SECTIONS}
     base["data"]["root"] = str(datasets.resolve_root(base["data"]["root"]))
+    if base["noise"].get("confusion"):
+        base["noise"]["confusion"] = str(Path(base["noise"]["confusion"]).expanduser().resolve())
     return base
 
 
-def grid_of(cfg: dict[str, Any]) -> dict[str, list[Any]]:
+def grid_of(cfg: dict[str, Any], name: str = "grid") -> dict[str, list[Any]]:
     grid = flatten(cfg.get("grid") or {})
     for path, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise UsageError(f"grid.{path}={values!r} is invalid: it must be a non-empty list")
+            raise UsageError(f"{name}.{path}={values!r} is invalid: it must be a non-empty list")
     return grid
+
+
+def grids_of(cfg: dict[str, Any]) -> list[dict[str, list[Any]]]:
+    """The study's grids: `grid`, then one per `grid_extra` entry (its lists replace grid's)."""
+    grid = grid_of(cfg)
+    extras = cfg.get("grid_extra") or []
+    if not isinstance(extras, list):
+        raise UsageError(f"grid_extra={extras!r} is invalid: it must be a list of partial grids")
+    return [grid] + [{**grid, **grid_of({"grid": extra}, f"grid_extra[{i}]")} for i, extra in enumerate(extras)]
 
 
 def expand(base: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -151,13 +163,14 @@ def collect(results: Any, grid: dict[str, list[Any]]) -> tuple[Any, Any]:
     return pd.DataFrame(trials), epochs_df
 
 
-def dry_run_text(cfg: dict[str, Any], choices: dict[str, str], grid: dict[str, list[Any]],
+def dry_run_text(cfg: dict[str, Any], choices: dict[str, str], grids: list[dict[str, list[Any]]],
                  configs: list[dict[str, Any]]) -> str:
     from study.cost import estimate
 
     gpu = cfg["resources"]["gpu"] or 1.0  # a CPU preset is costed as if each trial had a whole GPU
     cost = estimate(configs, gpu)
-    shape = " x ".join(f"{path} {len(values)}" for path, values in grid.items()) or "no grid"
+    shape = " + ".join(" x ".join(f"{path} {len(values)}" for path, values in grid.items()) or "1"
+                       for grid in grids)
     return "\n".join([
         f"dry run: exp={choices['exp']} preset={choices['preset']} (nothing started, nothing written)",
         f"trials: {cost['trials']} ({shape})",
@@ -166,6 +179,37 @@ def dry_run_text(cfg: dict[str, Any], choices: dict[str, str], grid: dict[str, l
         f"estimated GPU time: {cost['gpu_hours']:.3g} GPU-hours at {gpu} GPU per trial "
         f"[{cost['source']}]",
     ])
+
+
+def ensure_data(configs: list[dict[str, Any]]) -> None:
+    """Every dataset the trials read is on disk, or (smoke) will be a stand-in: say so in one line."""
+    needed = set()
+    for c in configs:
+        data = c["data"]
+        for name in {data["dataset"], *(["cifar100"] if c["noise"]["source"] == "cifar100" else [])}:
+            needed.add((name, data["root"], data["download"], data["stand_in"]))
+    for name, root, download, stand_in in sorted(needed):
+        if datasets.ensure_available(name, Path(root), download, stand_in):
+            print(f"data: {name} is not under {root}: using a small generated stand-in with its image shape and "
+                  f"classes (data.stand_in=true; results say nothing about {name})", flush=True)
+
+
+def save_confusion(results: Any, base: dict[str, Any], run_dir: Path) -> None:
+    """exp=confusion: sum the trials' test confusion matrices into run_dir/confusion.npy and copy it
+    to noise.confusion (default: the per-dataset path exp=structured reads)."""
+    import numpy as np
+
+    from study.trial import noise_spec
+
+    matrices = [np.asarray(r.metrics["confusion"]) for r in results if not r.error and "confusion" in (r.metrics or {})]
+    if not matrices:
+        print("confusion matrix: no trial finished, nothing saved", flush=True)
+        return
+    np.save(run_dir / "confusion.npy", np.sum(matrices, axis=0))
+    target = Path(noise_spec(base).confusion)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_dir / "confusion.npy", target)
+    print(f"confusion matrix ({len(matrices)} trials): {run_dir / 'confusion.npy'}, copied to {target}", flush=True)
 
 
 def run_study(cfg: dict[str, Any], choices: dict[str, str]) -> Path | None:
@@ -178,14 +222,14 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str]) -> Path | None:
 
     check_resources(cfg)
     base = trial_base(cfg)
-    grid = grid_of(cfg)
-    configs = expand(base, grid)
+    grids = grids_of(cfg)
+    configs = [config for grid in grids for config in expand(base, grid)]
     for config in configs:
         check(config)
     if cfg["dry_run"]:
-        print(dry_run_text(cfg, choices, grid, configs))
+        print(dry_run_text(cfg, choices, grids, configs))
         return None
-    datasets.ensure_available(base["data"]["dataset"], Path(base["data"]["root"]), base["data"]["download"])
+    ensure_data(configs)
 
     run_dir = Path(cfg["run_dir"] or default_run_dir(choices)).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -202,16 +246,20 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str]) -> Path | None:
                  runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
     try:
         resources_per_trial = {"cpu": cfg["resources"]["cpu"], "gpu": cfg["resources"]["gpu"]}
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, resources_per_trial),
-            param_space=param_space(base, grid),
-            tune_config=tune.TuneConfig(max_concurrent_trials=cfg["max_concurrent_trials"]),
-            run_config=tune.RunConfig(storage_path=str(run_dir), name="tune"),
-        )
-        results = tuner.fit()
+        results = []
+        for i, grid in enumerate(grids):  # a union of grids is no single Tune grid: one Tuner each
+            tuner = tune.Tuner(
+                tune.with_resources(trainable, resources_per_trial),
+                param_space=param_space(base, grid),
+                tune_config=tune.TuneConfig(max_concurrent_trials=cfg["max_concurrent_trials"]),
+                run_config=tune.RunConfig(storage_path=str(run_dir), name="tune" if i == 0 else f"tune-extra{i}"),
+            )
+            results.extend(tuner.fit())
     finally:
         ray.shutdown()
-    trials, epochs = collect(results, grid)
+    if base["train"]["report_confusion"]:
+        save_confusion(results, base, run_dir)
+    trials, epochs = collect(results, {path: None for grid in grids for path in grid})
     files.write_csv(trials, run_dir / files.TRIALS)
     files.write_csv(epochs, run_dir / files.EPOCHS)
     report.make_report(run_dir)

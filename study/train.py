@@ -42,6 +42,17 @@ def evaluate(model: nn.Module, test: Batches, device: torch.device) -> tuple[flo
     return top1 / total, top5 / total
 
 
+def confusion_matrix(model: nn.Module, test: Batches, device: torch.device, classes: int) -> torch.Tensor:
+    """(classes, classes) int64 counts on a clean split: row = true class, column = predicted class."""
+    model.eval()
+    counts = torch.zeros(classes * classes, dtype=torch.int64, device=device)
+    with torch.no_grad(), autocast(device):
+        for x, y in test:
+            counts += torch.bincount(y * classes + model(x).argmax(1), minlength=classes * classes)
+    model.train()
+    return counts.view(classes, classes).cpu()
+
+
 def autocast(device: torch.device) -> torch.autocast:
     """bf16 on CUDA (tensor cores, no loss scaling needed); full precision elsewhere."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")

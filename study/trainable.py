@@ -9,6 +9,7 @@ import ray
 import torch
 from ray import tune
 
+from study.train import EpochReport
 from study.trial import Trial
 
 
@@ -18,4 +19,12 @@ def trainable(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(cpus)))
     trial = Trial(config)
     node_id = ray.get_runtime_context().get_node_id()  # Tune adds hostname/node_ip; this tells nodes on one host apart
-    trial.run(lambda r: tune.report({**dataclasses.asdict(r), "node_id": node_id}))
+    train = config["train"]
+
+    def report(r: EpochReport) -> None:
+        metrics = {**dataclasses.asdict(r), "node_id": node_id}
+        if train.get("report_confusion") and r.epoch == train["epochs"]:  # exp=confusion sums these
+            metrics["confusion"] = trial.confusion().tolist()
+        tune.report(metrics)
+
+    trial.run(report)

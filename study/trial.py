@@ -1,35 +1,61 @@
 """One training run built from a plain config dict (what a Tune trial receives). No Ray, no Hydra.
 
 Config layout (every key is set by the launcher from the Hydra config):
-  data:  dataset, root (absolute), download, n_clean (None = all), n_test (None = all), subset_seed
-  noise: alpha, seed
+  data:  dataset, root (absolute), download, n_clean (None = all), n_test (None = all), subset_seed,
+         stand_in, image_size
+  noise: alpha, seed, delta, order, source, confusion (None = the default artifact path)
   model: arch, mlp_hidden, conv_channels, fc_hidden
-  train: lr, batch_size, epochs, seed, loss (ce | h_alpha), device
+  train: lr, batch_size, epochs, seed, loss (ce | h_alpha), device, report_confusion
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from loaders import datasets
 from loaders.errors import UsageError
-from loaders.noise import NoiseModel, NoiseSpec, uniform_distribution
+from loaders.noise import NoiseModel, NoiseSpec, distribution
 from loaders.tensor import TensorLoader, batches
 from study import losses, models
-from study.train import EpochReport, fit
+from study.train import EpochReport, confusion_matrix, fit
 
 EVAL_BATCH = 1024
+
+
+def noise_spec(config: dict[str, Any]) -> NoiseSpec:
+    """The noise section as a spec; noise.confusion defaults to where exp=confusion writes its artifact."""
+    noise = dict(config["noise"])
+    noise["confusion"] = noise.get("confusion") or str(datasets.default_confusion_path(config["data"]["dataset"]))
+    return NoiseSpec(**noise)
+
+
+def check_noise(config: dict[str, Any]) -> None:
+    """The noise spec, its (alpha, delta) feasibility, its confusion artifact and its image source."""
+    spec, dataset = noise_spec(config), config["data"]["dataset"]
+    if dataset not in datasets.DATASETS:
+        raise UsageError(f"data.dataset={dataset!r} is unknown: choose one of {', '.join(datasets.DATASETS)}")
+    if spec.delta > 0 and spec.order != "random" and not Path(spec.confusion).is_file():
+        make = "python -m study.launch exp=confusion" + (f" data.dataset={dataset}" if dataset != "mnist" else "")
+        if Path(spec.confusion) != datasets.default_confusion_path(dataset):
+            make += f" noise.confusion={spec.confusion}"
+        raise UsageError(f"noise.order={spec.order} needs the confusion matrix {spec.confusion}, which does not "
+                         f"exist: make it with `{make}`")
+    distribution(spec, datasets.NUM_CLASSES[dataset])  # rejects an infeasible (alpha, delta)
+    if spec.source == "cifar100" and dataset != "cifar10":
+        raise UsageError(f"noise.source=cifar100 is for data.dataset=cifar10 (same image shape), not {dataset}")
 
 
 def check(config: dict[str, Any]) -> None:
     """Reject bad values with one clear line each, before anything runs or is written."""
     train, model = config["train"], config["model"]
-    NoiseSpec(**config["noise"])  # validates alpha and seed
+    check_noise(config)
     if model["arch"] not in models.ARCHS:
         raise UsageError(f"model.arch={model['arch']!r} is unknown: choose one of {', '.join(models.ARCHS)}")
     if not (isinstance(train["lr"], (int, float)) and train["lr"] > 0):
@@ -53,9 +79,21 @@ def pick_device(name: str) -> torch.device:
 
 
 @functools.lru_cache(maxsize=4)
-def load_split(name: str, root: str, train: bool) -> datasets.ImageSet:
+def load_split(name: str, root: str, train: bool, stand_in: bool = False, image_size: int = 224) -> datasets.ImageSet:
     """Cached per process, so trials that share a Tune actor read the files once."""
-    return datasets.load(name, Path(root), train)
+    return datasets.load(name, Path(root), train, stand_in, image_size)
+
+
+def noise_pool(spec: NoiseSpec, full: datasets.ImageSet, clean_index: torch.Tensor,
+               data: dict[str, Any]) -> datasets.ImageSet | None:
+    """Images appended after the clean ones for the noisy copies (see loaders.noise.NoiseModel)."""
+    n_noisy = spec.n_virtual(clean_index.numel()) - clean_index.numel()
+    if spec.source == "novel":
+        return full.subset(datasets.novel_index(len(full), clean_index, n_noisy, spec.seed))
+    if spec.source == "cifar100":
+        other = load_split("cifar100", data["root"], True, data.get("stand_in", False), data.get("image_size", 224))
+        return datasets.ImageSet(other.images, torch.full_like(other.labels, -1), other.num_classes, other.mean, other.std)
+    return None
 
 
 class Trial:
@@ -67,18 +105,23 @@ class Trial:
         self.config = config
         self.device = pick_device(train["device"])
         torch.manual_seed(train["seed"])
-        full = load_split(data["dataset"], data["root"], True)
-        test = load_split(data["dataset"], data["root"], False)
-        self.train_set = full.subset(datasets.stratified_subset(full.labels, data["n_clean"], data["subset_seed"]))
+        split = (data["dataset"], data["root"])
+        extra = (data.get("stand_in", False), data.get("image_size", 224))
+        full, test = load_split(*split, True, *extra), load_split(*split, False, *extra)
+        clean_index = datasets.stratified_subset(full.labels, data["n_clean"], data["subset_seed"])
+        self.train_set = full.subset(clean_index)
         self.test_set = test.subset(datasets.stratified_subset(test.labels, data["n_test"], data["subset_seed"]))
-        spec = NoiseSpec(**config["noise"])
+        spec = noise_spec(config)
         # H_alpha trains on the clean examples only: the noise is in the loss, not in the labels.
         h_alpha = train["loss"] == "h_alpha"
-        self.noise = NoiseModel(NoiseSpec(**{**config["noise"], "alpha": 0.0}) if h_alpha else spec,
-                                self.train_set.labels, full.num_classes)
-        noise_dist = torch.from_numpy(uniform_distribution(full.num_classes)).to(self.device)
+        label_spec = dataclasses.replace(spec, alpha=0.0, delta=0.0) if h_alpha else spec
+        pool = noise_pool(label_spec, full, clean_index, data)
+        self.noise = NoiseModel(label_spec, self.train_set.labels, full.num_classes,
+                                pool_labels=None if pool is None else pool.labels)
+        noise_dist = torch.from_numpy(distribution(spec, full.num_classes)).to(self.device)  # structured too
         self.loss_fn = losses.build(train["loss"], spec.alpha, noise_dist)
-        self.loader = TensorLoader(self.train_set, self.noise, train["batch_size"], train["seed"], self.device)
+        table = self.train_set if pool is None else self.train_set.extend(pool)
+        self.loader = TensorLoader(table, self.noise, train["batch_size"], train["seed"], self.device)
         m = config["model"]
         self.model = models.build(m["arch"], tuple(full.images.shape[1:]), full.num_classes, m["mlp_hidden"],
                                   tuple(m["conv_channels"]), m["fc_hidden"]).to(self.device)
@@ -92,6 +135,11 @@ class Trial:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = state["epoch"]
+
+    def confusion(self) -> np.ndarray:
+        """The model's (m, m) test confusion counts: row = true class, column = predicted class."""
+        test = batches(self.test_set, EVAL_BATCH, self.device)
+        return confusion_matrix(self.model, test, self.device, self.noise.m).numpy()
 
     def run(self, on_epoch: Callable[[EpochReport], None]) -> EpochReport | None:
         def report(r: EpochReport) -> None:

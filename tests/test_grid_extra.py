@@ -1,0 +1,28 @@
+"""grid_extra: trials added to a study's grid without crossing them with all of it (Fig. 11's H_alpha runs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from loaders.errors import UsageError
+from study import launch
+
+
+def test_batchsize_study_adds_h_alpha_runs_at_one_batch_size() -> None:
+    cfg, _ = launch.compose(["exp=batchsize", "preset=paper"])
+    base = launch.trial_base(cfg)
+    grids = launch.grids_of(cfg)
+    configs = [c for grid in grids for c in launch.expand(base, grid)]
+    alphas, lrs = len(cfg["grid"]["noise"]["alpha"]), len(cfg["grid"]["train"]["lr"])
+    ce = [c for c in configs if c["train"]["loss"] == "ce"]
+    h_alpha = [c for c in configs if c["train"]["loss"] == "h_alpha"]
+    assert len(ce) == alphas * 4 * lrs and {c["train"]["batch_size"] for c in ce} == {32, 64, 128, 256}
+    assert len(h_alpha) == alphas * lrs and {c["train"]["batch_size"] for c in h_alpha} == {128}
+    assert {c["noise"]["alpha"] for c in h_alpha} == {c["noise"]["alpha"] for c in ce}
+
+
+def test_grid_extra_must_be_a_list_of_grids() -> None:
+    with pytest.raises(UsageError, match="grid_extra="):
+        launch.grids_of({"grid": {}, "grid_extra": {"train": {"loss": ["h_alpha"]}}})
+    with pytest.raises(UsageError, match=r"grid_extra\[0\].train.loss=.h_alpha. is invalid"):
+        launch.grids_of({"grid": {}, "grid_extra": [{"train": {"loss": "h_alpha"}}]})
