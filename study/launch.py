@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from loaders import datasets
+from loaders import backends, datasets
 from loaders.errors import UsageError
 
 TRIAL_SECTIONS = ("data", "noise", "model", "train")
@@ -164,6 +164,7 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str]) -> Path:
     for config in configs:
         check(config)
     datasets.ensure_available(base["data"]["dataset"], Path(base["data"]["root"]), base["data"]["download"])
+    backends.prepare(base["data"])  # the ffcv .beton, written and checked once here
 
     run_dir = Path(cfg["run_dir"] or default_run_dir(choices)).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)

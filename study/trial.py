@@ -1,7 +1,8 @@
 """One training run built from a plain config dict (what a Tune trial receives). No Ray, no Hydra.
 
 Config layout (every key is set by the launcher from the Hydra config):
-  data:  dataset, root (absolute), download, n_clean (None = all), n_test (None = all), subset_seed
+  data:  dataset, root (absolute), download, n_clean (None = all), n_test (None = all), subset_seed,
+         backend, cache, rebuild, workers (optional; loaders.backends)
   noise: alpha, seed
   model: arch, mlp_hidden, conv_channels, fc_hidden
   train: lr, batch_size, epochs, seed, loss, device
@@ -17,10 +18,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from loaders import datasets
+from loaders import backends, datasets
 from loaders.errors import UsageError
 from loaders.noise import NoiseModel, NoiseSpec
-from loaders.tensor import TensorLoader, batches
+from loaders.tensor import batches
 from study import models
 from study.train import EpochReport, fit
 
@@ -32,6 +33,7 @@ def check(config: dict[str, Any]) -> None:
     """Reject bad values with one clear line each, before anything runs or is written."""
     train, model = config["train"], config["model"]
     NoiseSpec(**config["noise"])  # validates alpha and seed
+    backends.check(config["data"])
     if model["arch"] not in models.ARCHS:
         raise UsageError(f"model.arch={model['arch']!r} is unknown: choose one of {', '.join(models.ARCHS)}")
     if not (isinstance(train["lr"], (int, float)) and train["lr"] > 0):
@@ -71,10 +73,11 @@ class Trial:
         torch.manual_seed(train["seed"])
         full = load_split(data["dataset"], data["root"], True)
         test = load_split(data["dataset"], data["root"], False)
-        self.train_set = full.subset(datasets.stratified_subset(full.labels, data["n_clean"], data["subset_seed"]))
+        rows = datasets.stratified_subset(full.labels, data["n_clean"], data["subset_seed"])
+        self.train_set = full.subset(rows)
         self.test_set = test.subset(datasets.stratified_subset(test.labels, data["n_test"], data["subset_seed"]))
         self.noise = NoiseModel(NoiseSpec(**config["noise"]), self.train_set.labels, full.num_classes)
-        self.loader = TensorLoader(self.train_set, self.noise, train["batch_size"], train["seed"], self.device)
+        self.loader = backends.make(data, full, rows, self.noise, train["batch_size"], train["seed"], self.device)
         m = config["model"]
         self.model = models.build(m["arch"], tuple(full.images.shape[1:]), full.num_classes, m["mlp_hidden"],
                                   tuple(m["conv_channels"]), m["fc_hidden"]).to(self.device)
