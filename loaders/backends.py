@@ -74,8 +74,11 @@ def make(data_cfg: dict[str, Any], full: ImageSet, rows: torch.Tensor, noise: No
         from loaders.torch_loader import TorchLoader
 
         return TorchLoader(train_set, noise, batch_size, seed, device, workers)
+    threads = torch.get_num_threads()
     from loaders import beton  # ffcv imported only when used
     from loaders.ffcv_loader import VirtualLoader
+
+    torch.set_num_threads(threads)  # importing ffcv sets torch's thread count to 1
 
     path = beton.ensure(data_cfg["dataset"], full, data_cfg.get("cache"), data_cfg.get("rebuild", False), max(workers, 1))
     return VirtualLoader(path, rows.numpy(), noise, batch_size, seed, device, max(workers, 1), full.mean, full.std)

@@ -39,6 +39,7 @@ class VirtualLoader:
     def __init__(self, path: Path, rows: np.ndarray | None, noise: NoiseModel, batch_size: int, seed: int,
                  device: torch.device, workers: int, mean: tuple[float, ...], std: tuple[float, ...],
                  relabel: bool = True, jpeg_size: int | None = None, dtype: torch.dtype = torch.float32) -> None:
+        self.threads = torch.get_num_threads()  # FFCV sets torch's thread count to `workers`: we put it back
         n_virtual = noise.n_virtual
         label_ops = [IntDecoder(), *([Relabel(noise)] if relabel else []), ToTensor(), ToDevice(device, non_blocking=True)]
         self.loader = Loader(str(path), batch_size, num_workers=workers, os_cache=True, order=OrderOption.RANDOM,
@@ -46,6 +47,7 @@ class VirtualLoader:
                              pipelines={"image": image_pipeline(device, jpeg_size), "label": label_ops})
         # FFCV ops see dataset indices, so all copies of an image would share one label: a sample table
         # tiled 1+alpha times gives copy v its own index, row v = image v mod n (16 B/copy; no pixels copied).
+        torch.set_num_threads(self.threads)
         reader = self.loader.reader
         table = reader.metadata if rows is None else reader.metadata[rows]
         assert len(table) == noise.n, "the rows of the .beton must be the NoiseModel's clean examples"
@@ -66,7 +68,9 @@ class VirtualLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         batches = iter(self.loader)
         try:
-            for x, y in batches:
+            for i, (x, y) in enumerate(batches):
+                if i == 0:  # FFCV's iterator thread has set torch's thread count by the time it yields
+                    torch.set_num_threads(self.threads)
                 # FFCV reuses its output buffers a few batches later: normalising copies x; y is copied.
                 yield x.to(self.dtype) * self.scale + self.shift, y.view(-1).clone()
         finally:
