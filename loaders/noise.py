@@ -35,6 +35,7 @@ STREAM_PIXEL = (0x297A2D39, 0x165667B1)  # the two uniforms of one Box-Muller no
 ORDERS = ("confusing", "reverse", "random")
 SOURCES = ("same", "cifar100", "white", "novel")
 WHITE = -1  # source index of a synthesised white-noise image
+KEY_SALT = 0x27D4EB2F  # separates the key that mixes v's high word from the one that mixes its low word
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ def thresholds(dist: np.ndarray) -> np.ndarray:
     return table
 
 
+# _mul32 and _fmix32 use only operators, so loaders.ffcv_ops compiles these very functions for numba.
 def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
     """(x * c) mod 2**32 for x in [0, 2**32): split c in 16-bit halves so no product overflows int64."""
     lo = x * (c & 0xFFFF)
@@ -212,7 +214,7 @@ def hash32(seed: int, v: torch.Tensor, stream: int) -> torch.Tensor:
     """Counter-based hash of (seed, stream, v) for int64 v >= 0 -> int64 values in [0, 2**32)."""
     key = _fmix32(torch.tensor((seed ^ stream) & MASK32, dtype=torch.int64, device=v.device))
     h = _fmix32((v & MASK32) ^ key)
-    return _fmix32(h ^ (v >> 32) ^ _fmix32(key ^ 0x27D4EB2F))
+    return _fmix32(h ^ (v >> 32) ^ _fmix32(key ^ KEY_SALT))
 
 
 class NoiseModel:

@@ -16,9 +16,14 @@ from loaders.noise import WHITE, NoiseModel, WhiteNoise
 
 def normalizer(data: ImageSet, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) so that uint8 * scale + shift == (x / 255 - mean) / std, per channel."""
-    mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
-    return 1.0 / (255.0 * std), -mean / std
+    return affine(data.mean, data.std, device)
+
+
+def affine(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """normalizer from the per-channel stats alone (every backend uses it, so their floats are bit-identical)."""
+    mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    return 1.0 / (255.0 * std_t), -mean_t / std_t
 
 
 class TensorLoader:

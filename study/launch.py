@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from loaders import datasets
+from loaders import backends, datasets
 from loaders.errors import UsageError
 
 TRIAL_SECTIONS = ("data", "noise", "model", "train")
@@ -230,6 +230,7 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str]) -> Path | None:
         print(dry_run_text(cfg, choices, grids, configs))
         return None
     ensure_data(configs)
+    backends.prepare(base["data"])  # the ffcv .beton, written and checked once here
 
     run_dir = Path(cfg["run_dir"] or default_run_dir(choices)).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 Config layout (every key is set by the launcher from the Hydra config):
   data:  dataset, root (absolute), download, n_clean (None = all), n_test (None = all), subset_seed,
-         stand_in, image_size
+         stand_in, image_size, backend, cache, rebuild, workers (the last four: loaders.backends)
   noise: alpha, seed, delta, order, source, confusion (None = the default artifact path)
   model: arch, mlp_hidden, conv_channels, fc_hidden
   train: lr, batch_size, epochs, seed, loss (ce | h_alpha), device, report_confusion
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from loaders import datasets
+from loaders import backends, datasets
 from loaders.errors import UsageError
 from loaders.noise import NoiseModel, NoiseSpec, distribution
 from loaders.tensor import TensorLoader, batches
@@ -56,6 +56,10 @@ def check(config: dict[str, Any]) -> None:
     """Reject bad values with one clear line each, before anything runs or is written."""
     train, model = config["train"], config["model"]
     check_noise(config)
+    backends.check(config["data"])
+    if config["noise"].get("source", "same") != "same" and config["data"].get("backend") in ("ffcv", "torch"):
+        raise UsageError(f"noise.source={config['noise']['source']!r} runs on data.backend=tensor or auto only "
+                         f"(the ffcv and torch backends read the clean training set alone)")
     if model["arch"] not in models.ARCHS:
         raise UsageError(f"model.arch={model['arch']!r} is unknown: choose one of {', '.join(models.ARCHS)}")
     if not (isinstance(train["lr"], (int, float)) and train["lr"] > 0):
@@ -120,8 +124,12 @@ class Trial:
                                 pool_labels=None if pool is None else pool.labels)
         noise_dist = torch.from_numpy(distribution(spec, full.num_classes)).to(self.device)  # structured too
         self.loss_fn = losses.build(train["loss"], spec.alpha, noise_dist)
-        table = self.train_set if pool is None else self.train_set.extend(pool)
-        self.loader = TensorLoader(table, self.noise, train["batch_size"], train["seed"], self.device)
+        if pool is None:
+            self.loader = backends.make(data, full, clean_index, self.noise, train["batch_size"], train["seed"],
+                                        self.device)
+        else:  # other-source noise images live beside the clean ones in the tensor loader's image table
+            self.loader = TensorLoader(self.train_set.extend(pool), self.noise, train["batch_size"], train["seed"],
+                                       self.device)
         m = config["model"]
         self.model = models.build(m["arch"], tuple(full.images.shape[1:]), full.num_classes, m["mlp_hidden"],
                                   tuple(m["conv_channels"]), m["fc_hidden"]).to(self.device)

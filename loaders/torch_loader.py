@@ -1,0 +1,53 @@
+"""torch backend: the baseline users would write, a map-style Dataset over virtual indices and a DataLoader.
+
+Per example: look the label up in the same NoiseModel, normalise the one image; workers collate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from loaders.datasets import ImageSet
+from loaders.noise import NoiseModel
+from loaders.tensor import normalizer
+
+
+class VirtualDataset(Dataset):
+    """Item v of the diluted set: (normalised image v mod n, its label under the noise model)."""
+
+    def __init__(self, data: ImageSet, noise: NoiseModel) -> None:
+        self.images, self.noise = data.images, noise
+        self.scale, self.shift = (t[0] for t in normalizer(data, torch.device("cpu")))
+
+    def __len__(self) -> int:
+        return self.noise.n_virtual
+
+    def __getitem__(self, v: int) -> tuple[torch.Tensor, torch.Tensor]:
+        source, label = self.noise(torch.tensor(v))
+        return self.images[source].float() * self.scale + self.shift, label
+
+
+class TorchLoader:
+    """A DataLoader over VirtualDataset, reshuffled per epoch from (seed, epoch); batches go to the device."""
+
+    def __init__(self, data: ImageSet, noise: NoiseModel, batch_size: int, seed: int, device: torch.device,
+                 workers: int) -> None:
+        self.dataset = VirtualDataset(data, noise.to("cpu"))
+        self.batch_size, self.seed, self.device, self.workers = batch_size, seed, device, workers
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        loader = DataLoader(self.dataset, self.batch_size, shuffle=True, generator=g, num_workers=self.workers,
+                            pin_memory=self.device.type == "cuda")
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

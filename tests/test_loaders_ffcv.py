@@ -1,0 +1,175 @@
+"""FFCV backend: numba labels == torch labels, one epoch identical across backends, the FFCV internals we
+rely on, the class-folder JPEG path, the corrupt-file error, and a Tune study on data.backend=ffcv."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from loaders import backends, beton, datasets
+from loaders.errors import UsageError
+from loaders.ffcv_loader import VirtualLoader
+from loaders.ffcv_ops import labels_numba
+from loaders.noise import NoiseModel, NoiseSpec, uniform_distribution
+from loaders.tensor import normalizer
+
+CPU = torch.device("cpu")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def mnist(data_root: Path) -> datasets.ImageSet:
+    return datasets.load("mnist", data_root, train=True)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ffcv-cache")
+
+
+def epoch(loader) -> Counter:
+    """Multiset of (image bytes hash, label) over one epoch."""
+    pairs = Counter()
+    for x, y in loader:
+        pairs.update(zip((hash(img.numpy().tobytes()) for img in x), y.tolist()))
+    return pairs
+
+
+def ffcv_loader(mnist, rows, noise, cache, **kw) -> VirtualLoader:
+    path = beton.ensure("mnist", mnist, cache, rebuild=False, workers=2)
+    return VirtualLoader(path, rows.numpy(), noise, 128, 3, CPU, 2, mnist.mean, mnist.std, **kw)
+
+
+def test_ffcv_version_is_the_pinned_one() -> None:
+    assert version("ffcv") == "1.0.2"  # VirtualLoader relies on this version's internals
+
+
+@pytest.mark.parametrize("seed", [0, 12345, 2**32 - 1])
+@pytest.mark.parametrize("dist", ["uniform", "random"])
+def test_numba_labels_equal_torch_labels(seed: int, dist: str) -> None:
+    rng = np.random.default_rng(seed)
+    m, n = 10, 1000
+    matrix = uniform_distribution(m) if dist == "uniform" else rng.dirichlet(np.ones(m), size=m)
+    clean = torch.from_numpy(rng.integers(0, m, n))
+    noise = NoiseModel(NoiseSpec(alpha=5, seed=seed), clean, m, matrix)
+    v = np.concatenate([np.arange(6 * n), rng.integers(0, 2**62, 50_000), 2**32 + np.arange(-100, 100),
+                        2**33 + np.arange(100)]).astype(np.int64)
+    assert (v >= 2**32).sum() > 1000
+    _, want = noise(torch.from_numpy(v))
+    assert np.array_equal(labels_numba(v, clean.numpy(), noise.table_np, seed), want.numpy())
+
+
+def test_tiled_sample_table_gives_each_copy_its_own_index(mnist, tmp_path: Path) -> None:
+    """The FFCV internals VirtualLoader uses: with labels = row ids and no relabel, one RANDOM epoch visits
+    every row exactly 1+alpha times, always with that row's image."""
+    n = 50
+    small = datasets.ImageSet(mnist.images[:n], torch.arange(n), n, mnist.mean, mnist.std)
+    path = beton.imageset_beton("rowids", "train", small, tmp_path, workers=1)
+    noise = NoiseModel(NoiseSpec(alpha=3, seed=0), small.labels, n)
+    loader = VirtualLoader(path, None, noise, 32, 0, CPU, 1, (0.0,), (1 / 255,), relabel=False)
+    assert loader.loader.reader.num_samples == 4 * n and len(loader.loader.reader.metadata) == 4 * n
+    seen = Counter()
+    for x, y in loader:
+        assert torch.equal(x.to(torch.uint8), small.images[y])
+        seen.update(y.tolist())
+    assert seen == Counter({row: 4 for row in range(n)})
+
+
+@pytest.mark.parametrize("alpha,seed", [(0, 0), (2, 1), (1.5, 7), (5, 2**31 + 3)])
+def test_one_epoch_is_identical_across_backends(mnist, cache: Path, alpha: float, seed: int) -> None:
+    rows = datasets.stratified_subset(mnist.labels, 300, seed)
+    noise = lambda: NoiseModel(NoiseSpec(alpha=alpha, seed=seed), mnist.labels[rows], 10)  # noqa: E731
+    data = {"dataset": "mnist", "cache": str(cache), "workers": 2}
+    runs = {b: epoch(backends.make({**data, "backend": b}, mnist, rows, noise(), 128, 3, CPU))
+            for b in ("tensor", "torch", "ffcv")}
+    assert sum(runs["tensor"].values()) == NoiseSpec(alpha, seed).n_virtual(300)
+    assert runs["ffcv"] == runs["tensor"] == runs["torch"]
+
+
+def test_ffcv_clean_fraction_and_label_histogram(mnist, cache: Path) -> None:
+    n, alpha = 500, 10
+    rows = datasets.stratified_subset(mnist.labels, n, 0)
+    clean = mnist.labels[rows]
+    scale, shift = normalizer(mnist, CPU)
+    truth = {hash(img.numpy().tobytes()): int(c) for img, c in zip(mnist.images[rows].float() * scale + shift, clean)}
+    # Noisy labels never equal to the true class, so exactly the clean copies keep it.
+    off_diagonal = (np.ones((10, 10)) - np.eye(10)) / 9
+    pairs = epoch(ffcv_loader(mnist, rows, NoiseModel(NoiseSpec(alpha, 4), clean, 10, off_diagonal), cache))
+    kept = sum(count for (img, label), count in pairs.items() if truth[img] == label)
+    assert kept / sum(pairs.values()) == pytest.approx(1 / (1 + alpha), abs=0.5 / (n * (1 + alpha)))
+    # Uniform noise: histogram = clean labels + alpha * n / 10 per class, chi-square with 9 dof, p ~ 1e-5.
+    pairs = epoch(ffcv_loader(mnist, rows, NoiseModel(NoiseSpec(alpha, 4), clean, 10), cache))
+    observed = np.bincount([label for (_, label), c in pairs.items() for _ in range(c)], minlength=10)
+    expected = np.bincount(clean.numpy(), minlength=10) + alpha * n / 10
+    assert ((observed - expected) ** 2 / expected).sum() < 37.3
+
+
+def test_class_folder_jpeg_path(tmp_path: Path) -> None:
+    folder, rng = tmp_path / "imgs", np.random.default_rng(0)
+    for c in ("ant", "bee", "cat"):
+        (folder / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / c / f"{i}.png")
+    path = beton.folder_beton(folder, tmp_path / "cache", max_resolution=32, jpeg_quality=90, workers=1)
+    assert beton.folder_beton(folder, tmp_path / "cache", 32, 90) == path  # cached: same key, not rewritten
+    beton.check(path)
+    from ffcv.reader import Reader
+
+    clean = torch.from_numpy(Reader(str(path)).metadata["f1"].astype(np.int64))
+    assert clean.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    noise = NoiseModel(NoiseSpec(alpha=2, seed=9), clean, 3)
+    loader = VirtualLoader(path, None, noise, 8, 0, CPU, 1, (0.5,) * 3, (0.25,) * 3, jpeg_size=24)
+    labels = []
+    for x, y in loader:
+        assert x.shape[1:] == (3, 24, 24) and x.dtype == torch.float32
+        labels += y.tolist()
+    assert sorted(labels) == sorted(noise(torch.arange(36))[1].tolist())
+    with pytest.raises(UsageError, match="jpeg_quality=0"):
+        beton.folder_beton(folder, tmp_path / "cache", 32, 0)
+
+
+def test_bad_backend_is_one_line() -> None:
+    with pytest.raises(UsageError, match=r"data.backend='gpu' is unknown: choose one of auto, tensor, ffcv, torch"):
+        backends.check({"backend": "gpu"})
+    with pytest.raises(UsageError, match="data.workers=-1"):
+        backends.check({"workers": -1})
+
+
+def launch(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "study.launch", "exp=uniform_mnist", "preset=smoke",
+                           "data.download=false", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_corrupt_beton_is_one_line_and_exit_2(mnist, cache: Path, tmp_path: Path) -> None:
+    good = beton.ensure("mnist", mnist, cache, rebuild=False, workers=2)
+    bad_cache = tmp_path / "cache"
+    bad_cache.mkdir()
+    bad = bad_cache / good.name
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(UsageError) as err:
+        beton.check(bad)
+    assert str(err.value) == f"{bad} is truncated or corrupt: delete it or pass data.rebuild=true to write it again"
+    result = launch("data.backend=ffcv", f"data.cache={bad_cache}", f"run_dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {err.value}"
+
+
+@pytest.mark.slow
+def test_tune_smoke_study_on_ffcv(cache: Path, tmp_path: Path, data_root: Path) -> None:
+    run = tmp_path / "run"
+    result = launch("data.backend=ffcv", f"data.cache={cache}", "grid.noise.alpha=[0,2]", "grid.model.arch=[mlp1]",
+                    "grid.train.lr=[0.5]", "data.n_clean=500", "train.epochs=1", f"run_dir={run}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = (run / "trials.csv").read_text().splitlines()
+    assert len(trials) == 3 and all(",ok," in row for row in trials[1:])
