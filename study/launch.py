@@ -119,8 +119,20 @@ def check_resources(cfg: dict[str, Any]) -> dict[str, float]:
     return {"cpu": cpu, "gpu": gpu}
 
 
+def check_address(cfg: dict[str, Any]) -> None:
+    """A cluster address that does not answer fails in seconds, before anything is written (ray.init would retry for minutes)."""
+    address = cfg["ray"]["address"]
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError):
+        raise UsageError(f"ray.address={address!r} is unreachable: no Ray head answers there "
+                         "(start one with `ray start --head`, or use ray.address=null for a local Ray)") from None
+
+
 def connect(cfg: dict[str, Any]) -> None:
-    """ray.init for this study; a cluster address that does not answer fails in seconds, not minutes."""
     import ray
 
     address = cfg["ray"]["address"]
@@ -128,22 +140,16 @@ def connect(cfg: dict[str, Any]) -> None:
         ray.init(address="local", num_cpus=cfg["ray"]["num_cpus"],
                  runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
         return
-    if address != "auto" and "://" not in address:
-        host, _, port = address.rpartition(":")
-        try:
-            socket.create_connection((host, int(port)), timeout=5).close()
-        except (OSError, ValueError):
-            raise UsageError(f"ray.address={address!r} is unreachable: no Ray head answers there "
-                             "(start one with `ray start --head`, or use ray.address=null for a local Ray)") from None
     try:
         ray.init(address=address)
-    except ConnectionError as exc:
+    except ConnectionError as exc:  # e.g. address=auto with no cluster running
         raise UsageError(f"ray.address={address!r}: {str(exc).strip().splitlines()[0]}") from None
 
 
 def default_run_dir(choices: dict[str, str]) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{choices['exp']}-{choices['preset']}-{stamp}"
+    root = os.environ.get("STUDY_RUNS_ROOT", "runs")  # cluster.yaml points it at the shared file system
+    return Path(root) / f"{choices['exp']}-{choices['preset']}-{stamp}"
 
 
 def collect(results: Any, grid: dict[str, list[Any]]) -> tuple[Any, Any]:
@@ -191,6 +197,7 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
 
     experiments.check(cfg)
     resources_per_trial = check_resources(cfg)
+    check_address(cfg)
     base = trial_base(cfg)
     grid = grid_of(cfg)
     searched = experiments.searched_paths(cfg, grid)
