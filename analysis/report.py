@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis import claims, files
 from analysis.figures import FIGURES
-from analysis.summary import summarize
+from analysis.summary import SEARCHED, summarize
 
 
 def make_report(run_dir: Path) -> pd.DataFrame:
@@ -20,7 +20,7 @@ def make_report(run_dir: Path) -> pd.DataFrame:
     run_dir = Path(run_dir)
     study = files.read_study(run_dir)
     trials = pd.read_csv(run_dir / files.TRIALS)
-    summary = summarize(trials)
+    summary = summarize(trials, study.get("searched", SEARCHED))
     files.write_csv(summary, run_dir / files.SUMMARY)
     scale = f"preset={study['preset']}"
     for name in study["figures"]:

@@ -1,27 +1,29 @@
-"""The paper's model selection (§3.4): for each cell of the study, the learning rate that gives the
-best final test accuracy (averaged over seeds first)."""
+"""The paper's model selection (§3.4): for each cell of the study, the learning rate (or, after an Optuna
+search, the searched keys) that gives the best final test accuracy (averaged over seeds first)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-SEARCHED = ("lr",)  # chosen per cell; every other config column defines the cell
+SEARCHED = ("lr",)  # chosen per cell unless study.json names its `searched` keys; other config columns define the cell
 NOT_CONFIG = {"trial_id", "status", "epochs", "test_acc", "best_test_acc", "test_top5", "best_test_top5",
               "train_loss", "images_per_s", "node_id", "seed"}
 
 
-def cell_columns(trials: pd.DataFrame) -> list[str]:
-    return [c for c in trials.columns if c not in NOT_CONFIG and c not in SEARCHED]
+def cell_columns(trials: pd.DataFrame, searched: Sequence[str] = SEARCHED) -> list[str]:
+    return [c for c in trials.columns if c not in NOT_CONFIG and c not in searched]
 
 
-def summarize(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: the best learning rate and its (seed-averaged) accuracies."""
-    cells = cell_columns(trials)
+def summarize(trials: pd.DataFrame, searched: Sequence[str] = SEARCHED) -> pd.DataFrame:
+    """One row per cell: the best searched values and their (seed-averaged) accuracies."""
+    cells = cell_columns(trials, searched)
     ok = trials[trials["status"] == "ok"].dropna(subset=["test_acc"])
     if ok.empty:
-        return pd.DataFrame(columns=[*cells, *SEARCHED, "test_acc", "best_test_acc", "test_top5", "seeds"])
-    per_config = (ok.groupby(cells + list(SEARCHED), dropna=False)
+        return pd.DataFrame(columns=[*cells, *searched, "test_acc", "best_test_acc", "test_top5", "seeds"])
+    per_config = (ok.groupby(cells + list(searched), dropna=False)
                     .agg(test_acc=("test_acc", "mean"), best_test_acc=("best_test_acc", "mean"),
                          test_top5=("test_top5", "mean"), seeds=("test_acc", "size"))
                     .reset_index())

@@ -1,6 +1,7 @@
 """Launch one experiment of the paper as a Ray Tune study.
 
-    python -m study.launch exp=uniform_mnist [preset=smoke|paper] [key=value ...]
+    python -m study.launch exp=uniform_mnist [preset=smoke|paper] [search=grid|optuna] [scheduler=none|asha] [key=value ...]
+    python -m study.launch resume=<run_dir>      # finish an interrupted study
 
 Hydra composes the config (its compose API: no output dir, no change of working directory); the
 grid becomes a Tune param space; every trial runs study.trainable on Ray; at the end the run dir
@@ -9,9 +10,11 @@ holds trials.csv, epochs.csv, and the analysis' summary and figures. Bad input: 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import shutil
+import socket
 import sys
 import time
 from importlib import resources
@@ -40,7 +43,7 @@ def compose(argv: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
 
     for arg in argv:
         group, _, value = arg.partition("=")
-        if group in ("exp", "preset") and value not in options(group):
+        if group in ("exp", "preset", "search", "scheduler") and value not in options(group):
             raise UsageError(f"{group}={value!r} is unknown: choose one of {', '.join(options(group))}")
     try:
         with initialize_config_module(config_module="study.conf", version_base=None):
@@ -109,30 +112,63 @@ def expand(base: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, A
     return configs
 
 
-def check_resources(cfg: dict[str, Any]) -> None:
+def check_resources(cfg: dict[str, Any]) -> dict[str, float]:
+    """Tune resources per trial. A GPU request for a local Ray with no GPU visible fails (or, when asked,
+    falls back to CPU); a cluster is not checked, as its autoscaler may still add GPU nodes."""
+    import torch
+
     cpu, gpu = cfg["resources"]["cpu"], cfg["resources"]["gpu"]
     if not (isinstance(cpu, (int, float)) and cpu > 0):
         raise UsageError(f"resources.cpu={cpu!r} is invalid: it must be a number > 0")
     if not (isinstance(gpu, (int, float)) and gpu >= 0):
         raise UsageError(f"resources.gpu={gpu!r} is invalid: it must be a number >= 0 (fractions share a GPU)")
+    if gpu and not cfg["ray"]["address"] and not torch.cuda.is_available():
+        if not cfg["resources"]["allow_cpu_fallback"]:
+            raise UsageError(f"resources.gpu={gpu} but no GPU is visible here: use resources.gpu=0 (preset=smoke), "
+                             "or resources.allow_cpu_fallback=true to run these trials on CPU")
+        print(f"note: no GPU visible, resources.gpu={gpu} becomes 0 (resources.allow_cpu_fallback=true)", file=sys.stderr)
+        gpu = 0
+    every = cfg["train"]["checkpoint_every"]
+    if not (isinstance(every, int) and every >= 0):
+        raise UsageError(f"train.checkpoint_every={every!r} is invalid: it must be an integer >= 0 (0: never)")
+    return {"cpu": cpu, "gpu": gpu}
 
 
-def param_space(base: dict[str, Any], grid: dict[str, list[Any]]) -> dict[str, Any]:
-    from ray import tune
+def check_address(cfg: dict[str, Any]) -> None:
+    """A cluster address that does not answer fails in seconds, before anything is written (ray.init would retry for minutes)."""
+    address = cfg["ray"]["address"]
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError):
+        raise UsageError(f"ray.address={address!r} is unreachable: no Ray head answers there "
+                         "(start one with `ray start --head`, or use ray.address=null for a local Ray)") from None
 
-    space = base
-    for path, values in grid.items():
-        space = with_value(space, path, tune.grid_search(values))
-    return space
+
+def connect(cfg: dict[str, Any]) -> None:
+    import ray
+
+    address = cfg["ray"]["address"]
+    if not address:  # "local" never attaches to a stale cluster left by an earlier `ray start`
+        ray.init(address="local", num_cpus=cfg["ray"]["num_cpus"],
+                 runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
+        return
+    try:
+        ray.init(address=address)
+    except ConnectionError as exc:  # e.g. address=auto with no cluster running
+        raise UsageError(f"ray.address={address!r}: {str(exc).strip().splitlines()[0]}") from None
 
 
 def default_run_dir(choices: dict[str, str]) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{choices['exp']}-{choices['preset']}-{stamp}"
+    root = os.environ.get("STUDY_RUNS_ROOT", "runs")  # cluster.yaml points it at the shared file system
+    return Path(root) / f"{choices['exp']}-{choices['preset']}-{stamp}"
 
 
 def collect(results: Any, grid: dict[str, list[Any]]) -> tuple[Any, Any]:
-    """trials.csv and epochs.csv frames from a Tune ResultGrid."""
+    """trials.csv and epochs.csv frames from Tune results (one ResultGrid, or several chained)."""
     import pandas as pd
 
     columns = {**SHORT_NAMES, **{p: p.rsplit(".", 1)[-1] for p in grid if p not in SHORT_NAMES}}
@@ -141,6 +177,8 @@ def collect(results: Any, grid: dict[str, list[Any]]) -> tuple[Any, Any]:
         flat = flatten(result.config)
         row = {name: flat[path] for path, name in columns.items()}
         history = result.metrics_dataframe
+        if history is not None and "epoch" in history:  # a retried trial may report an epoch twice
+            history = history.drop_duplicates("epoch", keep="last")
         done = history is not None and "test_acc" in history
         last = history.iloc[-1] if done else {}
         row.update(
@@ -212,52 +250,55 @@ def save_confusion(results: Any, base: dict[str, Any], run_dir: Path) -> None:
     print(f"confusion matrix ({len(matrices)} trials): {run_dir / 'confusion.npy'}, copied to {target}", flush=True)
 
 
-def run_study(cfg: dict[str, Any], choices: dict[str, str]) -> Path | None:
+def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | None = None) -> Path | None:
     import ray
     from ray import tune
 
     from analysis import files, report
+    from study import experiments
     from study.trainable import trainable
     from study.trial import check
 
-    check_resources(cfg)
+    experiments.check(cfg)
     base = trial_base(cfg)
     grids = grids_of(cfg)
-    configs = [config for grid in grids for config in expand(base, grid)]
+    searched = sorted({p for grid in grids for p in experiments.searched_paths(cfg, grid)})
+    # Every grid trial; under optuna one per cell, with the base values of the keys Optuna draws.
+    configs = [config for grid in grids for config in
+               expand(base, grid if cfg["search"]["name"] == "grid" else
+                      {p: v for p, v in grid.items() if p not in searched})]
     for config in configs:
         check(config)
-    if cfg["dry_run"]:
+    if cfg["dry_run"]:  # before the GPU and cluster checks: cost a GPU study from a laptop
         print(dry_run_text(cfg, choices, grids, configs))
         return None
+    resources_per_trial = check_resources(cfg)
+    check_address(cfg)
+    plan = []
+    for i, grid in enumerate(grids):  # a union of grids is no single Tune grid: experiments of their own
+        for exp in experiments.plan(cfg, base, grid, with_value):
+            plan.append(exp if i == 0 else dataclasses.replace(exp, path=exp.path.replace("tune", f"tune-extra{i}", 1)))
     ensure_data(configs)
     backends.prepare(base["data"])  # the ffcv .beton, written and checked once here
 
-    run_dir = Path(cfg["run_dir"] or default_run_dir(choices)).resolve()
+    run_dir = (resume_dir or Path(cfg["run_dir"] or default_run_dir(choices))).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"run dir: {run_dir}", flush=True)
-    files.write_json({"exp": choices["exp"], "preset": choices["preset"], "trials": len(configs),
-                      "figures": cfg.get("figures", []), "config": cfg}, run_dir / files.STUDY)
+    if resume_dir is None:
+        trials = len(configs) * (cfg["search"]["trials_per_cell"] if cfg["search"]["name"] == "optuna" else 1)
+        files.write_json({"exp": choices["exp"], "preset": choices["preset"], "trials": trials,
+                          "figures": cfg.get("figures", []), "config": cfg,
+                          "searched": [SHORT_NAMES.get(p, p.rsplit(".", 1)[-1]) for p in searched],
+                          "experiments": [e.path for e in plan]}, run_dir / files.STUDY)
 
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep the driver's working directory
-    address = cfg["ray"]["address"]
-    if address:
-        ray.init(address=address)
-    else:  # "local" never attaches to a stale cluster left by an earlier `ray start`
-        ray.init(address="local", num_cpus=cfg["ray"]["num_cpus"],
-                 runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
+    connect(cfg)
     try:
-        resources_per_trial = {"cpu": cfg["resources"]["cpu"], "gpu": cfg["resources"]["gpu"]}
-        results = []
-        for i, grid in enumerate(grids):  # a union of grids is no single Tune grid: one Tuner each
-            tuner = tune.Tuner(
-                tune.with_resources(trainable, resources_per_trial),
-                param_space=param_space(base, grid),
-                tune_config=tune.TuneConfig(max_concurrent_trials=cfg["max_concurrent_trials"]),
-                run_config=tune.RunConfig(storage_path=str(run_dir), name="tune" if i == 0 else f"tune-extra{i}"),
-            )
-            results.extend(tuner.fit())
+        results = experiments.fit(plan, tune.with_resources(trainable, resources_per_trial), cfg, run_dir,
+                                  restore=resume_dir is not None)
     finally:
         ray.shutdown()
+    results = list(itertools.chain(*results))
     if base["train"]["report_confusion"]:
         save_confusion(results, base, run_dir)
     trials, epochs = collect(results, {path: None for grid in grids for path in grid})
@@ -267,11 +308,26 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str]) -> Path | None:
     return run_dir
 
 
+def resume(run_dir: Path) -> Path:
+    """Finish an interrupted study with the config it was started with."""
+    from ray import tune
+
+    from analysis import files
+
+    run_dir = run_dir.resolve()
+    if not (run_dir / files.STUDY).is_file():
+        raise UsageError(f"resume={run_dir} is not a study run dir: it has no {files.STUDY}")
+    study = files.read_study(run_dir)
+    if not any(tune.Tuner.can_restore(run_dir / p) for p in study.get("experiments", ["tune"])):
+        raise UsageError(f"resume={run_dir} holds no Tune experiment state to restore: start the study afresh")
+    return run_study(study["config"], {"exp": study["exp"], "preset": study["preset"]}, resume_dir=run_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         cfg, choices = compose(argv)
-        run_dir = run_study(cfg, choices)
+        run_dir = resume(Path(cfg["resume"])) if cfg["resume"] else run_study(cfg, choices)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,143 @@
+"""The Tune experiments of a study, from the `search` and `scheduler` config groups.
+
+search=grid, scheduler=none: one experiment over the whole grid (every trial runs at once, as the
+resources allow). Otherwise one experiment per cell, i.e. per point of the grid keys that are not
+searched (alpha, arch, seed, ...): OptunaSearch rejects `tune.grid_search`, and neither it nor ASHA
+can keep cells apart inside one experiment (TPE would model all alphas as one objective, ASHA would
+stop high-alpha trials for losing to clean ones). The cells' Tuners run side by side in threads
+(Tune installs no signal handlers off the main thread), each with its own searcher and scheduler,
+each saved in its own folder so that Tuner.restore resumes it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loaders.errors import UsageError
+
+SEARCHES = ("grid", "optuna")
+SCHEDULERS = ("none", "asha")
+DOMAINS = ("loguniform", "uniform", "choice", "randint")  # ray.tune sampling functions allowed in search.space
+METRIC, MODE = "test_acc", "max"  # final clean test accuracy, as the paper selects (§3.4)
+GRID_SEARCHED = ("train.lr",)  # the paper's per-cell choice under search=grid
+TRAINABLE = "study_trial"  # the name trial folders start with
+
+
+@dataclass
+class Experiment:
+    path: str  # relative to the run dir
+    param_space: dict[str, Any]
+
+
+def domains(tree: dict[str, Any], prefix: str = "") -> dict[str, tuple[str, Any]]:
+    """search.space {'train': {'lr': {'loguniform': [a, b]}}} -> {'train.lr': ('loguniform', [a, b])}."""
+    out: dict[str, tuple[str, Any]] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in DOMAINS:
+            out[path] = next(iter(value.items()))
+        elif isinstance(value, dict):
+            out.update(domains(value, path + "."))
+        else:
+            raise UsageError(f"search.space.{path}={value!r} is invalid: use {{name: args}} with name one of "
+                             f"{', '.join(DOMAINS)}")
+    return out
+
+
+def check(cfg: dict[str, Any]) -> None:
+    search, scheduler = cfg["search"]["name"], cfg["scheduler"]["name"]
+    if search not in SEARCHES:
+        raise UsageError(f"search={search!r} is unknown: choose one of {', '.join(SEARCHES)}")
+    if scheduler not in SCHEDULERS:
+        raise UsageError(f"scheduler={scheduler!r} is unknown: choose one of {', '.join(SCHEDULERS)}")
+    if search == "optuna" and not (isinstance(cfg["search"]["trials_per_cell"], int)
+                                   and cfg["search"]["trials_per_cell"] > 0):
+        raise UsageError(f"search.trials_per_cell={cfg['search']['trials_per_cell']!r} is invalid: "
+                         "it must be an integer > 0")
+
+
+def searched_paths(cfg: dict[str, Any], grid: dict[str, list[Any]]) -> list[str]:
+    """Config keys chosen per cell: the optuna space, or the grid's learning rate."""
+    if cfg["search"]["name"] == "optuna":
+        return list(domains(cfg["search"]["space"]))
+    return [p for p in GRID_SEARCHED if p in grid]
+
+
+def plan(cfg: dict[str, Any], base: dict[str, Any], grid: dict[str, list[Any]],
+         set_key: Callable[[dict[str, Any], str, Any], dict[str, Any]]) -> list[Experiment]:
+    from ray import tune
+
+    if cfg["search"]["name"] == "grid" and cfg["scheduler"]["name"] == "none":
+        space = base
+        for path, values in grid.items():
+            space = set_key(space, path, tune.grid_search(values))
+        return [Experiment("tune", space)]
+    searched = searched_paths(cfg, grid)
+    inner: dict[str, Any] = {p: tune.grid_search(v) for p, v in grid.items() if p in searched}
+    if cfg["search"]["name"] == "optuna":
+        inner = {p: tune.choice(args) if name == "choice" else getattr(tune, name)(*args)
+                 for p, (name, args) in domains(cfg["search"]["space"]).items()}
+    outer = {p: v for p, v in grid.items() if p not in searched}
+    experiments = []
+    for i, values in enumerate(itertools.product(*outer.values())):
+        space = base
+        for path, value in [*zip(outer, values), *inner.items()]:
+            space = set_key(space, path, value)
+        experiments.append(Experiment(f"tune/cell-{i:03d}", space))
+    return experiments
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short trial folders: Tune's default name lists every sampled key, here the whole nested config."""
+    return f"{trial.trainable_name}_{trial.trial_id}"
+
+
+def tune_config(cfg: dict[str, Any]) -> Any:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    search, scheduler = cfg["search"], cfg["scheduler"]
+    optuna = search["name"] == "optuna"
+    asha = scheduler["name"] == "asha"
+    return tune.TuneConfig(
+        metric=METRIC if optuna or asha else None, mode=MODE if optuna or asha else None,
+        search_alg=OptunaSearch(seed=search["seed"]) if optuna else None,
+        num_samples=search["trials_per_cell"] if optuna else 1,
+        scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg["train"]["epochs"], grace_period=scheduler["grace_period"],
+                                reduction_factor=scheduler["reduction_factor"]) if asha else None,
+        max_concurrent_trials=cfg["max_concurrent_trials"], trial_dirname_creator=trial_dirname,
+        reuse_actors=True,  # a new actor per trial costs seconds (a process that imports torch); reuse is ~0.1 s
+    )
+
+
+def fit(experiments: list[Experiment], trainable: Any, cfg: dict[str, Any], run_dir: Path,
+        restore: bool) -> list[Any]:
+    """Run (or, with restore, resume) every experiment; their ResultGrids in order."""
+    from ray import tune
+
+    # Registered once, here: Tune's registry is not thread-safe, and a name skips each Tuner's own registration.
+    tune.register_trainable(TRAINABLE, trainable)
+    def one(exp: Experiment) -> Any:
+        path = run_dir / exp.path
+        if restore and tune.Tuner.can_restore(path):
+            tuner = tune.Tuner.restore(str(path), TRAINABLE, resume_errored=True, param_space=exp.param_space)
+        else:
+            tuner = tune.Tuner(
+                TRAINABLE, param_space=exp.param_space, tune_config=tune_config(cfg),
+                run_config=tune.RunConfig(
+                    storage_path=str(path.parent), name=path.name,
+                    failure_config=tune.FailureConfig(max_failures=cfg["max_failures"]),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),  # a retry needs only the last
+            )
+        return tuner.fit()
+
+    if len(experiments) == 1:
+        return [one(experiments[0])]
+    with ThreadPoolExecutor(max_workers=len(experiments)) as pool:
+        return list(pool.map(one, experiments))
