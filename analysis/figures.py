@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from analysis.files import atomic_path
@@ -125,5 +126,22 @@ def fig12(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) ->
           label=lambda lr: f"lr {lr:g}", chance=0.1).figure, out / "fig12.png")
 
 
-FIGURES: dict[str, Figure] = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig5": fig5, "fig6": fig6, "fig7": fig7,
+def confusion(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:
+    """exp=confusion: the summed test confusion matrix that orders structured noise (§3.2), row-normalised."""
+    counts = np.load(out / "confusion.npy")
+    rates = counts / counts.sum(1, keepdims=True).clip(min=1)
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    image = ax.imshow(100 * rates, cmap="Blues")
+    m = len(counts)
+    for i in range(m):
+        for j in range(m):
+            if i != j and rates[i, j] >= 0.01:  # off-diagonal confusions of at least 1% are labelled
+                ax.text(j, i, f"{100 * rates[i, j]:.0f}", ha="center", va="center", fontsize=7)
+    ax.set(xlabel="Predicted class", ylabel="True class", xticks=range(m), yticks=range(m),
+           title=f"Test confusion, % of each true class ({scale})")
+    fig.colorbar(image, ax=ax, label="%")
+    save(fig, out / "confusion.png")
+
+
+FIGURES: dict[str, Figure] = {"confusion": confusion, "fig1": fig1, "fig2": fig2, "fig3": fig3, "fig5": fig5, "fig6": fig6, "fig7": fig7,
                               "fig8": fig8, "fig9": fig9, "fig10": fig10, "fig11": fig11, "fig12": fig12}

@@ -64,6 +64,13 @@ def test_every_figure_draws_a_png(figure: str, grid: dict, tmp_path: Path) -> No
     assert [p.name for p in tmp_path.iterdir()] == [png.name]  # nothing half-written left beside it
 
 
+def test_confusion_figure_from_the_saved_matrix(tmp_path: Path) -> None:
+    counts = np.diag(np.full(10, 90)) + np.random.default_rng(0).integers(0, 5, (10, 10))
+    np.save(tmp_path / "confusion.npy", counts)
+    FIGURES["confusion"](pd.DataFrame(), pd.DataFrame(), tmp_path, "test")
+    assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_claims_verdicts_from_a_run_dir(tmp_path: Path) -> None:
     trials = trials_frame(alpha=[0, 100], arch=["perceptron", "mlp1", "conv4"])
     trials.loc[trials["arch"] == "perceptron", "test_acc"] = [0.9, 0.4]
