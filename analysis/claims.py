@@ -134,7 +134,7 @@ def larger_batch_better(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
     by = noisy.groupby("batch_size")["test_acc"].mean()
     if len(by) < 2:
         return None
-    rho = pd.Series(by.index).corr(pd.Series(by.values), method="spearman")
+    rho = pd.Series(by.index).rank().corr(pd.Series(by.values).rank())  # Spearman: Pearson on ranks
     return f"α={noisy['alpha'].max():g}: " + ", ".join(f"batch {b}: {pct(a)}" for b, a in by.items()), bool(rho > 0)
 
 
