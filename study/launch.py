@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import shutil
 import socket
 import sys
 import time
@@ -237,16 +236,18 @@ def save_confusion(results: Any, base: dict[str, Any], run_dir: Path) -> None:
     to noise.confusion (default: the per-dataset path exp=structured reads)."""
     import numpy as np
 
+    from analysis import files
     from study.trial import noise_spec
 
     matrices = [np.asarray(r.metrics["confusion"]) for r in results if not r.error and "confusion" in (r.metrics or {})]
     if not matrices:
         print("confusion matrix: no trial finished, nothing saved", flush=True)
         return
-    np.save(run_dir / "confusion.npy", np.sum(matrices, axis=0))
     target = Path(noise_spec(base).confusion)
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run_dir / "confusion.npy", target)
+    for path in (run_dir / "confusion.npy", target):  # atomic: exp=structured may read the shared copy any time
+        with files.atomic_path(path) as tmp:
+            np.save(tmp, np.sum(matrices, axis=0))
     print(f"confusion matrix ({len(matrices)} trials): {run_dir / 'confusion.npy'}, copied to {target}", flush=True)
 
 
