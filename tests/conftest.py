@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,13 @@ def data_root() -> Path:
         pytest.skip(message)
     os.environ["STUDY_DATA_ROOT"] = str(root)  # for subprocesses (launch, Ray workers)
     return root
+
+
+@pytest.fixture
+def ray_tmpdir() -> Iterator[str]:
+    """A short Ray temp dir: Ray's AF_UNIX socket paths under it must stay within 107 bytes."""
+    with tempfile.TemporaryDirectory(prefix="rt", dir="/tmp") as tmp:
+        yield tmp
 
 
 def trial_config(data_root: Path, **sections: dict) -> dict:

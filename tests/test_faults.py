@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,10 +30,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def env(data_root: Path) -> Iterator[dict[str, str]]:
-    """Subprocess environment with its own short Ray temp dir (socket paths must stay under 107 bytes)."""
-    with tempfile.TemporaryDirectory(prefix="rf", dir="/tmp") as tmp:
-        yield {**os.environ, "PYTHONPATH": str(REPO), "STUDY_DATA_ROOT": str(data_root), "RAY_TMPDIR": tmp}
+def env(data_root: Path, ray_tmpdir: str) -> dict[str, str]:
+    """Subprocess environment with its own short Ray temp dir."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "STUDY_DATA_ROOT": str(data_root), "RAY_TMPDIR": ray_tmpdir}
 
 
 @contextlib.contextmanager

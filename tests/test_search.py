@@ -15,8 +15,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_optuna_asha_per_cell(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                              capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+                              capsys: pytest.CaptureFixture[str], ray_tmpdir: str) -> None:
+    monkeypatch.setenv("RAY_TMPDIR", ray_tmpdir)
     run_dir = tmp_path / "run"
     argv = ["exp=uniform_mnist", "preset=smoke", "search=optuna", "scheduler=asha", "search.trials_per_cell=2",
             "grid.noise.alpha=[0,1]", "grid.model.arch=[perceptron]", "data.n_clean=500", "data.n_test=500",
