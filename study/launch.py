@@ -263,7 +263,7 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     experiments.check(cfg)
     base = trial_base(cfg)
     grids = grids_of(cfg)
-    searched = sorted({p for grid in grids for p in experiments.searched_paths(cfg, grid)})
+    searched = list(dict.fromkeys(p for grid in grids for p in experiments.searched_paths(cfg, grid)))  # ordered
     # Every grid trial; under optuna one per cell, with the base values of the keys Optuna draws.
     configs = [config for grid in grids for config in
                expand(base, grid if cfg["search"]["name"] == "grid" else
