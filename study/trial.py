@@ -124,12 +124,12 @@ class Trial:
                                 pool_labels=None if pool is None else pool.labels)
         noise_dist = torch.from_numpy(distribution(spec, full.num_classes)).to(self.device)  # structured too
         self.loss_fn = losses.build(train["loss"], spec.alpha, noise_dist)
-        if pool is None:
+        if label_spec.source == "same":
             self.loader = backends.make(data, full, clean_index, self.noise, train["batch_size"], train["seed"],
                                         self.device)
-        else:  # other-source noise images live beside the clean ones in the tensor loader's image table
-            self.loader = TensorLoader(self.train_set.extend(pool), self.noise, train["batch_size"], train["seed"],
-                                       self.device)
+        else:  # pooled images sit beside the clean ones in the tensor loader's table; white noise is drawn there
+            table = self.train_set if pool is None else self.train_set.extend(pool)
+            self.loader = TensorLoader(table, self.noise, train["batch_size"], train["seed"], self.device)
         m = config["model"]
         self.model = models.build(m["arch"], tuple(full.images.shape[1:]), full.num_classes, m["mlp_hidden"],
                                   tuple(m["conv_channels"]), m["fc_hidden"]).to(self.device)
