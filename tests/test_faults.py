@@ -66,7 +66,7 @@ def launch(args: list[str]) -> list[str]:
 def rows(run_dir: Path) -> dict[str, list[dict]]:
     """Every result Tune has written so far, per trial folder that has one."""
     out = {}
-    for path in run_dir.glob("tune/**/result.json"):
+    for path in run_dir.glob("tune/*/result.json"):  # trial folders only: old checkpoints vanish while we look
         lines = path.read_text().split("\n")[:-1]  # the last piece may be a line still being written
         if lines:
             out[path.parent.name] = [json.loads(line) for line in lines]
@@ -150,7 +150,7 @@ def test_worker_node_killed_mid_study(env: dict[str, str], tmp_path: Path) -> No
             f"--metrics-export-port={head_metrics}"]
     worker = [RAY, "start", *node, f"--address=127.0.0.1:{gcs}", '--resources={"worker_node": 1}',
               f"--dashboard-agent-listen-port={worker_agent}", f"--metrics-export-port={worker_metrics}"]
-    run_dir, log, epochs = tmp_path / "run", tmp_path / "launch.log", 60
+    run_dir, log, epochs = tmp_path / "run", tmp_path / "launch.log", 150  # long enough for both nodes to start actors
     args = launch(["grid.noise.alpha=[0,1]", "grid.train.lr=[0.1,0.5]", f"train.epochs={epochs}",
                    f"ray.address=127.0.0.1:{gcs}", "max_failures=3", f"run_dir={run_dir}"])
     env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # as cluster.yaml does
