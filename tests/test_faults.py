@@ -103,8 +103,12 @@ def test_trial_killed_once_resumes_from_its_checkpoint(env: dict[str, str], tmp_
     (history,) = rows(run_dir).values()
     restarts = [r["epoch"] for r in history if r["iterations_since_restore"] == 1]
     assert restarts[0] == 1 and len(restarts) == 2 and restarts[1] > 1  # the retry went on from a checkpoint
-    epochs_csv = pd.read_csv(run_dir / "epochs.csv")
-    assert epochs_csv["epoch"].tolist() == list(range(1, epochs + 1))
+    seen = pd.read_csv(run_dir / "epochs.csv")["epoch"].tolist()
+    # Every epoch once, in order. The one epoch in flight at the kill may lack its row: its checkpoint can
+    # be saved before Tune records its result (seen once under load: the retry went on from epoch 3's
+    # checkpoint while epoch 3's row was gone).
+    assert seen == sorted(set(seen)) and seen[-1] == epochs and len(seen) >= epochs - 1, seen
+    assert set(range(1, epochs + 1)) - set(seen) <= {restarts[1] - 1}
 
 
 def test_driver_killed_then_resume_finishes_without_rerunning(env: dict[str, str], tmp_path: Path) -> None:
