@@ -194,14 +194,14 @@ def thresholds(dist: np.ndarray) -> np.ndarray:
 
 
 # _mul32 and _fmix32 use only operators, so loaders.ffcv_ops compiles these very functions for numba.
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+def _mul32(x: torch.Tensor | int, c: int) -> torch.Tensor | int:
     """(x * c) mod 2**32 for x in [0, 2**32): split c in 16-bit halves so no product overflows int64."""
     lo = x * (c & 0xFFFF)
     hi = ((x * (c >> 16)) & 0xFFFF) << 16
     return (lo + hi) & MASK32
 
 
-def _fmix32(x: torch.Tensor) -> torch.Tensor:
+def _fmix32(x: torch.Tensor | int) -> torch.Tensor | int:
     """MurmurHash3's finaliser: a bijection of 32-bit values with full avalanche."""
     x = x ^ (x >> 16)
     x = _mul32(x, 0x85EBCA6B)
@@ -212,7 +212,7 @@ def _fmix32(x: torch.Tensor) -> torch.Tensor:
 
 def hash32(seed: int, v: torch.Tensor, stream: int) -> torch.Tensor:
     """Counter-based hash of (seed, stream, v) for int64 v >= 0 -> int64 values in [0, 2**32)."""
-    key = _fmix32(torch.tensor((seed ^ stream) & MASK32, dtype=torch.int64, device=v.device))
+    key = _fmix32((seed ^ stream) & MASK32)  # a Python int: no device tensor per batch
     h = _fmix32((v & MASK32) ^ key)
     return _fmix32(h ^ (v >> 32) ^ _fmix32(key ^ KEY_SALT))
 
