@@ -20,18 +20,24 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from loaders.datasets import NUM_CLASSES
 from study import models
 
 STEP_OVERHEAD_S = 1.5e-3
 SUSTAINED_FLOPS = 30e12
-SHAPES = {"mnist": ((1, 28, 28), 10, 60_000), "cifar10": ((3, 32, 32), 10, 50_000),
-          "cifar100": ((3, 32, 32), 100, 50_000), "imagenet": ((3, 224, 224), 1000, 1_281_167)}
+# Full training sets at paper scale (the data need not be on this machine to cost a study).
+TRAIN_SIZE = {"mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167}
+
+
+def image_shape(data: dict[str, Any]) -> tuple[int, int, int]:
+    size = data.get("image_size", 224)
+    return {"mnist": (1, 28, 28), "imagenet": (3, size, size)}.get(data["dataset"], (3, 32, 32))
 RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 
 
-def forward_flops(arch: str, dataset: str, model_cfg: dict[str, Any]) -> float:
+def forward_flops(arch: str, data: dict[str, Any], model_cfg: dict[str, Any]) -> float:
     """Forward FLOPs per image, counted by torch on a meta-device model (no memory, no compute)."""
-    shape, classes, _ = SHAPES[dataset]
+    shape, classes = image_shape(data), NUM_CLASSES[data["dataset"]]
     with torch.device("meta"):
         net = models.build(arch, shape, classes, model_cfg["mlp_hidden"], tuple(model_cfg["conv_channels"]),
                            model_cfg["fc_hidden"])
@@ -54,14 +60,14 @@ def measured_throughput() -> dict[tuple[str, str, int], float]:
 
 def examples(config: dict[str, Any]) -> int:
     """Training examples one trial processes: epochs over its (diluted) training set."""
-    n = config["data"]["n_clean"] or SHAPES[config["data"]["dataset"]][2]
+    n = config["data"]["n_clean"] or TRAIN_SIZE[config["data"]["dataset"]]
     alpha = 0.0 if config["train"]["loss"] == "h_alpha" else config["noise"]["alpha"]
     return (n + int(round(alpha * n))) * config["train"]["epochs"]
 
 
 def estimate(configs: list[dict[str, Any]], gpu_fraction: float) -> dict[str, Any]:
     measured = measured_throughput()
-    flops: dict[tuple[str, str], float] = {}
+    flops: dict[tuple[str, str, tuple[int, int, int]], float] = {}
     gpu_s = 0.0
     sources = set()
     for config in configs:
@@ -72,11 +78,9 @@ def estimate(configs: list[dict[str, Any]], gpu_fraction: float) -> dict[str, An
             gpu_s += n_examples / measured[(dataset, arch, batch)]
             sources.add("measured (bench/results/train-*.json)")
             continue
-        if dataset not in SHAPES:
-            continue
-        key = (dataset, arch)
+        key = (dataset, arch, image_shape(config["data"]))
         if key not in flops:
-            flops[key] = forward_flops(arch, dataset, config["model"])
+            flops[key] = forward_flops(arch, config["data"], config["model"])
         compute_s = 3 * flops[key] * batch / SUSTAINED_FLOPS
         gpu_s += steps * max(STEP_OVERHEAD_S * min(gpu_fraction, 1.0), compute_s)
         sources.add(f"model: H100, {STEP_OVERHEAD_S * 1e3:.1f} ms/step floor, {SUSTAINED_FLOPS / 1e12:.0f} TFLOP/s")
