@@ -20,7 +20,7 @@ import pandas as pd
 
 from analysis import files
 from analysis.figures import TARGETS
-from analysis.summary import critical_clean, summarize
+from analysis.summary import SEARCHED, critical_clean, summarize
 
 Measured = tuple[str, bool] | None  # (measured value as text, held?) or None when not measurable
 
@@ -176,15 +176,16 @@ CLAIMS = [
 
 def evaluate(run_dirs: list[Path]) -> pd.DataFrame:
     """One row per claim, measured in the latest given run whose study drew its figure."""
+    runs = []
+    for run_dir in run_dirs:  # each run read and summarised once, as analysis.report does
+        study = files.read_study(run_dir)
+        trials = pd.read_csv(run_dir / files.TRIALS)
+        runs.append((run_dir, study, summarize(trials, study.get("searched", SEARCHED)), trials))
     rows = []
     for claim in CLAIMS:
         row = {"figure": claim.figure, "claim": claim.claim, "measured": "", "scale": "", "run": "", "verdict": "not run"}
-        for run_dir in run_dirs:
-            study = files.read_study(run_dir)
-            if claim.figure not in study["figures"]:
-                continue
-            trials = pd.read_csv(run_dir / files.TRIALS)
-            result = claim.check(summarize(trials), trials)
+        for run_dir, study, summary, trials in runs:
+            result = claim.check(summary, trials) if claim.figure in study["figures"] else None
             if result is not None:
                 row.update(measured=result[0], scale=f"exp={study['exp']} preset={study['preset']}",
                            run=run_dir.name, verdict="held" if result[1] else "not held")
