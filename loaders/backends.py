@@ -1,8 +1,8 @@
 """The training-set loader behind `data.backend`: tensor, ffcv, torch, or auto.
 
-auto = tensor when the clean images fit in half the device's free memory, else ffcv: on the same
-machine the in-memory tensor path is the fastest (bench/results), and ffcv is the path for data too big
-to hold (ImageNet). torch is the baseline a user would write, kept for comparison.
+auto = tensor when the clean images fit in half the device's free memory, else ffcv, and always ffcv for
+real ImageNet, which is read from JPEG .betons of its class folders and never held in memory (on_disk).
+torch is the baseline a user would write, kept for comparison.
 """
 
 from __future__ import annotations
@@ -40,45 +40,78 @@ def free_memory(device: torch.device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def choose(backend: str, data: ImageSet, noise: NoiseModel, device: torch.device) -> str:
+def choose(backend: str, image_bytes: int, noise: NoiseModel, device: torch.device) -> str:
+    """auto: tensor when the table's images and one epoch's order fit in half the free device memory."""
     if backend != "auto":
         return backend
-    need = data.images.numel() * data.images.element_size() + 8 * noise.n_virtual  # images + one epoch's order
+    need = image_bytes + 8 * noise.n_virtual
     return "tensor" if need <= free_memory(device) // 2 else "ffcv"
 
 
-def prepare(data_cfg: dict[str, Any]) -> None:
-    """In the launcher, before any trial: write and check the .beton once, so a corrupt file is one line
+def prepare(name: str, full: ImageSet, data_cfg: dict[str, Any]) -> None:
+    """In the launcher, before any trial: write and check a .beton once, so a corrupt file is one line
     and exit 2 rather than failed trials, and trials never race to write it."""
-    if data_cfg.get("backend") != "ffcv":
-        return
     from loaders import beton
 
-    full = datasets.load(data_cfg["dataset"], Path(data_cfg["root"]), train=True)
-    workers = data_cfg.get("workers") or os.cpu_count() or 1
-    beton.ensure(data_cfg["dataset"], full, data_cfg.get("cache"), data_cfg.get("rebuild", False), workers)
-    data_cfg["rebuild"] = False  # rebuilt once here; the trials read that file
+    beton.ensure(name, full, data_cfg.get("cache"), data_cfg.get("rebuild", False), writers(data_cfg))
 
 
-def make(data_cfg: dict[str, Any], full: ImageSet, rows: torch.Tensor, noise: NoiseModel, batch_size: int,
-         seed: int, device: torch.device):
-    """The training loader: rows of the full split form the clean set that `noise` dilutes."""
-    check(data_cfg)
-    train_set = full.subset(rows)
+def writers(data_cfg: dict[str, Any]) -> int:
+    """Processes that write a .beton: data.workers, else every core."""
+    return data_cfg.get("workers") or os.cpu_count() or 1
+
+
+def import_ffcv():
+    """loaders.ffcv_loader, imported only when used (importing ffcv sets torch's thread count to 1: restored)."""
+    threads = torch.get_num_threads()
+    from loaders import ffcv_loader
+
+    torch.set_num_threads(threads)
+    return ffcv_loader
+
+
+def make(data_cfg: dict[str, Any], name: str, full: ImageSet, rows: torch.Tensor, noise: NoiseModel,
+         batch_size: int, seed: int, device: torch.device):
+    """The training loader. Rows of `full` (named `name`, the key of its .beton) form the image table
+    that `noise` indexes: the clean examples, then any noise pool."""
     workers = data_cfg.get("workers")
     workers = torch.get_num_threads() if workers is None else workers
-    backend = choose(data_cfg.get("backend", "auto"), train_set, noise, device)
+    backend = choose(data_cfg.get("backend", "auto"), rows.numel() * full.images[0].nbytes, noise, device)
     if backend == "tensor":
-        return TensorLoader(train_set, noise, batch_size, seed, device)
+        return TensorLoader(full.subset(rows), noise, batch_size, seed, device)
     if backend == "torch":
         from loaders.torch_loader import TorchLoader
 
-        return TorchLoader(train_set, noise, batch_size, seed, device, workers)
-    threads = torch.get_num_threads()
-    from loaders import beton  # ffcv imported only when used
-    from loaders.ffcv_loader import VirtualLoader
+        return TorchLoader(full.subset(rows), noise, batch_size, seed, device, workers)
+    loader = import_ffcv()
+    from loaders import beton
 
-    torch.set_num_threads(threads)  # importing ffcv sets torch's thread count to 1
+    path = beton.ensure(name, full, data_cfg.get("cache"), data_cfg.get("rebuild", False), max(workers, 1))
+    return loader.VirtualLoader(path, rows.numpy(), noise, batch_size, seed, device, max(workers, 1), full.mean, full.std)
 
-    path = beton.ensure(data_cfg["dataset"], full, data_cfg.get("cache"), data_cfg.get("rebuild", False), max(workers, 1))
-    return VirtualLoader(path, rows.numpy(), noise, batch_size, seed, device, max(workers, 1), full.mean, full.std)
+
+def on_disk(data_cfg: dict[str, Any]) -> bool:
+    """Real ImageNet with data.backend ffcv or auto: read from JPEG .betons of its class folders, never
+    held in memory (the in-memory loaders take small folders only)."""
+    return (data_cfg["dataset"] == "imagenet" and data_cfg.get("backend", "auto") in ("ffcv", "auto")
+            and datasets.present("imagenet", Path(data_cfg["root"])))
+
+
+def folder_split(data_cfg: dict[str, Any], split: str) -> tuple[Path, torch.Tensor]:
+    """ImageNet's `split` folder (train or val) as a JPEG .beton, written once, and its labels."""
+    from loaders import beton
+
+    folder = Path(data_cfg["root"]) / "imagenet" / split
+    path = beton.folder_beton(folder, beton.cache_dir(data_cfg.get("cache")), data_cfg.get("max_resolution", 256),
+                              data_cfg.get("jpeg_quality", 90), data_cfg.get("rebuild", False), writers(data_cfg))
+    beton.check(path)
+    return path, beton.labels(path)
+
+
+def folder_loader(data_cfg: dict[str, Any], path: Path, rows: torch.Tensor, noise: NoiseModel, batch_size: int,
+                  seed: int, device: torch.device):
+    """The FFCV loader over rows of a folder .beton, decoded and centre-cropped to data.image_size."""
+    workers = data_cfg.get("workers") or torch.get_num_threads()
+    mean, std = datasets.STATS["imagenet"]
+    return import_ffcv().VirtualLoader(path, rows.numpy(), noise, batch_size, seed, device, workers, mean, std,
+                         jpeg_size=data_cfg.get("image_size", 224))

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from ffcv.fields import IntField, NDArrayField, RGBImageField
 from ffcv.reader import Reader
 from ffcv.types import ALLOC_TABLE_TYPE, CURRENT_VERSION, HeaderType
@@ -104,6 +105,12 @@ def check(path: Path) -> None:
     table = reader.alloc_table
     if len(reader.metadata) != reader.num_samples or (len(table) and (table["ptr"] + table["size"]).max() > table_at):
         raise bad
+
+
+def labels(path: Path) -> torch.Tensor:
+    """The clean labels a .beton holds, from its metadata alone (no image is read)."""
+    reader = Reader(str(path))
+    return torch.from_numpy(reader.metadata[f"f{list(reader.handlers).index('label')}"].astype(np.int64))
 
 
 def ensure(name: str, full: ImageSet, cache: str | os.PathLike | None, rebuild: bool, workers: int) -> Path:

@@ -11,8 +11,8 @@ Layouts under the root, first match wins:
   cifar100  cifar100.npz (same arrays), else cifar-100-python/ (torchvision, downloaded when online)
   imagenet  imagenet/train/<class>/*, imagenet/val/<class>/* (class-folder trees, torchvision
             ImageFolder), resized and centre-cropped to data.image_size. The tensor path holds a
-            split in memory, so it takes small folders only (FOLDER_MAX_IMAGES); full ImageNet is
-            for the FFCV loader.
+            split in memory, so it takes small folders only (FOLDER_MAX_IMAGES); with data.backend
+            ffcv or auto, ImageNet is read from JPEG .betons instead (loaders.backends.on_disk).
 When cifar10/cifar100/imagenet are absent and data.stand_in is true (preset=smoke), a small generated
 stand-in with the same image shape and class count is used instead (the launcher says so).
 """
@@ -193,8 +193,8 @@ def _image_folder(folder: Path, size: int) -> ImageSet:
 
     ds = torchvision.datasets.ImageFolder(str(folder))
     if len(ds) > FOLDER_MAX_IMAGES:
-        raise UsageError(f"{folder} holds {len(ds)} images; the tensor loader keeps a split in memory and takes at "
-                         f"most {FOLDER_MAX_IMAGES}: serve full ImageNet through the FFCV loader")
+        raise UsageError(f"{folder} holds {len(ds)} images; data.backend=tensor or torch keeps a split in memory and "
+                         f"takes at most {FOLDER_MAX_IMAGES}: use data.backend=ffcv or auto for full ImageNet")
     if len(ds.classes) != NUM_CLASSES["imagenet"]:
         raise UsageError(f"{folder} has {len(ds.classes)} class folders; imagenet needs {NUM_CLASSES['imagenet']}")
     prep = v2.Compose([v2.PILToTensor(), v2.Resize(size, antialias=True), v2.CenterCrop(size)])

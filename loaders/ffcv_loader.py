@@ -1,7 +1,12 @@
 """FFCV backend: a .beton read through FFCV, every copy of every image relabelled inside the pipeline.
 
-Relies on FFCV 1.0.2 internals (Reader.metadata, num_samples; the OS-cache memory manager ignores
-sample ids): ffcv is pinned and tests/test_loaders_ffcv.py checks those internals.
+FFCV ops see the indices the traversal order yields. VirtualOrder yields virtual indices v of the
+diluted set, so Relabel gives each copy its own label; SourceRows makes every decoder read table row
+source(v) instead of row v. The only per-copy memory is the epoch's 8-byte order.
+
+Relies on FFCV 1.0.2 internals (decoders index `metadata` by the batch indices; EpochIterator reads
+`reader.metadata`; the OS-cache memory manager reads by address): ffcv is pinned and
+tests/test_loaders_ffcv.py checks those internals.
 """
 
 from __future__ import annotations
@@ -13,65 +18,76 @@ import numpy as np
 import torch
 from ffcv.fields.basics import IntDecoder
 from ffcv.fields.decoders import CenterCropRGBImageDecoder, NDArrayDecoder
-from ffcv.loader import Loader, OrderOption
+from ffcv.loader import Loader
 from ffcv.memory_managers import OSCacheManager
+from ffcv.pipeline import PipelineSpec
 from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
 
-from loaders.ffcv_ops import Relabel
-from loaders.noise import NoiseModel
-from loaders.tensor import affine
+from loaders.ffcv_ops import Relabel, SourceRows, VirtualIndex, VirtualOrder
+from loaders.noise import NoiseModel, WhiteNoise
+from loaders.tensor import affine, normalise
 
 
-def image_pipeline(device: torch.device, jpeg_size: int | None) -> list:
+def image_pipeline(noise: NoiseModel, device: torch.device, jpeg_size: int | None) -> PipelineSpec:
     """decode -> tensor -> device (non-blocking) -> channels-first; normalising follows on the device."""
     if jpeg_size is None:  # NDArrayField: raw uint8, already CHW
-        return [NDArrayDecoder(), ToTensor(), ToDevice(device, non_blocking=True)]
-    return [CenterCropRGBImageDecoder((jpeg_size, jpeg_size), ratio=1.0), ToTensor(),
-            ToDevice(device, non_blocking=True), ToTorchImage(channels_last=False)]
+        return PipelineSpec("image", SourceRows(NDArrayDecoder(), noise), [ToTensor(), ToDevice(device, non_blocking=True)])
+    decoder = SourceRows(CenterCropRGBImageDecoder((jpeg_size, jpeg_size), ratio=1.0), noise)
+    return PipelineSpec("image", decoder, [ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage(channels_last=False)])
 
 
 class VirtualLoader:
-    """One epoch of (normalised images, labels) over the diluted set, from a .beton of the clean images.
+    """One epoch of (normalised images, labels) over the diluted set, from a .beton holding its images.
 
-    rows: the .beton rows that form the clean training set (a subset), in the NoiseModel's order.
+    rows: the .beton rows that form the noise model's image table (the clean examples, then any pool),
+    in order; None = the whole file is the table.
     """
 
     def __init__(self, path: Path, rows: np.ndarray | None, noise: NoiseModel, batch_size: int, seed: int,
                  device: torch.device, workers: int, mean: tuple[float, ...], std: tuple[float, ...],
                  relabel: bool = True, jpeg_size: int | None = None, dtype: torch.dtype = torch.float32) -> None:
         self.threads = torch.get_num_threads()  # FFCV sets torch's thread count to `workers`: we put it back
-        n_virtual = noise.n_virtual
-        label_ops = [IntDecoder(), *([Relabel(noise)] if relabel else []), ToTensor(), ToDevice(device, non_blocking=True)]
-        self.loader = Loader(str(path), batch_size, num_workers=workers, os_cache=True, order=OrderOption.RANDOM,
-                             seed=seed, indices=np.arange(n_virtual), drop_last=False,
-                             pipelines={"image": image_pipeline(device, jpeg_size), "label": label_ops})
-        # FFCV ops see dataset indices, so all copies of an image would share one label: a sample table
-        # tiled 1+alpha times gives copy v its own index, row v = image v mod n (16 B/copy; no pixels copied).
+        to_device = ToDevice(device, non_blocking=True)
+        pipelines = {"image": image_pipeline(noise, device, jpeg_size),
+                     "label": PipelineSpec("label", SourceRows(IntDecoder(), noise),
+                                           [*([Relabel(noise)] if relabel else []), ToTensor(), to_device])}
+        self.white = noise.spec.source == "white"
+        if self.white:  # white-noise images are drawn on the device from v, as the tensor path does
+            pipelines["index"] = PipelineSpec("label", SourceRows(IntDecoder(), noise), [VirtualIndex(), ToTensor(), to_device])
+        self.loader = Loader(str(path), batch_size, num_workers=workers, os_cache=True, drop_last=False,
+                             order=VirtualOrder(noise.n_virtual, seed), pipelines=pipelines)
         torch.set_num_threads(self.threads)
         reader = self.loader.reader
-        table = reader.metadata if rows is None else reader.metadata[rows]
-        assert len(table) == noise.n, "the rows of the .beton must be the NoiseModel's clean examples"
-        reader.metadata = np.resize(table, n_virtual)
-        reader.num_samples = n_virtual
-        assert isinstance(self.loader.memory_manager, OSCacheManager)  # reads by address, not by sample id
-        self.n_virtual = n_virtual
+        table = reader.metadata.copy() if rows is None else reader.metadata[rows]
+        assert len(table) == noise.n + noise.n_pool, "the .beton rows must be the noise model's image table"
+        # The label field now carries each table image's noise row (its class, or m when it has none): Relabel's input.
+        table[f"f{self.loader.field_name_to_f_ix['label']}"] = noise.rows.cpu().numpy()
+        reader.metadata = table  # decoders read row source(v) of it (SourceRows)
+        assert isinstance(self.loader.memory_manager, OSCacheManager)  # reads by address, not by row number
+        self.n, self.n_virtual, self.seed = noise.n, noise.n_virtual, noise.spec.seed
         self.batch_size = batch_size
         self.dtype = dtype
+        self.mean, self.std = mean, std
         self.scale, self.shift = affine(mean, std, device)
 
     def __len__(self) -> int:
         return -(-self.n_virtual // self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
-        self.loader.next_epoch = epoch  # FFCV's RANDOM order draws epoch e's permutation from seed + e
+        self.loader.next_epoch = epoch  # VirtualOrder draws epoch e's permutation from (seed, e)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         batches = iter(self.loader)
+        white = None
         try:
-            for i, (x, y) in enumerate(batches):
+            for i, (x, y, *v) in enumerate(batches):
                 if i == 0:  # FFCV's iterator thread has set torch's thread count by the time it yields
                     torch.set_num_threads(self.threads)
+                if self.white:
+                    v = v[0].view(-1)
+                    white = white or WhiteNoise(self.seed, tuple(x.shape[1:]), self.mean, self.std)
+                    x = torch.where((v >= self.n).view(-1, 1, 1, 1), white(v), x)
                 # FFCV reuses its output buffers a few batches later: normalising copies x; y is copied.
-                yield x.to(self.dtype) * self.scale + self.shift, y.view(-1).clone()
+                yield normalise(x, self.scale, self.shift, self.dtype), y.view(-1).clone()
         finally:
-            batches.close()
+            batches.close()  # stops FFCV's thread after its current batch (VirtualOrder reuses its buffer)

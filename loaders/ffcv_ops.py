@@ -1,8 +1,9 @@
-"""The noise function compiled for numba, and the FFCV Operation that relabels inside the pipeline.
+"""The noise function compiled for numba, and the FFCV Operations that give each copy its own index.
 
-The hash is loaders.noise's own `_mul32`/`_fmix32`, compiled by numba from the same source; only
-`hash32`'s three lines are restated (the torch version builds a tensor). Constants and the threshold
-table come from loaders.noise, so a label here is bit-identical to NoiseModel's.
+The hash and the source map are loaders.noise's own `_mul32`/`_fmix32`/`_source`, compiled by numba
+from the same source; only `hash32`'s three lines are restated (the torch version builds a tensor).
+Constants and the threshold table come from loaders.noise, so a label here is bit-identical to
+NoiseModel's.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from dataclasses import replace
 import numba as nb
 import numpy as np
 from ffcv.pipeline.allocation_query import AllocationQuery
+from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.operation import Operation
 from ffcv.pipeline.state import State
+from ffcv.traversal_order.base import TraversalOrder
 from numba.extending import register_jitable
 
 from loaders import noise
 
 register_jitable(noise._mul32)  # numba resolves the global _mul32 inside _fmix32 to this
 _fmix32 = register_jitable(noise._fmix32)
+_source = register_jitable(noise._source)
 MASK32, KEY_SALT, STREAM_LABEL = noise.MASK32, noise.KEY_SALT, noise.STREAM_LABEL
 
 
@@ -33,43 +37,49 @@ def hash32(seed: int, v: int, stream: int) -> int:
 
 
 @nb.njit(cache=False)
-def label(v: int, clean: int, n: int, table: np.ndarray, seed: int) -> int:
-    """Label of virtual example v whose source image has class `clean` (NoiseModel.__call__ for one v)."""
+def label(v: int, row: int, n: int, table: np.ndarray, seed: int) -> int:
+    """NoiseModel.__call__'s label of virtual example v whose source image has noise row `row`."""
     if v < n:
-        return clean
+        return row
     h = hash32(seed, v, STREAM_LABEL)
     k = 0
     for j in range(1, table.shape[1] - 1):
-        k += h >= table[clean, j]
+        k += h >= table[row, j]
     return k
 
 
 @nb.njit(cache=False)
-def labels_numba(v: np.ndarray, clean_labels: np.ndarray, table: np.ndarray, seed: int) -> np.ndarray:
-    """Vectorised `label` over int64 virtual indices, with clean_labels of the n source images."""
-    n = clean_labels.shape[0]
+def labels_numba(v: np.ndarray, rows: np.ndarray, n: int, n_pool: int, kind: int, table: np.ndarray,
+                 seed: int) -> np.ndarray:
+    """Vectorised `label` over int64 virtual indices; rows = NoiseModel.rows, kind = NoiseModel.kind."""
+    m = table.shape[0] - 1
     out = np.empty(v.shape[0], np.int64)
     for i in range(v.shape[0]):
-        out[i] = label(v[i], clean_labels[v[i] % n], n, table, seed)
+        s = _source(v[i], n, n_pool, kind)
+        out[i] = label(v[i], m if s < 0 else rows[s], n, table, seed)
     return out
 
 
 class Relabel(Operation):
-    """Label pipeline op after IntDecoder: the decoded clean label of the source image -> this copy's label.
+    """Label pipeline op after the decoder: the decoded noise row of the source image -> this copy's label.
 
     It needs the batch's virtual indices (`with_indices`), which VirtualLoader makes distinct per copy.
     """
 
     def __init__(self, noise_model: noise.NoiseModel) -> None:
         super().__init__()
-        self.n, self.seed, self.table = noise_model.n, noise_model.spec.seed, noise_model.table_np
+        self.n, self.n_pool, self.kind = noise_model.n, max(noise_model.n_pool, 1), noise_model.kind
+        self.seed, self.table = noise_model.spec.seed, noise_model.table_np
 
     def generate_code(self) -> Callable:
-        n, seed, table = self.n, self.seed, self.table
+        n, n_pool, kind, seed, table = self.n, self.n_pool, self.kind, self.seed, self.table
+        m = table.shape[0] - 1
 
         def relabel(labels, _, indices):
             for i in range(labels.shape[0]):
-                labels[i, 0] = label(np.int64(indices[i]), labels[i, 0], n, table, seed)
+                v = np.int64(indices[i])
+                row = m if _source(v, n, n_pool, kind) < 0 else labels[i, 0]  # white noise: the uniform row
+                labels[i, 0] = label(v, row, n, table, seed)
             return labels
 
         relabel.is_parallel = False  # ~100 ns per label: a parallel loop's fork-join costs more (measured: -20%)
@@ -78,3 +88,75 @@ class Relabel(Operation):
 
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, AllocationQuery | None]:
         return replace(previous_state, jit_mode=True), None  # in place: no buffer of its own
+
+
+class SourceRows(Operation):
+    """A field's decoder, made to decode row source(v) of the image table for virtual index v.
+
+    FFCV hands decoders the batch's indices to look rows up in the metadata; ours are virtual indices
+    (up to n * (1 + alpha)), so this maps them to table rows first: no per-copy metadata is stored.
+    """
+
+    def __init__(self, decoder: Operation, noise_model: noise.NoiseModel) -> None:
+        super().__init__()
+        self.decoder = decoder
+        self.n, self.n_pool, self.kind = noise_model.n, max(noise_model.n_pool, 1), noise_model.kind
+
+    def accept_field(self, field) -> None:
+        self.decoder.accept_field(field)
+
+    def accept_globals(self, metadata, memory_read) -> None:
+        self.decoder.accept_globals(metadata, memory_read)
+
+    def declare_state_and_memory(self, previous_state: State) -> tuple[State, AllocationQuery | None]:
+        return self.decoder.declare_state_and_memory(previous_state)
+
+    def generate_code(self) -> Callable:
+        decode = Compiler.compile(self.decoder.generate_code())
+        n, n_pool, kind = self.n, self.n_pool, self.kind
+
+        def decode_rows(indices, destination, metadata, storage_state):
+            rows = np.empty(indices.shape[0], np.int64)
+            for i in range(indices.shape[0]):
+                rows[i] = max(_source(np.int64(indices[i]), n, n_pool, kind), 0)  # white: any row, replaced later
+            return decode(rows, destination, metadata, storage_state)
+
+        return decode_rows
+
+
+class VirtualIndex(Operation):
+    """After a decoder of the label field: the batch's virtual indices themselves (white noise is drawn from them)."""
+
+    def generate_code(self) -> Callable:
+        def index(out, _, indices):
+            for i in range(out.shape[0]):
+                out[i, 0] = indices[i]
+            return out
+
+        index.with_indices = True
+        return index
+
+    def declare_state_and_memory(self, previous_state: State) -> tuple[State, AllocationQuery | None]:
+        return replace(previous_state, jit_mode=True), None
+
+
+class VirtualOrder(TraversalOrder):
+    """Epoch e visits every virtual index once, in a permutation drawn from (seed, e) into one reused
+    buffer: the loader's only memory per virtual example (4 B, or 8 B past 2**32 examples). FFCV's own
+    orders permute `loader.indices` and keep the first epoch's order too (16 B per example, 24 B at peak).
+    """
+
+    def __init__(self, n_virtual: int, seed: int) -> None:  # no super().__init__: FFCV calls us with the loader
+        self.buffer = np.empty(n_virtual, np.uint32 if n_virtual <= 2**32 else np.int64)  # 4 B per copy up to 2**32
+        self.seed = seed
+
+    def __call__(self, loader) -> "VirtualOrder":
+        return self  # FFCV 1.0.2 builds the order by calling a TraversalOrder instance with the loader
+
+    def sample_order(self, epoch: int) -> np.ndarray:
+        step = 1 << 20  # fill 0..n-1 in chunks: np.arange(n) would be a second n-sized array
+        for start in range(0, len(self.buffer), step):
+            stop = min(start + step, len(self.buffer))
+            self.buffer[start:stop] = np.arange(start, stop)
+        np.random.default_rng([self.seed, epoch]).shuffle(self.buffer)  # in place
+        return self.buffer

@@ -210,6 +210,21 @@ def _fmix32(x: torch.Tensor | int) -> torch.Tensor | int:
     return x ^ (x >> 16)
 
 
+def _source(v: torch.Tensor | int, n: int, n_pool: int, kind: int) -> torch.Tensor | int:
+    """Image-table index of virtual index v (NoiseModel's docstring), kind = SOURCES.index(source).
+
+    Operators only, like the hash, so that loaders.ffcv_ops compiles this very function for numba.
+    """
+    noisy = v >= n
+    if kind == 0:  # same
+        return v % n
+    if kind == 1:  # cifar100: the pool's images in turn
+        return v + noisy * (n + (v - n) % n_pool - v)
+    if kind == 2:  # white
+        return v - noisy * (v - WHITE)
+    return v  # novel: one pool image per noisy copy
+
+
 def hash32(seed: int, v: torch.Tensor, stream: int) -> torch.Tensor:
     """Counter-based hash of (seed, stream, v) for int64 v >= 0 -> int64 values in [0, 2**32)."""
     key = _fmix32((seed ^ stream) & MASK32)  # a Python int: no device tensor per batch
@@ -237,7 +252,6 @@ class NoiseModel:
         self.n = int(clean_labels.numel())
         self.m = num_classes
         self.n_virtual = spec.n_virtual(self.n)
-        self.clean_labels = clean_labels.long()
         pool = torch.zeros(0, dtype=torch.int64) if pool_labels is None else pool_labels.long().cpu()
         self.n_pool = int(pool.numel())
         needed = {"novel": self.n_virtual - self.n, "cifar100": 1 if self.n_virtual > self.n else 0}.get(spec.source, 0)
@@ -245,36 +259,33 @@ class NoiseModel:
             raise UsageError(f"noise.source={spec.source} needs {needed} extra images for its noisy copies "
                              f"but was given {self.n_pool}")
         # Noise row of every table image: its true class, or m (the uniform row) when it has none.
-        self.rows = torch.cat([self.clean_labels.cpu(), torch.where(pool < 0, num_classes, pool)]).to(clean_labels.device)
+        self.rows = torch.cat([clean_labels.long().cpu(), torch.where(pool < 0, num_classes, pool)]).to(clean_labels.device)
         per_copy = distribution(spec, num_classes) if dist is None else dist
         self.table_np = np.concatenate([thresholds(per_copy), thresholds(uniform_distribution(num_classes))[:1]])
         self.table = torch.from_numpy(self.table_np).to(clean_labels.device)
 
     def to(self, device: torch.device | str) -> "NoiseModel":
-        self.clean_labels = self.clean_labels.to(device)
         self.rows = self.rows.to(device)
         self.table = self.table.to(device)
         return self
 
+    @property
+    def kind(self) -> int:
+        """spec.source as the integer `_source` takes."""
+        return SOURCES.index(self.spec.source)
+
     def source(self, v: torch.Tensor) -> torch.Tensor:
         """Index into the image table of each virtual index (WHITE for a synthesised image)."""
-        clean = v % self.n
-        if self.spec.source == "same":
-            return clean
-        if self.spec.source == "novel":
-            return v
-        noisy = self.n + (v - self.n) % max(self.n_pool, 1) if self.spec.source == "cifar100" else torch.full_like(v, WHITE)
-        return torch.where(v < self.n, clean, noisy)
+        return _source(v, self.n, max(self.n_pool, 1), self.kind)
 
     def __call__(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Virtual indices (int64, any shape) -> (source image index, label), both int64."""
         source = self.source(v)
-        clean = self.clean_labels[v % self.n]
-        row = torch.where(source == WHITE, self.m, self.rows[source.clamp(min=0)])
+        row = torch.where(source == WHITE, self.m, self.rows[source.clamp(min=0)])  # v < n: its clean label
         h = hash32(self.spec.seed, v, STREAM_LABEL)
         cuts = self.table[row]  # (..., m + 1) thresholds of each example's noise row
         noisy = (h.unsqueeze(-1) >= cuts[..., 1:-1]).sum(-1)
-        return source, torch.where(v < self.n, clean, noisy)
+        return source, torch.where(v < self.n, row, noisy)
 
 
 def _clipped_normal_moments(mu: float, sigma: float) -> tuple[float, float]:

@@ -26,6 +26,12 @@ def affine(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
     return 1.0 / (255.0 * std_t), -mean_t / std_t
 
 
+def normalise(images: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 images -> a new normalised tensor; in place after the one copy (every backend, bit-identical)."""
+    return images.to(dtype).mul_(scale).add_(shift)
+
+
 class TensorLoader:
     """Iterates over one epoch of (normalised images, noisy labels) batches of the diluted set."""
 
@@ -60,8 +66,7 @@ class TensorLoader:
             images = self.images[source.clamp(min=0)]
             if self.white is not None:
                 images = torch.where((source == WHITE).view(-1, 1, 1, 1), self.white(v), images)
-            x = images.to(self.dtype) * self.scale + self.shift
-            yield x, labels
+            yield normalise(images, self.scale, self.shift, self.dtype), labels
 
 
 def batches(data: ImageSet, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -69,4 +74,4 @@ def batches(data: ImageSet, batch_size: int, device: torch.device) -> Iterator[t
     images, labels = data.images.to(device), data.labels.to(device)
     scale, shift = normalizer(data, device)
     for start in range(0, len(data), batch_size):
-        yield images[start:start + batch_size].float() * scale + shift, labels[start:start + batch_size]
+        yield normalise(images[start:start + batch_size], scale, shift), labels[start:start + batch_size]

@@ -1,6 +1,7 @@
 """torch backend: the baseline users would write, a map-style Dataset over virtual indices and a DataLoader.
 
-Per example: look the label up in the same NoiseModel, normalise the one image; workers collate.
+Per example: look the source image and label up in the same NoiseModel (a white-noise image is drawn
+from v by the same WhiteNoise), normalise the one image; workers collate.
 """
 
 from __future__ import annotations
@@ -11,23 +12,27 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from loaders.datasets import ImageSet
-from loaders.noise import NoiseModel
-from loaders.tensor import normalizer
+from loaders.noise import WHITE, NoiseModel, WhiteNoise
+from loaders.tensor import normalise, normalizer
 
 
 class VirtualDataset(Dataset):
-    """Item v of the diluted set: (normalised image v mod n, its label under the noise model)."""
+    """Item v of the diluted set: (its normalised source image, its label under the noise model)."""
 
     def __init__(self, data: ImageSet, noise: NoiseModel) -> None:
+        """data: the image table the noise model indexes (the clean images, then any noise pool)."""
         self.images, self.noise = data.images, noise
+        self.white = WhiteNoise(noise.spec.seed, tuple(data.images.shape[1:]), data.mean, data.std)
         self.scale, self.shift = (t[0] for t in normalizer(data, torch.device("cpu")))
 
     def __len__(self) -> int:
         return self.noise.n_virtual
 
     def __getitem__(self, v: int) -> tuple[torch.Tensor, torch.Tensor]:
-        source, label = self.noise(torch.tensor(v))
-        return self.images[source].float() * self.scale + self.shift, label
+        v = torch.tensor([v])
+        source, label = self.noise(v)
+        image = self.white(v)[0] if source == WHITE else self.images[source[0]]
+        return normalise(image, self.scale, self.shift), label[0]
 
 
 class TorchLoader:

@@ -231,6 +231,21 @@ def ensure_data(configs: list[dict[str, Any]]) -> None:
                   f"classes (data.stand_in=true; results say nothing about {name})", flush=True)
 
 
+def prepare_betons(configs: list[dict[str, Any]]) -> None:
+    """Every .beton the data.backend=ffcv trials read, written and checked once here: a corrupt file is
+    one line and exit 2 rather than failed trials, and trials never race to write it."""
+    from study.trial import data_key, table_source
+
+    folders = {c["data"]["root"]: c["data"] for c in configs if backends.on_disk(c["data"])}
+    for data in folders.values():  # real ImageNet: JPEG .betons of both split folders
+        backends.folder_split(data, "train"), backends.folder_split(data, "val")
+    needed = {(data_key(c["data"]), c["noise"]["source"] == "cifar100") for c in configs
+              if c["data"]["backend"] == "ffcv" and not backends.on_disk(c["data"])}
+    for key, cifar100 in sorted(needed, key=repr):
+        data = next(c["data"] for c in configs if data_key(c["data"]) == key)
+        backends.prepare(*table_source(key, "cifar100" if cifar100 else "same"), data)
+
+
 def save_confusion(results: Any, base: dict[str, Any], run_dir: Path) -> None:
     """exp=confusion: sum the trials' test confusion matrices into run_dir/confusion.npy and copy it
     to noise.confusion (default: the per-dataset path exp=structured reads)."""
@@ -280,7 +295,8 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
         for exp in experiments.plan(cfg, base, grid, with_value):
             plan.append(exp if i == 0 else dataclasses.replace(exp, path=exp.path.replace("tune", f"tune-extra{i}", 1)))
     ensure_data(configs)
-    backends.prepare(base["data"])  # the ffcv .beton, written and checked once here
+    prepare_betons(configs)
+    base["data"]["rebuild"] = False  # rebuilt once by prepare_betons; the trials read those files
 
     run_dir = (resume_dir or Path(cfg["run_dir"] or default_run_dir(choices))).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 Config layout (every key is set by the launcher from the Hydra config):
   data:  dataset, root (absolute), download, n_clean (None = all), n_test (None = all), subset_seed,
-         stand_in, image_size, backend, cache, rebuild, workers (the last four: loaders.backends)
+         stand_in, image_size, backend, cache, rebuild, workers, max_resolution, jpeg_quality
+         (from backend on: loaders.backends)
   noise: alpha, seed, delta, order, source, confusion (None = the default artifact path)
   model: arch, mlp_hidden, conv_channels, fc_hidden
   train: lr, batch_size, epochs, seed, loss (ce | h_alpha), device, report_confusion
@@ -22,7 +23,7 @@ import torch
 from loaders import backends, datasets
 from loaders.errors import UsageError
 from loaders.noise import NoiseModel, NoiseSpec, distribution
-from loaders.tensor import TensorLoader, batches
+from loaders.tensor import batches
 from study import losses, models
 from study.train import EpochReport, confusion_matrix, fit
 
@@ -57,9 +58,6 @@ def check(config: dict[str, Any]) -> None:
     train, model = config["train"], config["model"]
     check_noise(config)
     backends.check(config["data"])
-    if config["noise"].get("source", "same") != "same" and config["data"].get("backend") in ("ffcv", "torch"):
-        raise UsageError(f"noise.source={config['noise']['source']!r} runs on data.backend=tensor or auto only "
-                         f"(the ffcv and torch backends read the clean training set alone)")
     if model["arch"] not in models.ARCHS:
         raise UsageError(f"model.arch={model['arch']!r} is unknown: choose one of {', '.join(models.ARCHS)}")
     if not (isinstance(train["lr"], (int, float)) and train["lr"] > 0):
@@ -88,16 +86,34 @@ def load_split(name: str, root: str, train: bool, stand_in: bool = False, image_
     return datasets.load(name, Path(root), train, stand_in, image_size)
 
 
-def noise_pool(spec: NoiseSpec, full: datasets.ImageSet, clean_index: torch.Tensor,
-               data: dict[str, Any]) -> datasets.ImageSet | None:
-    """Images appended after the clean ones for the noisy copies (see loaders.noise.NoiseModel)."""
+@functools.lru_cache(maxsize=2)
+def table_source(data: tuple[tuple[str, Any], ...], source: str) -> tuple[str, datasets.ImageSet]:
+    """The set (and its name, the key of its .beton) whose rows form a trial's image table: the training
+    split, with CIFAR-100's training images appended for noise.source=cifar100 (they have no class: -1)."""
+    d = dict(data)
+    extra = (d.get("stand_in", False), d.get("image_size", 224))
+    full = load_split(d["dataset"], d["root"], True, *extra)
+    if source != "cifar100":
+        return d["dataset"], full
+    other = load_split("cifar100", d["root"], True, *extra)
+    pool = datasets.ImageSet(other.images, torch.full_like(other.labels, -1), other.num_classes, other.mean, other.std)
+    return f"{d['dataset']}+cifar100", full.extend(pool)
+
+
+def table_rows(spec: NoiseSpec, n_full: int, n_source: int, clean_index: torch.Tensor) -> torch.Tensor:
+    """Rows of table_source's set that form the image table (see loaders.noise.NoiseModel): the clean
+    examples, then one unused training image per noisy copy (novel) or all of CIFAR-100 (cifar100)."""
     n_noisy = spec.n_virtual(clean_index.numel()) - clean_index.numel()
     if spec.source == "novel":
-        return full.subset(datasets.novel_index(len(full), clean_index, n_noisy, spec.seed))
+        return torch.cat([clean_index, datasets.novel_index(n_full, clean_index, n_noisy, spec.seed)])
     if spec.source == "cifar100":
-        other = load_split("cifar100", data["root"], True, data.get("stand_in", False), data.get("image_size", 224))
-        return datasets.ImageSet(other.images, torch.full_like(other.labels, -1), other.num_classes, other.mean, other.std)
-    return None
+        return torch.cat([clean_index, torch.arange(n_full, n_source)])
+    return clean_index
+
+
+def data_key(data: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The data keys that decide which images table_source loads (hashable, for its cache)."""
+    return tuple((k, data.get(k)) for k in ("dataset", "root", "stand_in", "image_size"))
 
 
 class Trial:
@@ -109,32 +125,49 @@ class Trial:
         self.config = config
         self.device = pick_device(train["device"])
         torch.manual_seed(train["seed"])
-        split = (data["dataset"], data["root"])
-        extra = (data.get("stand_in", False), data.get("image_size", 224))
-        full, test = load_split(*split, True, *extra), load_split(*split, False, *extra)
-        clean_index = datasets.stratified_subset(full.labels, data["n_clean"], data["subset_seed"])
-        self.train_set = full.subset(clean_index)
-        self.test_set = test.subset(datasets.stratified_subset(test.labels, data["n_test"], data["subset_seed"]))
         spec = noise_spec(config)
         # H_alpha trains on the clean examples only: the noise is in the loss, not in the labels.
         h_alpha = train["loss"] == "h_alpha"
         label_spec = dataclasses.replace(spec, alpha=0.0, delta=0.0) if h_alpha else spec
-        pool = noise_pool(label_spec, full, clean_index, data)
-        self.noise = NoiseModel(label_spec, self.train_set.labels, full.num_classes,
-                                pool_labels=None if pool is None else pool.labels)
-        noise_dist = torch.from_numpy(distribution(spec, full.num_classes)).to(self.device)  # structured too
+        if backends.on_disk(data):
+            shape, num_classes = self.from_folders(data, label_spec, train["batch_size"], train["seed"])
+        else:
+            shape, num_classes = self.in_memory(data, label_spec, train["batch_size"], train["seed"])
+        noise_dist = torch.from_numpy(distribution(spec, num_classes)).to(self.device)  # structured too
         self.loss_fn = losses.build(train["loss"], spec.alpha, noise_dist)
-        if label_spec.source == "same":
-            self.loader = backends.make(data, full, clean_index, self.noise, train["batch_size"], train["seed"],
-                                        self.device)
-        else:  # pooled images sit beside the clean ones in the tensor loader's table; white noise is drawn there
-            table = self.train_set if pool is None else self.train_set.extend(pool)
-            self.loader = TensorLoader(table, self.noise, train["batch_size"], train["seed"], self.device)
         m = config["model"]
-        self.model = models.build(m["arch"], tuple(full.images.shape[1:]), full.num_classes, m["mlp_hidden"],
+        self.model = models.build(m["arch"], shape, num_classes, m["mlp_hidden"],
                                   tuple(m["conv_channels"]), m["fc_hidden"]).to(self.device)
         self.optimizer = torch.optim.Adadelta(self.model.parameters(), lr=train["lr"])
         self.epoch = 0
+
+    def in_memory(self, data: dict[str, Any], spec: NoiseSpec, batch_size: int, seed: int) -> tuple[tuple[int, ...], int]:
+        """Both splits loaded as tensors; the training loader from data.backend. Returns (image shape, classes)."""
+        split = (data["dataset"], data["root"])
+        extra = (data.get("stand_in", False), data.get("image_size", 224))
+        full, test = load_split(*split, True, *extra), load_split(*split, False, *extra)
+        clean_index = datasets.stratified_subset(full.labels, data["n_clean"], data["subset_seed"])
+        test_set = test.subset(datasets.stratified_subset(test.labels, data["n_test"], data["subset_seed"]))
+        self.test_batches = lambda: batches(test_set, EVAL_BATCH, self.device)
+        name, source = table_source(data_key(data), spec.source)
+        rows = table_rows(spec, len(full), len(source), clean_index)
+        n = clean_index.numel()
+        self.noise = NoiseModel(spec, full.labels[clean_index], full.num_classes, pool_labels=source.labels[rows[n:]])
+        self.loader = backends.make(data, name, source, rows, self.noise, batch_size, seed, self.device)
+        return tuple(full.images.shape[1:]), full.num_classes
+
+    def from_folders(self, data: dict[str, Any], spec: NoiseSpec, batch_size: int, seed: int) -> tuple[tuple[int, ...], int]:
+        """Real ImageNet: both splits read through FFCV from JPEG .betons, only their labels in memory."""
+        (train_path, labels), (test_path, test_labels) = backends.folder_split(data, "train"), backends.folder_split(data, "val")
+        m = datasets.NUM_CLASSES["imagenet"]
+        clean_index = datasets.stratified_subset(labels, data["n_clean"], data["subset_seed"])
+        rows = table_rows(spec, len(labels), len(labels), clean_index)
+        self.noise = NoiseModel(spec, labels[clean_index], m, pool_labels=labels[rows[clean_index.numel():]])
+        self.loader = backends.folder_loader(data, train_path, rows, self.noise, batch_size, seed, self.device)
+        test_rows = datasets.stratified_subset(test_labels, data["n_test"], data["subset_seed"])
+        clean_test = NoiseModel(NoiseSpec(), test_labels[test_rows], m)  # alpha = 0: every label clean
+        self.test_batches = backends.folder_loader(data, test_path, test_rows, clean_test, EVAL_BATCH, 0, self.device).__iter__
+        return (3, data.get("image_size", 224), data.get("image_size", 224)), m
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch}
@@ -146,14 +179,13 @@ class Trial:
 
     def confusion(self) -> np.ndarray:
         """The model's (m, m) test confusion counts: row = true class, column = predicted class."""
-        test = batches(self.test_set, EVAL_BATCH, self.device)
-        return confusion_matrix(self.model, test, self.device, self.noise.m).numpy()
+        return confusion_matrix(self.model, self.test_batches(), self.device, self.noise.m).numpy()
 
     def run(self, on_epoch: Callable[[EpochReport], None]) -> EpochReport | None:
         def report(r: EpochReport) -> None:
             self.epoch = r.epoch
             on_epoch(r)
 
-        return fit(self.model, self.optimizer, self.loader, lambda: batches(self.test_set, EVAL_BATCH, self.device),
+        return fit(self.model, self.optimizer, self.loader, self.test_batches,
                    self.config["train"]["epochs"], self.device, self.loss_fn, report,
                    start_epoch=self.epoch, set_epoch=self.loader.set_epoch)

@@ -13,7 +13,7 @@ from loaders import datasets
 from loaders.errors import UsageError
 from loaders.noise import WHITE, NoiseModel, NoiseSpec, WhiteNoise
 from loaders.tensor import TensorLoader
-from study.trial import Trial, noise_pool
+from study.trial import Trial, table_rows
 from tests.conftest import trial_config
 
 CIFAR_MEAN, CIFAR_STD = datasets.STATS["cifar10"]
@@ -94,16 +94,16 @@ def test_novel_source_gives_each_noisy_copy_its_own_unused_image() -> None:
     full = datasets.ImageSet(images, torch.arange(n_total) % M, M, (0.5,), (0.25,))
     clean = datasets.stratified_subset(full.labels, n, seed=0)
     spec = NoiseSpec(alpha=alpha, seed=2, source="novel")
-    pool = noise_pool(spec, full, clean, {"root": "unused"})
-    table = full.subset(clean).extend(pool)
-    model = NoiseModel(spec, full.labels[clean], M, pool_labels=pool.labels)
+    rows = table_rows(spec, n_total, n_total, clean)
+    table = full.subset(rows)
+    model = NoiseModel(spec, full.labels[clean], M, pool_labels=table.labels[n:])
     source, _ = model(torch.arange(model.n_virtual))
     shown = table.images[source, 0, 0, 0]  # the original training index of every example's image
     assert torch.equal(shown[:n], clean)
     noisy = shown[n:]
     assert noisy.unique().numel() == alpha * n and not np.isin(noisy.numpy(), clean.numpy()).any()
     with pytest.raises(UsageError, match="noise.source=novel needs"):
-        noise_pool(NoiseSpec(alpha=12, source="novel"), full, clean, {"root": "unused"})
+        table_rows(NoiseSpec(alpha=12, source="novel"), n_total, n_total, clean)
 
 
 def test_novel_trial_on_mnist_rejects_too_much_noise(data_root: Path) -> None:
@@ -169,5 +169,5 @@ def test_imagenet_class_folders_load_small_trees_only(tmp_path: Path, monkeypatc
     data = datasets.load("imagenet", tmp_path, False, image_size=8)
     assert data.images.shape == (1000, 3, 8, 8) and data.labels[:3].tolist() == [0, 1, 2]
     monkeypatch.setattr(datasets, "FOLDER_MAX_IMAGES", 999)
-    with pytest.raises(UsageError, match="holds 1000 images.*at most 999.*FFCV"):
+    with pytest.raises(UsageError, match="holds 1000 images.*at most 999.*data.backend=ffcv or auto"):
         datasets.load("imagenet", tmp_path, True, image_size=8)

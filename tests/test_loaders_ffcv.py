@@ -19,7 +19,8 @@ from loaders import backends, beton, datasets
 from loaders.errors import UsageError
 from loaders.ffcv_loader import VirtualLoader
 from loaders.ffcv_ops import labels_numba
-from loaders.noise import NoiseModel, NoiseSpec, uniform_distribution
+from loaders.noise import SOURCES, NoiseModel, NoiseSpec, uniform_distribution
+from study.trial import table_rows
 from loaders.tensor import normalizer
 
 CPU = torch.device("cpu")
@@ -55,43 +56,63 @@ def test_ffcv_version_is_the_pinned_one() -> None:
 
 @pytest.mark.parametrize("seed", [0, 12345, 2**32 - 1])
 @pytest.mark.parametrize("dist", ["uniform", "random"])
-def test_numba_labels_equal_torch_labels(seed: int, dist: str) -> None:
+@pytest.mark.parametrize("source", SOURCES)
+def test_numba_labels_equal_torch_labels(seed: int, dist: str, source: str) -> None:
     rng = np.random.default_rng(seed)
     m, n = 10, 1000
     matrix = uniform_distribution(m) if dist == "uniform" else rng.dirichlet(np.ones(m), size=m)
     clean = torch.from_numpy(rng.integers(0, m, n))
-    noise = NoiseModel(NoiseSpec(alpha=5, seed=seed), clean, m, matrix)
-    v = np.concatenate([np.arange(6 * n), rng.integers(0, 2**62, 50_000), 2**32 + np.arange(-100, 100),
-                        2**33 + np.arange(100)]).astype(np.int64)
-    assert (v >= 2**32).sum() > 1000
+    pool = torch.from_numpy(rng.integers(-1 if source == "cifar100" else 0, m, 5 * n))  # cifar100: no class
+    noise = NoiseModel(NoiseSpec(alpha=5, seed=seed, source=source), clean, m, matrix, pool_labels=pool)
+    v = np.arange(6 * n, dtype=np.int64)
+    if source != "novel":  # beyond n_virtual, as a stress test of the hash (novel's table ends at n_virtual)
+        v = np.concatenate([v, rng.integers(0, 2**62, 50_000), 2**32 + np.arange(-100, 100), 2**33 + np.arange(100)])
     _, want = noise(torch.from_numpy(v))
-    assert np.array_equal(labels_numba(v, clean.numpy(), noise.table_np, seed), want.numpy())
+    got = labels_numba(v, noise.rows.numpy(), noise.n, max(noise.n_pool, 1), noise.kind, noise.table_np, seed)
+    assert np.array_equal(got, want.numpy())
 
 
-def test_tiled_sample_table_gives_each_copy_its_own_index(mnist, tmp_path: Path) -> None:
-    """The FFCV internals VirtualLoader uses: with labels = row ids and no relabel, one RANDOM epoch visits
-    every row exactly 1+alpha times, always with that row's image."""
+def test_virtual_order_and_source_rows_give_each_copy_its_own_index(mnist, tmp_path: Path) -> None:
+    """The FFCV internals VirtualLoader uses: with labels = row ids and no relabel, one epoch visits every
+    row exactly 1+alpha times, always with that row's image; per copy only the 8-byte order is held."""
     n = 50
     small = datasets.ImageSet(mnist.images[:n], torch.arange(n), n, mnist.mean, mnist.std)
     path = beton.imageset_beton("rowids", "train", small, tmp_path, workers=1)
     noise = NoiseModel(NoiseSpec(alpha=3, seed=0), small.labels, n)
     loader = VirtualLoader(path, None, noise, 32, 0, CPU, 1, (0.0,), (1 / 255,), relabel=False)
-    assert loader.loader.reader.num_samples == 4 * n and len(loader.loader.reader.metadata) == 4 * n
-    seen = Counter()
-    for x, y in loader:
-        assert torch.equal(x.to(torch.uint8), small.images[y])
-        seen.update(y.tolist())
-    assert seen == Counter({row: 4 for row in range(n)})
+    ffcv = loader.loader
+    assert len(ffcv.reader.metadata) == n and len(ffcv.indices) == n  # nothing per copy ...
+    assert ffcv.first_traversal_order is ffcv.traversal_order.buffer and len(ffcv) == -(-4 * n // 32)  # ... but this
+    for epoch in (0, 1):
+        loader.set_epoch(epoch)
+        seen = Counter()
+        for x, y in loader:
+            assert torch.equal(x.to(torch.uint8), small.images[y])
+            seen.update(y.tolist())
+        assert seen == Counter({row: 4 for row in range(n)})
 
 
-@pytest.mark.parametrize("alpha,seed", [(0, 0), (2, 1), (1.5, 7), (5, 2**31 + 3)])
-def test_one_epoch_is_identical_across_backends(mnist, cache: Path, alpha: float, seed: int) -> None:
-    rows = datasets.stratified_subset(mnist.labels, 300, seed)
-    noise = lambda: NoiseModel(NoiseSpec(alpha=alpha, seed=seed), mnist.labels[rows], 10)  # noqa: E731
+def pooled(mnist: datasets.ImageSet, spec: NoiseSpec, clean: torch.Tensor) -> tuple[str, datasets.ImageSet, torch.Tensor]:
+    """(name, set, table rows) as study.trial builds them; cifar100 is played by MNIST images with no class."""
+    if spec.source != "cifar100":
+        return "mnist", mnist, table_rows(spec, len(mnist), len(mnist), clean)
+    other = mnist.subset(torch.arange(0, 60000, 97))
+    full = mnist.extend(datasets.ImageSet(other.images, torch.full_like(other.labels, -1), 10, mnist.mean, mnist.std))
+    return "mnist+pool", full, table_rows(spec, len(mnist), len(full), clean)
+
+
+@pytest.mark.parametrize("alpha,seed,source", [(0, 0, "same"), (2, 1, "same"), (1.5, 7, "same"),
+                                               (5, 2**31 + 3, "same"), (3, 4, "novel"), (2.5, 5, "white"),
+                                               (4, 6, "cifar100")])
+def test_one_epoch_is_identical_across_backends(mnist, cache: Path, alpha: float, seed: int, source: str) -> None:
+    spec = NoiseSpec(alpha=alpha, seed=seed, source=source)
+    clean = datasets.stratified_subset(mnist.labels, 300, seed)
+    name, full, rows = pooled(mnist, spec, clean)
+    noise = lambda: NoiseModel(spec, mnist.labels[clean], 10, pool_labels=full.labels[rows[300:]])  # noqa: E731
     data = {"dataset": "mnist", "cache": str(cache), "workers": 2}
-    runs = {b: epoch(backends.make({**data, "backend": b}, mnist, rows, noise(), 128, 3, CPU))
+    runs = {b: epoch(backends.make({**data, "backend": b}, name, full, rows, noise(), 128, 3, CPU))
             for b in ("tensor", "torch", "ffcv")}
-    assert sum(runs["tensor"].values()) == NoiseSpec(alpha, seed).n_virtual(300)
+    assert sum(runs["tensor"].values()) == spec.n_virtual(300)
     assert runs["ffcv"] == runs["tensor"] == runs["torch"]
 
 
@@ -173,3 +194,34 @@ def test_tune_smoke_study_on_ffcv(cache: Path, tmp_path: Path, data_root: Path) 
     assert result.returncode == 0, result.stderr[-3000:]
     trials = (run / "trials.csv").read_text().splitlines()
     assert len(trials) == 3 and all(",ok," in row for row in trials[1:])
+
+
+def test_full_imagenet_is_read_from_folder_betons_never_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real ImageNet with data.backend=ffcv: both splits come from JPEG .betons of the class folders
+    (labels from their metadata), so the in-memory folder reader is never called."""
+    from tests.conftest import trial_config
+    from study.trial import Trial
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 2), ("val", 1)):
+        for c in range(1000):
+            folder = tmp_path / "imagenet" / split / f"n{c:08d}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    monkeypatch.setattr(datasets, "_image_folder", lambda *a: pytest.fail("ImageNet was loaded into memory"))
+    data = {"dataset": "imagenet", "backend": "ffcv", "cache": str(tmp_path / "cache"), "workers": 2,
+            "image_size": 16, "max_resolution": 24, "n_clean": 1000, "n_test": None}
+    config = trial_config(tmp_path, data=data, noise={"alpha": 1.0, "seed": 3, "source": "white"},
+                          model={"arch": "conv2", "conv_channels": [8, 8]}, train={"epochs": 1, "batch_size": 100})
+    trial = Trial(config)
+    assert backends.on_disk(config["data"]) and len(trial.loader) == 20
+    seen = []
+    for x, y in trial.loader:
+        assert x.shape[1:] == (3, 16, 16)
+        seen += y.tolist()
+    assert sorted(seen) == sorted(trial.noise(torch.arange(2000))[1].tolist())
+    assert sum(y.numel() for _, y in trial.test_batches()) == 1000
+    reports = []
+    trial.run(reports.append)
+    assert len(reports) == 1 and 0 <= reports[0].test_acc <= 1

@@ -38,7 +38,7 @@ def test_batches_are_normalised_images_with_noise_labels(data_root: Path) -> Non
     x, y = torch.cat(xs), torch.cat(ys)
     assert x.shape == (400, 1, 28, 28) and x.dtype == torch.float32
     assert abs(x.mean().item()) < 0.3 and 0.7 < x.std().item() < 1.3  # MNIST-normalised
-    expected = NoiseModel(NoiseSpec(alpha=1.0), trial.train_set.labels, 10)(trial.loader.order())[1]
+    expected = NoiseModel(NoiseSpec(alpha=1.0), trial.noise.rows, 10)(trial.loader.order())[1]
     assert torch.equal(y, expected)
 
 
