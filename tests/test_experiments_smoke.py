@@ -55,7 +55,7 @@ def test_experiment_yields_figures_and_claims(exp: str, confusion: Path, data_ro
     assert len(trials) == study["trials"] and (trials["status"] == "ok").all()
     for figure in study["figures"]:
         assert (run_dir / f"{figure}.png").stat().st_size > 10_000, figure
-    claims = pd.read_csv(run_dir / "claims.csv").fillna("")
+    claims = pd.read_csv(run_dir / "claims.csv", keep_default_na=False)  # empty cells stay ""
     for figure in MEASURED_AT_SMOKE & set(study["figures"]):
         verdicts = set(claims[claims["figure"] == figure]["verdict"])
         assert verdicts & {"held", "not held"}, (figure, claims[claims["figure"] == figure])
