@@ -2,7 +2,7 @@
 
 FFCV ops see the indices the traversal order yields. VirtualOrder yields virtual indices v of the
 diluted set, so Relabel gives each copy its own label; SourceRows makes every decoder read table row
-source(v) instead of row v. The only per-copy memory is the epoch's 8-byte order.
+source(v) instead of row v. The only per-copy memory is the epoch's 4-byte order.
 
 Relies on FFCV 1.0.2 internals (decoders index `metadata` by the batch indices; EpochIterator reads
 `reader.metadata`; the OS-cache memory manager reads by address): ffcv is pinned and
