@@ -17,7 +17,6 @@ Writes bench/results/loaders-<host>.json and prints markdown.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -25,11 +24,12 @@ import resource
 import socket
 import statistics
 import sys
-import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from analysis import files
 
 BACKENDS = ("tensor", "ffcv", "ffcv-norelabel", "torch")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -42,16 +42,11 @@ def build(args: dict[str, Any], full, backend: str, alpha: float, batch: int):
     from loaders import backends
     from loaders.noise import NoiseModel, NoiseSpec
 
-    cpu = torch.device("cpu")
     noise = NoiseModel(NoiseSpec(alpha=alpha, seed=0), full.labels, full.num_classes)
-    if backend == "ffcv-norelabel":
-        from loaders import beton
-        from loaders.ffcv_loader import VirtualLoader
-
-        path = beton.ensure(args["dataset"], full, args["cache"], False, args["workers"])
-        return VirtualLoader(path, None, noise, batch, 0, cpu, args["workers"], full.mean, full.std, relabel=False)
-    data = {"dataset": args["dataset"], "backend": backend, "cache": args["cache"], "workers": args["workers"]}
-    return backends.make(data, args["dataset"], full, torch.arange(len(full)), noise, batch, 0, cpu)
+    data = {"dataset": args["dataset"], "backend": backend.removesuffix("-norelabel"), "cache": args["cache"],
+            "workers": args["workers"]}
+    return backends.make(data, args["dataset"], full, torch.arange(len(full)), noise, batch, 0, torch.device("cpu"),
+                         relabel=backend != "ffcv-norelabel")
 
 
 def load(args: dict[str, Any]):
@@ -170,14 +165,6 @@ def table(results: list[dict[str, Any]], batch_sizes: list[int]) -> str:
     return "\n".join(lines)
 
 
-def write_json(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     from loaders import datasets
     from loaders.noise import NoiseSpec
@@ -214,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             "versions": {k: version(k) for k in ("torch", "ffcv", "numba", "numpy")}, "args": job,
             "command": "python -m bench.loaders " + " ".join(sys.argv[1:] if argv is None else argv)}
     markdown = table(results, args.batch_sizes)
-    write_json({**meta, "results": results, "markdown": markdown}, args.out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    files.write_json({**meta, "results": results, "markdown": markdown}, args.out)
     print(markdown)
     print(f"\nwritten: {args.out}")
     return 0

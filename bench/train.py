@@ -12,27 +12,25 @@ from __future__ import annotations
 import argparse
 import platform
 import socket
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from analysis.files import write_json
-from loaders.datasets import resolve_root
+from study import launch
 from study.trial import Trial
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def config(dataset: str, arch: str, batch_size: int, n: int, device: str) -> dict:
-    return {
-        "data": {"dataset": dataset, "root": str(resolve_root(None)), "download": False, "n_clean": n, "n_test": 1000,
-                 "subset_seed": 0, "stand_in": False, "image_size": 224, "backend": "tensor"},
-        "noise": {"alpha": 0.0, "seed": 0},
-        "model": {"arch": arch, "mlp_hidden": 256, "conv_channels": [32, 32, 64, 64, 128, 128], "fc_hidden": 128},
-        "train": {"lr": 0.1, "batch_size": batch_size, "epochs": 2, "seed": 0, "loss": "ce", "device": device,
-                  "report_confusion": False, "checkpoint_every": 0},
-    }
+    """One trial's config from the project's own defaults (config.yaml), so the rows cost what studies run."""
+    cfg, _ = launch.compose([f"data.dataset={dataset}", f"model.arch={arch}", f"train.batch_size={batch_size}",
+                             f"data.n_clean={n}", "data.n_test=1000", "data.download=false", "data.backend=tensor",
+                             "train.lr=0.1", "train.epochs=2", "train.checkpoint_every=0", f"train.device={device}"])
+    return launch.trial_base(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,21 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     rows = []
-    device_name = None
     for arch in args.archs:
         for batch_size in args.batch_sizes:
             trial = Trial(config(args.dataset, arch, batch_size, args.n, args.device))
-            device_name = torch.cuda.get_device_name(trial.device) if trial.device.type == "cuda" else platform.processor() or "cpu"
             reports = []
             trial.run(reports.append)  # epoch 1 warms up (allocator, kernels); epoch 2 is measured
             rows.append({"dataset": args.dataset, "arch": arch, "batch_size": batch_size,
                          "images_per_s": round(reports[-1].images_per_s, 1)})
             print(f"| {args.dataset} | {arch} | {batch_size} | {reports[-1].images_per_s:,.0f} |", flush=True)
+    device_name = torch.cuda.get_device_name(trial.device) if trial.device.type == "cuda" else platform.processor() or "cpu"
     out = args.out / f"train-{socket.gethostname()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json({"host": socket.gethostname(), "device": device_name, "torch": torch.__version__,
                 "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "command": "python -m bench.train " + " ".join(argv or []), "rows": rows}, out)
+                "command": "python -m bench.train " + " ".join(sys.argv[1:] if argv is None else argv), "rows": rows}, out)
     print(f"wrote {out}")
     return 0
 

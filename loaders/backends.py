@@ -70,12 +70,18 @@ def import_ffcv():
     return ffcv_loader
 
 
-def make(data_cfg: dict[str, Any], name: str, full: ImageSet, rows: torch.Tensor, noise: NoiseModel,
-         batch_size: int, seed: int, device: torch.device):
-    """The training loader. Rows of `full` (named `name`, the key of its .beton) form the image table
-    that `noise` indexes: the clean examples, then any noise pool."""
+def loader_workers(data_cfg: dict[str, Any]) -> int:
+    """data.workers, else the trial's CPU threads (torch: 0 = load in the main process)."""
     workers = data_cfg.get("workers")
-    workers = torch.get_num_threads() if workers is None else workers
+    return torch.get_num_threads() if workers is None else workers
+
+
+def make(data_cfg: dict[str, Any], name: str, full: ImageSet, rows: torch.Tensor, noise: NoiseModel,
+         batch_size: int, seed: int, device: torch.device, relabel: bool = True):
+    """The training loader. Rows of `full` (named `name`, the key of its .beton) form the image table
+    that `noise` indexes: the clean examples, then any noise pool. relabel=False: ffcv without its
+    relabel op (bench.loaders measures the op's cost)."""
+    workers = loader_workers(data_cfg)
     backend = choose(data_cfg.get("backend", "auto"), rows.numel() * full.images[0].nbytes, noise, device)
     if backend == "tensor":
         return TensorLoader(full.subset(rows), noise, batch_size, seed, device)
@@ -87,7 +93,8 @@ def make(data_cfg: dict[str, Any], name: str, full: ImageSet, rows: torch.Tensor
     from loaders import beton
 
     path = beton.ensure(name, full, data_cfg.get("cache"), data_cfg.get("rebuild", False), max(workers, 1))
-    return loader.VirtualLoader(path, rows.numpy(), noise, batch_size, seed, device, max(workers, 1), full.mean, full.std)
+    return loader.VirtualLoader(path, rows.numpy(), noise, batch_size, seed, device, max(workers, 1), full.mean,
+                                full.std, relabel=relabel)
 
 
 def on_disk(data_cfg: dict[str, Any]) -> bool:
@@ -111,7 +118,7 @@ def folder_split(data_cfg: dict[str, Any], split: str) -> tuple[Path, torch.Tens
 def folder_loader(data_cfg: dict[str, Any], path: Path, rows: torch.Tensor, noise: NoiseModel, batch_size: int,
                   seed: int, device: torch.device):
     """The FFCV loader over rows of a folder .beton, decoded and centre-cropped to data.image_size."""
-    workers = data_cfg.get("workers") or torch.get_num_threads()
     mean, std = datasets.STATS["imagenet"]
-    return import_ffcv().VirtualLoader(path, rows.numpy(), noise, batch_size, seed, device, workers, mean, std,
-                         jpeg_size=data_cfg.get("image_size", 224))
+    return import_ffcv().VirtualLoader(path, rows.numpy(), noise, batch_size, seed, device,
+                                       max(loader_workers(data_cfg), 1), mean, std,
+                                       jpeg_size=data_cfg.get("image_size", 224))

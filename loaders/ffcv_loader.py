@@ -51,8 +51,8 @@ class VirtualLoader:
         pipelines = {"image": image_pipeline(noise, device, jpeg_size),
                      "label": PipelineSpec("label", SourceRows(IntDecoder(), noise),
                                            [*([Relabel(noise)] if relabel else []), ToTensor(), to_device])}
-        self.white = noise.spec.source == "white"
-        if self.white:  # white-noise images are drawn on the device from v, as the tensor path does
+        white = noise.spec.source == "white"
+        if white:  # white-noise images are drawn on the device from v, as the tensor path does
             pipelines["index"] = PipelineSpec("label", SourceRows(IntDecoder(), noise), [VirtualIndex(), ToTensor(), to_device])
         self.loader = Loader(str(path), batch_size, num_workers=workers, os_cache=True, drop_last=False,
                              order=VirtualOrder(noise.n_virtual, seed), pipelines=pipelines)
@@ -64,10 +64,11 @@ class VirtualLoader:
         table[f"f{self.loader.field_name_to_f_ix['label']}"] = noise.rows.cpu().numpy()
         reader.metadata = table  # decoders read row source(v) of it (SourceRows)
         assert isinstance(self.loader.memory_manager, OSCacheManager)  # reads by address, not by row number
-        self.n, self.n_virtual, self.seed = noise.n, noise.n_virtual, noise.spec.seed
+        shape = (3, jpeg_size, jpeg_size) if jpeg_size else tuple(reader.handlers["image"].shape)
+        self.white = WhiteNoise(noise.spec.seed, shape, mean, std) if white else None
+        self.n, self.n_virtual = noise.n, noise.n_virtual
         self.batch_size = batch_size
         self.dtype = dtype
-        self.mean, self.std = mean, std
         self.scale, self.shift = affine(mean, std, device)
 
     def __len__(self) -> int:
@@ -78,15 +79,13 @@ class VirtualLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         batches = iter(self.loader)
-        white = None
         try:
             for i, (x, y, *v) in enumerate(batches):
                 if i == 0:  # FFCV's iterator thread has set torch's thread count by the time it yields
                     torch.set_num_threads(self.threads)
-                if self.white:
+                if self.white is not None:
                     v = v[0].view(-1)
-                    white = white or WhiteNoise(self.seed, tuple(x.shape[1:]), self.mean, self.std)
-                    x = torch.where((v >= self.n).view(-1, 1, 1, 1), white(v), x)
+                    x = self.white.paste(x, v, v >= self.n)
                 # FFCV reuses its output buffers a few batches later: normalising copies x; y is copied.
                 yield normalise(x, self.scale, self.shift, self.dtype), y.view(-1).clone()
         finally:

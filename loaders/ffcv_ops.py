@@ -48,18 +48,6 @@ def label(v: int, row: int, n: int, table: np.ndarray, seed: int) -> int:
     return k
 
 
-@nb.njit(cache=False)
-def labels_numba(v: np.ndarray, rows: np.ndarray, n: int, n_pool: int, kind: int, table: np.ndarray,
-                 seed: int) -> np.ndarray:
-    """Vectorised `label` over int64 virtual indices; rows = NoiseModel.rows, kind = NoiseModel.kind."""
-    m = table.shape[0] - 1
-    out = np.empty(v.shape[0], np.int64)
-    for i in range(v.shape[0]):
-        s = _source(v[i], n, n_pool, kind)
-        out[i] = label(v[i], m if s < 0 else rows[s], n, table, seed)
-    return out
-
-
 class Relabel(Operation):
     """Label pipeline op after the decoder: the decoded noise row of the source image -> this copy's label.
 

@@ -327,3 +327,8 @@ class WhiteNoise:
         z = (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)).float().view(-1, *self.shape)
         x = self.mu.to(v.device) + self.sigma.to(v.device) * z
         return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+    def paste(self, images: torch.Tensor, v: torch.Tensor, white: torch.Tensor) -> torch.Tensor:
+        """A copy of the uint8 batch `images` whose rows where `white` is set are their v's white noise
+        (drawn for those rows only)."""
+        return images.index_put((white,), self(v[white]))

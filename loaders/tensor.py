@@ -14,13 +14,8 @@ from loaders.datasets import ImageSet
 from loaders.noise import WHITE, NoiseModel, WhiteNoise
 
 
-def normalizer(data: ImageSet, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scale, shift) so that uint8 * scale + shift == (x / 255 - mean) / std, per channel."""
-    return affine(data.mean, data.std, device)
-
-
 def affine(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """normalizer from the per-channel stats alone (every backend uses it, so their floats are bit-identical)."""
+    """(scale, shift) so that uint8 * scale + shift == (x / 255 - mean) / std, per channel (every backend)."""
     mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
     return 1.0 / (255.0 * std_t), -mean_t / std_t
@@ -46,7 +41,7 @@ class TensorLoader:
         self.seed = seed
         self.device = device
         self.dtype = dtype
-        self.scale, self.shift = normalizer(data, device)
+        self.scale, self.shift = affine(data.mean, data.std, device)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -65,13 +60,13 @@ class TensorLoader:
             source, labels = self.noise(v)
             images = self.images[source.clamp(min=0)]
             if self.white is not None:
-                images = torch.where((source == WHITE).view(-1, 1, 1, 1), self.white(v), images)
+                images = self.white.paste(images, v, source == WHITE)
             yield normalise(images, self.scale, self.shift, self.dtype), labels
 
 
 def batches(data: ImageSet, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """A clean split (the test set) in order, normalised like the training data."""
     images, labels = data.images.to(device), data.labels.to(device)
-    scale, shift = normalizer(data, device)
+    scale, shift = affine(data.mean, data.std, device)
     for start in range(0, len(data), batch_size):
         yield normalise(images[start:start + batch_size], scale, shift), labels[start:start + batch_size]

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from loaders.datasets import ImageSet
 from loaders.noise import WHITE, NoiseModel, WhiteNoise
-from loaders.tensor import normalise, normalizer
+from loaders.tensor import affine, normalise
 
 
 class VirtualDataset(Dataset):
@@ -23,7 +23,7 @@ class VirtualDataset(Dataset):
         """data: the image table the noise model indexes (the clean images, then any noise pool)."""
         self.images, self.noise = data.images, noise
         self.white = WhiteNoise(noise.spec.seed, tuple(data.images.shape[1:]), data.mean, data.std)
-        self.scale, self.shift = (t[0] for t in normalizer(data, torch.device("cpu")))
+        self.scale, self.shift = (t[0] for t in affine(data.mean, data.std, torch.device("cpu")))
 
     def __len__(self) -> int:
         return self.noise.n_virtual

@@ -21,18 +21,19 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from loaders.datasets import NUM_CLASSES
+from loaders.noise import NoiseSpec
 from study import models
 
 STEP_OVERHEAD_S = 1.5e-3
 SUSTAINED_FLOPS = 30e12
 # Full training sets at paper scale (the data need not be on this machine to cost a study).
 TRAIN_SIZE = {"mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167}
+RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 
 
 def image_shape(data: dict[str, Any]) -> tuple[int, int, int]:
     size = data.get("image_size", 224)
     return {"mnist": (1, 28, 28), "imagenet": (3, size, size)}.get(data["dataset"], (3, 32, 32))
-RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 
 
 def forward_flops(arch: str, data: dict[str, Any], model_cfg: dict[str, Any]) -> float:
@@ -62,7 +63,7 @@ def examples(config: dict[str, Any]) -> int:
     """Training examples one trial processes: epochs over its (diluted) training set."""
     n = config["data"]["n_clean"] or TRAIN_SIZE[config["data"]["dataset"]]
     alpha = 0.0 if config["train"]["loss"] == "h_alpha" else config["noise"]["alpha"]
-    return (n + int(round(alpha * n))) * config["train"]["epochs"]
+    return NoiseSpec(alpha=alpha).n_virtual(n) * config["train"]["epochs"]
 
 
 def estimate(configs: list[dict[str, Any]], gpu_fraction: float) -> dict[str, Any]:
@@ -70,9 +71,9 @@ def estimate(configs: list[dict[str, Any]], gpu_fraction: float) -> dict[str, An
     flops: dict[tuple[str, str, tuple[int, int, int]], float] = {}
     gpu_s = 0.0
     sources = set()
-    for config in configs:
+    per_trial = [examples(c) for c in configs]
+    for config, n_examples in zip(configs, per_trial):
         dataset, arch, batch = config["data"]["dataset"], config["model"]["arch"], config["train"]["batch_size"]
-        n_examples = examples(config)
         steps = -(-n_examples // batch)
         if (dataset, arch, batch) in measured:
             gpu_s += n_examples / measured[(dataset, arch, batch)]
@@ -84,6 +85,5 @@ def estimate(configs: list[dict[str, Any]], gpu_fraction: float) -> dict[str, An
         compute_s = 3 * flops[key] * batch / SUSTAINED_FLOPS
         gpu_s += steps * max(STEP_OVERHEAD_S * min(gpu_fraction, 1.0), compute_s)
         sources.add(f"model: H100, {STEP_OVERHEAD_S * 1e3:.1f} ms/step floor, {SUSTAINED_FLOPS / 1e12:.0f} TFLOP/s")
-    per_trial = [examples(c) for c in configs]
     return {"trials": len(configs), "examples_min": min(per_trial), "examples_max": max(per_trial),
             "examples_total": sum(per_trial), "gpu_hours": gpu_s / 3600, "source": "; ".join(sorted(sources))}

@@ -236,14 +236,20 @@ def prepare_betons(configs: list[dict[str, Any]]) -> None:
     one line and exit 2 rather than failed trials, and trials never race to write it."""
     from study.trial import data_key, table_source
 
-    folders = {c["data"]["root"]: c["data"] for c in configs if backends.on_disk(c["data"])}
-    for data in folders.values():  # real ImageNet: JPEG .betons of both split folders
-        backends.folder_split(data, "train"), backends.folder_split(data, "val")
-    needed = {(data_key(c["data"]), c["noise"]["source"] == "cifar100") for c in configs
-              if c["data"]["backend"] == "ffcv" and not backends.on_disk(c["data"])}
-    for key, cifar100 in sorted(needed, key=repr):
-        data = next(c["data"] for c in configs if data_key(c["data"]) == key)
-        backends.prepare(*table_source(key, "cifar100" if cifar100 else "same"), data)
+    written = set()
+    for c in configs:
+        data = c["data"]
+        folders = backends.on_disk(data)  # real ImageNet: JPEG .betons of both split folders
+        if not folders and data["backend"] != "ffcv":
+            continue
+        key = ("imagenet", data["root"]) if folders else (data_key(data), "cifar100" if c["noise"]["source"] == "cifar100" else "same")
+        if key in written:
+            continue
+        written.add(key)
+        if folders:
+            backends.folder_split(data, "train"), backends.folder_split(data, "val")
+        else:
+            backends.prepare(*table_source(*key), data)
 
 
 def save_confusion(results: Any, base: dict[str, Any], run_dir: Path) -> None:
