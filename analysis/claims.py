@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import files
-from analysis.figures import TARGETS
-from analysis.summary import SEARCHED, critical_clean, summarize
+from analysis.summary import TARGETS, critical_clean, missing, read_run
 
 Measured = tuple[str, bool] | None  # (measured value as text, held?) or None when not measurable
 
@@ -176,15 +175,15 @@ CLAIMS = [
 
 def evaluate(run_dirs: list[Path]) -> pd.DataFrame:
     """One row per claim, measured in the latest given run whose study drew its figure."""
-    runs = []
-    for run_dir in run_dirs:  # each run read and summarised once, as analysis.report does
-        study = files.read_study(run_dir)
-        trials = pd.read_csv(run_dir / files.TRIALS)
-        runs.append((run_dir, study, summarize(trials, study.get("searched", SEARCHED)), trials))
+    return evaluate_runs([(Path(run_dir), *read_run(run_dir)) for run_dir in run_dirs])
+
+
+def evaluate_runs(runs: list[tuple[Path, dict, pd.DataFrame, pd.DataFrame]]) -> pd.DataFrame:
+    """evaluate() over runs already read: (run_dir, study, trials, summary) each."""
     rows = []
     for claim in CLAIMS:
         row = {"figure": claim.figure, "claim": claim.claim, "measured": "", "scale": "", "run": "", "verdict": "not run"}
-        for run_dir, study, summary, trials in runs:
+        for run_dir, study, trials, summary in runs:
             result = claim.check(summary, trials) if claim.figure in study["figures"] else None
             if result is not None:
                 row.update(measured=result[0], scale=f"exp={study['exp']} preset={study['preset']}",
@@ -207,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("."), help="where claims.md and claims.csv go")
     args = parser.parse_args(argv)
     for run_dir in args.run_dirs:
-        if not (run_dir / files.STUDY).exists() or not (run_dir / files.TRIALS).exists():
-            print(f"error: {run_dir} is not a finished study run dir (no {files.STUDY} or {files.TRIALS})", file=sys.stderr)
+        if error := missing(run_dir):
+            print(f"error: {error}", file=sys.stderr)
             return 2
     args.out.mkdir(parents=True, exist_ok=True)
     claims = evaluate(args.run_dirs)

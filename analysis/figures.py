@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.files import atomic_path
-from analysis.summary import critical_clean
+from analysis.summary import TARGETS, critical_clean
 
 ALPHA = "Number of noisy labels per clean label (α)"
 ARCH_LABELS = {"perceptron": "Perceptron", "mlp1": "MLP1", "mlp2": "MLP2", "mlp4": "MLP4", "conv2": "Conv2",
@@ -66,7 +66,8 @@ def fig3(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> 
 
 
 def fig5(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:
-    save(lines(summary, "delta", "order", f"MNIST, structured noise, α = 20 ({scale})",
+    alpha = ", ".join(f"{a:g}" for a in sorted(summary["alpha"].unique()))
+    save(lines(summary, "delta", "order", f"MNIST, structured noise, α = {alpha} ({scale})",
           xlabel="Structure of the noise (δ)", label=lambda o: f"{o} order", chance=0.1).figure, out / "fig5.png")
 
 
@@ -85,9 +86,6 @@ def fig7(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> 
 def fig8(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:
     save(lines(summary, "n_clean", "alpha", f"MNIST, accuracy vs clean labels ({scale})",
           xlabel="Number of clean training labels", logx=True, label=lambda a: f"α = {a:g}").figure, out / "fig8.png")
-
-
-TARGETS = (0.8, 0.85, 0.9)
 
 
 def fig9(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:

@@ -12,20 +12,18 @@ import pandas as pd
 
 from analysis import claims, files
 from analysis.figures import FIGURES
-from analysis.summary import SEARCHED, summarize
+from analysis.summary import missing, read_run
 
 
 def make_report(run_dir: Path) -> pd.DataFrame:
     """Write summary.csv, the study's figures and claims.md/claims.csv into run_dir; return the summary."""
     run_dir = Path(run_dir)
-    study = files.read_study(run_dir)
-    trials = pd.read_csv(run_dir / files.TRIALS)
-    summary = summarize(trials, study.get("searched", SEARCHED))
+    study, trials, summary = read_run(run_dir)
     files.write_csv(summary, run_dir / files.SUMMARY)
     scale = f"preset={study['preset']}"
     for name in study["figures"]:
         FIGURES[name](summary, trials, run_dir, scale)
-    claims.write(claims.evaluate([run_dir]), run_dir)
+    claims.write(claims.evaluate_runs([(run_dir, study, trials, summary)]), run_dir)
     print(summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     return summary
 
@@ -36,9 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m analysis.report <run_dir>", file=sys.stderr)
         return 2
     run_dir = Path(argv[0])
-    missing = [f for f in (files.STUDY, files.TRIALS) if not (run_dir / f).exists()]
-    if missing:
-        print(f"error: {run_dir} is not a finished study run dir (no {missing[0]})", file=sys.stderr)
+    if error := missing(run_dir):
+        print(f"error: {error}", file=sys.stderr)
         return 2
     make_report(run_dir)
     print(f"results: {run_dir.resolve()}")

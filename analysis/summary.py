@@ -4,9 +4,13 @@ search, the searched keys) that gives the best final test accuracy (averaged ove
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from analysis import files
 
 SEARCHED = ("lr",)  # chosen per cell unless study.json names its `searched` keys; other config columns define the cell
 NOT_CONFIG = {"trial_id", "status", "epochs", "test_acc", "best_test_acc", "test_top5", "best_test_top5",
@@ -29,6 +33,22 @@ def summarize(trials: pd.DataFrame, searched: Sequence[str] = SEARCHED) -> pd.Da
                     .reset_index())
     best = per_config.loc[per_config.groupby(cells, dropna=False)["test_acc"].idxmax()]
     return best.sort_values(cells).reset_index(drop=True)
+
+
+TARGETS = (0.8, 0.85, 0.9)  # the accuracies Figure 9 finds the critical clean-label counts for
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """A finished run's study.json, trials.csv and summary (with the run's own searched keys)."""
+    study = files.read_study(run_dir)
+    trials = pd.read_csv(Path(run_dir) / files.TRIALS)
+    return study, trials, summarize(trials, study.get("searched", SEARCHED))
+
+
+def missing(run_dir: Path) -> str | None:
+    """One error line when run_dir is not a finished study run dir, else None."""
+    absent = [f for f in (files.STUDY, files.TRIALS) if not (Path(run_dir) / f).exists()]
+    return f"{run_dir} is not a finished study run dir (no {absent[0]})" if absent else None
 
 
 def critical_clean(summary: pd.DataFrame, target: float, metric: str = "test_acc") -> pd.Series:
