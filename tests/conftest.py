@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from loaders.datasets import resolve_root
 
+REPO = Path(__file__).resolve().parents[1]
 SIBLING_SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
@@ -32,6 +36,28 @@ def data_root() -> Path:
         pytest.skip(message)
     os.environ["STUDY_DATA_ROOT"] = str(root)  # for subprocesses (launch, Ray workers)
     return root
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct TCP ports free on loopback right now."""
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def image_folders(root: Path, per_split: dict[str, int], classes: int = 1000, hw: tuple[int, int] = (12, 20)) -> None:
+    """An ImageNet-style tree root/imagenet/<split>/<class>/<i>.png of random RGB images."""
+    rng = np.random.default_rng(0)
+    for split, count in per_split.items():
+        for c in range(classes):
+            folder = root / "imagenet" / split / f"n{c:08d}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (*hw, 3), dtype=np.uint8)).save(folder / f"{i}.png")
 
 
 @pytest.fixture

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 
 from study import launch
+from tests.conftest import free_ports
 
-SMOKE = ["exp=uniform_mnist", "preset=smoke", "grid.noise.alpha=[0]", "grid.model.arch=[perceptron]",
+SMOKE = ["exp=uniform_mnist", "preset=smoke", "data.download=false", "grid.noise.alpha=[0]", "grid.model.arch=[perceptron]",
          "grid.train.lr=[0.1]", "data.n_clean=500", "data.n_test=500", "train.epochs=1"]
 
 
@@ -20,12 +20,6 @@ def fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
     return err
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("group", ["search", "scheduler"])
@@ -41,7 +35,7 @@ def test_gpu_request_without_gpu(data_root: Path, tmp_path: Path, capsys: pytest
 
 
 def test_unreachable_address(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    err = fails([*SMOKE, f"ray.address=127.0.0.1:{free_port()}", f"run_dir={tmp_path / 'run'}"], capsys)
+    err = fails([*SMOKE, f"ray.address=127.0.0.1:{free_ports(1)[0]}", f"run_dir={tmp_path / 'run'}"], capsys)
     assert "is unreachable" in err
     assert not (tmp_path / "run").exists()
 

@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from loaders import datasets
 from loaders.errors import UsageError
 from loaders.noise import WHITE, NoiseModel, NoiseSpec, WhiteNoise
 from loaders.tensor import TensorLoader
 from study.trial import Trial, table_rows
-from tests.conftest import trial_config
+from tests.conftest import image_folders, trial_config
 
 CIFAR_MEAN, CIFAR_STD = datasets.STATS["cifar10"]
 M = 10
@@ -52,7 +51,7 @@ def test_white_noise_loader_keeps_clean_images_and_synthesises_the_rest() -> Non
     v = loader.order()
     raw = ((x - loader.shift) / loader.scale).round().to(torch.uint8)
     assert torch.equal(raw[v < n], images[v[v < n]])
-    assert torch.equal(raw[v >= n], loader.white(v[v >= n]))
+    assert torch.equal(raw[v >= n], WhiteNoise(noise.spec.seed, (3, 8, 8), CIFAR_MEAN, CIFAR_STD)(v[v >= n]))
     assert torch.equal(y, noise(v)[1])
 
 
@@ -159,12 +158,7 @@ def test_absent_dataset_uses_a_stand_in_only_when_allowed(tmp_path: Path) -> Non
 
 
 def test_imagenet_class_folders_load_small_trees_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for c in range(1000):
-            folder = tmp_path / "imagenet" / split / f"n{c:08d}"
-            folder.mkdir(parents=True)
-            Image.fromarray(rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)).save(folder / "0.png")
+    image_folders(tmp_path, {"train": 1, "val": 1})
     assert datasets.present("imagenet", tmp_path)
     data = datasets.load("imagenet", tmp_path, False, image_size=8)
     assert data.images.shape == (1000, 3, 8, 8) and data.labels[:3].tolist() == [0, 1, 2]

@@ -14,13 +14,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
+
 # Figures whose claims a smoke grid measures (others need alpha = 100, ResNets or ImageNet: paper scale).
 MEASURED_AT_SMOKE = {"fig5", "fig6", "fig7", "fig8", "fig9", "fig11", "fig12"}
 
 
 def launch(exp: str, run_dir: Path, data_root: Path, *overrides: str) -> Path:
-    proc = subprocess.run([sys.executable, "-m", "study.launch", f"exp={exp}", "preset=smoke", f"run_dir={run_dir}",
+    proc = subprocess.run([sys.executable, "-m", "study.launch", f"exp={exp}", "preset=smoke", "data.download=false",
+                           f"run_dir={run_dir}",
                            *overrides], capture_output=True, text=True, cwd=REPO, timeout=1200,
                           env={**os.environ, "STUDY_DATA_ROOT": str(data_root)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,10 +20,11 @@ import pandas as pd
 import psutil
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO, free_ports
+
 RAY = str(Path(sys.executable).with_name("ray"))
-TINY = ["exp=uniform_mnist", "preset=smoke", "grid.model.arch=[perceptron]", "data.n_clean=500",
-        "data.n_test=500", "figures=[]"]
+TINY = ["exp=uniform_mnist", "preset=smoke", "data.download=false", "grid.model.arch=[perceptron]",
+        "data.n_clean=500", "data.n_test=500", "figures=[]"]
 
 pytestmark = pytest.mark.slow
 
@@ -134,16 +134,6 @@ def test_driver_killed_then_resume_finishes_without_rerunning(env: dict[str, str
 
 def up(node: subprocess.Popen, log: Path) -> None:
     wait_for(lambda: "Ray runtime started" in log.read_text(), node, log, timeout=120)
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def test_worker_node_killed_mid_study(env: dict[str, str], tmp_path: Path) -> None:

@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 
 from study.launch import main
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
 
 
 @pytest.mark.parametrize("overrides,message", [

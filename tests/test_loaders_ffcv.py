@@ -13,18 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ffcv.pipeline.compiler import Compiler
 from PIL import Image
 
 from loaders import backends, beton, datasets
 from loaders.errors import UsageError
 from loaders.ffcv_loader import VirtualLoader
-from loaders.ffcv_ops import labels_numba
+from loaders.ffcv_ops import Relabel
 from loaders.noise import SOURCES, NoiseModel, NoiseSpec, uniform_distribution
-from study.trial import table_rows
-from loaders.tensor import normalizer
+from loaders.tensor import affine
+from study.trial import Trial, table_rows
+from tests.conftest import REPO, image_folders, trial_config
 
 CPU = torch.device("cpu")
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +68,10 @@ def test_numba_labels_equal_torch_labels(seed: int, dist: str, source: str) -> N
     v = np.arange(6 * n, dtype=np.int64)
     if source != "novel":  # beyond n_virtual, as a stress test of the hash (novel's table ends at n_virtual)
         v = np.concatenate([v, rng.integers(0, 2**62, 50_000), 2**32 + np.arange(-100, 100), 2**33 + np.arange(100)])
-    _, want = noise(torch.from_numpy(v))
-    got = labels_numba(v, noise.rows.numpy(), noise.n, max(noise.n_pool, 1), noise.kind, noise.table_np, seed)
-    assert np.array_equal(got, want.numpy())
+    source, want = noise(torch.from_numpy(v))
+    relabel = Compiler.compile(Relabel(noise).generate_code())  # as FFCV's pipeline compiles and calls it
+    decoded = noise.rows[source.clamp(min=0)].numpy().reshape(-1, 1).copy()  # what SourceRows' decoder yields
+    assert np.array_equal(relabel(decoded, None, v)[:, 0], want.numpy())
 
 
 def test_virtual_order_and_source_rows_give_each_copy_its_own_index(mnist, tmp_path: Path) -> None:
@@ -120,7 +122,7 @@ def test_ffcv_clean_fraction_and_label_histogram(mnist, cache: Path) -> None:
     n, alpha = 500, 10
     rows = datasets.stratified_subset(mnist.labels, n, 0)
     clean = mnist.labels[rows]
-    scale, shift = normalizer(mnist, CPU)
+    scale, shift = affine(mnist.mean, mnist.std, CPU)
     truth = {hash(img.numpy().tobytes()): int(c) for img, c in zip(mnist.images[rows].float() * scale + shift, clean)}
     # Noisy labels never equal to the true class, so exactly the clean copies keep it.
     off_diagonal = (np.ones((10, 10)) - np.eye(10)) / 9
@@ -199,16 +201,7 @@ def test_tune_smoke_study_on_ffcv(cache: Path, tmp_path: Path, data_root: Path) 
 def test_full_imagenet_is_read_from_folder_betons_never_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Real ImageNet with data.backend=ffcv: both splits come from JPEG .betons of the class folders
     (labels from their metadata), so the in-memory folder reader is never called."""
-    from tests.conftest import trial_config
-    from study.trial import Trial
-
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 2), ("val", 1)):
-        for c in range(1000):
-            folder = tmp_path / "imagenet" / split / f"n{c:08d}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                Image.fromarray(rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    image_folders(tmp_path, {"train": 2, "val": 1}, hw=(20, 28))
     monkeypatch.setattr(datasets, "_image_folder", lambda *a: pytest.fail("ImageNet was loaded into memory"))
     data = {"dataset": "imagenet", "backend": "ffcv", "cache": str(tmp_path / "cache"), "workers": 2,
             "image_size": 16, "max_resolution": 24, "n_clean": 1000, "n_test": None}

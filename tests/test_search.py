@@ -18,8 +18,8 @@ def test_optuna_asha_per_cell(data_root: Path, tmp_path: Path, monkeypatch: pyte
                               capsys: pytest.CaptureFixture[str], ray_tmpdir: str) -> None:
     monkeypatch.setenv("RAY_TMPDIR", ray_tmpdir)
     run_dir = tmp_path / "run"
-    argv = ["exp=uniform_mnist", "preset=smoke", "search=optuna", "scheduler=asha", "search.trials_per_cell=2",
-            "grid.noise.alpha=[0,1]", "grid.model.arch=[perceptron]", "data.n_clean=500", "data.n_test=500",
+    argv = ["exp=uniform_mnist", "preset=smoke", "data.download=false", "search=optuna", "scheduler=asha",
+            "search.trials_per_cell=2", "grid.noise.alpha=[0,1]", "grid.model.arch=[perceptron]", "data.n_clean=500", "data.n_test=500",
             "train.epochs=2", "ray.num_cpus=2", "resources.gpu=0.25", "resources.allow_cpu_fallback=true",
             "figures=[]", f"run_dir={run_dir}"]
     assert launch.main(argv) == 0
