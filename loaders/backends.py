@@ -8,6 +8,7 @@ torch is the baseline a user would write, kept for comparison.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,12 @@ def free_memory(device: torch.device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def choose(backend: str, image_bytes: int, noise: NoiseModel, device: torch.device) -> str:
-    """auto: tensor when the table's images and one epoch's order fit in half the free device memory."""
+def choose(backend: str, image_bytes: int, n_virtual: int, members: int, device: torch.device) -> str:
+    """auto: tensor when the table's images and one epoch's order, sources and member labels (int64 each)
+    fit in half the free device memory."""
     if backend != "auto":
         return backend
-    need = image_bytes + 8 * noise.n_virtual
+    need = image_bytes + 8 * (2 + members) * n_virtual
     return "tensor" if need <= free_memory(device) // 2 else "ffcv"
 
 
@@ -76,24 +78,26 @@ def loader_workers(data_cfg: dict[str, Any]) -> int:
     return torch.get_num_threads() if workers is None else workers
 
 
-def make(data_cfg: dict[str, Any], name: str, full: ImageSet, rows: torch.Tensor, noise: NoiseModel,
+def make(data_cfg: dict[str, Any], name: str, full: ImageSet, rows: torch.Tensor, noises: Sequence[NoiseModel],
          batch_size: int, seed: int, device: torch.device, relabel: bool = True):
-    """The training loader. Rows of `full` (named `name`, the key of its .beton) form the image table
-    that `noise` indexes: the clean examples, then any noise pool. relabel=False: ffcv without its
-    relabel op (bench.loaders measures the op's cost)."""
+    """The training loader, yielding (images, labels (K, B)) for K member noise models. Rows of `full`
+    (named `name`, the key of its .beton) form the image table that the noise models index: the clean
+    examples, then any noise pool. relabel=False: ffcv without its relabel op (bench.loaders measures
+    the op's cost)."""
     workers = loader_workers(data_cfg)
-    backend = choose(data_cfg.get("backend", "auto"), rows.numel() * full.images[0].nbytes, noise, device)
+    backend = choose(data_cfg.get("backend", "auto"), rows.numel() * full.images[0].nbytes, noises[0].n_virtual,
+                     len(noises), device)
     if backend == "tensor":
-        return TensorLoader(full.subset(rows), noise, batch_size, seed, device)
+        return TensorLoader(full.subset(rows), noises, batch_size, seed, device)
     if backend == "torch":
         from loaders.torch_loader import TorchLoader
 
-        return TorchLoader(full.subset(rows), noise, batch_size, seed, device, workers)
+        return TorchLoader(full.subset(rows), noises, batch_size, seed, device, workers)
     loader = import_ffcv()
     from loaders import beton
 
     path = beton.ensure(name, full, data_cfg.get("cache"), data_cfg.get("rebuild", False), max(workers, 1))
-    return loader.VirtualLoader(path, rows.numpy(), noise, batch_size, seed, device, max(workers, 1), full.mean,
+    return loader.VirtualLoader(path, rows.numpy(), noises, batch_size, seed, device, max(workers, 1), full.mean,
                                 full.std, relabel=relabel)
 
 
@@ -115,10 +119,10 @@ def folder_split(data_cfg: dict[str, Any], split: str) -> tuple[Path, torch.Tens
     return path, beton.labels(path)
 
 
-def folder_loader(data_cfg: dict[str, Any], path: Path, rows: torch.Tensor, noise: NoiseModel, batch_size: int,
-                  seed: int, device: torch.device):
+def folder_loader(data_cfg: dict[str, Any], path: Path, rows: torch.Tensor, noises: Sequence[NoiseModel],
+                  batch_size: int, seed: int, device: torch.device):
     """The FFCV loader over rows of a folder .beton, decoded and centre-cropped to data.image_size."""
     mean, std = datasets.STATS["imagenet"]
-    return import_ffcv().VirtualLoader(path, rows.numpy(), noise, batch_size, seed, device,
+    return import_ffcv().VirtualLoader(path, rows.numpy(), noises, batch_size, seed, device,
                                        max(loader_workers(data_cfg), 1), mean, std,
                                        jpeg_size=data_cfg.get("image_size", 224))

@@ -11,7 +11,7 @@ tests/test_loaders_ffcv.py checks those internals.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +43,15 @@ class VirtualLoader:
     in order; None = the whole file is the table.
     """
 
-    def __init__(self, path: Path, rows: np.ndarray | None, noise: NoiseModel, batch_size: int, seed: int,
+    def __init__(self, path: Path, rows: np.ndarray | None, noises: Sequence[NoiseModel], batch_size: int, seed: int,
                  device: torch.device, workers: int, mean: tuple[float, ...], std: tuple[float, ...],
                  relabel: bool = True, jpeg_size: int | None = None, dtype: torch.dtype = torch.float32) -> None:
+        noise = noises[0]  # its image sources are every member's; members differ in their labels only
         self.threads = torch.get_num_threads()  # FFCV sets torch's thread count to `workers`: we put it back
         to_device = ToDevice(device, non_blocking=True)
         pipelines = {"image": image_pipeline(noise, device, jpeg_size),
                      "label": PipelineSpec("label", SourceRows(IntDecoder(), noise),
-                                           [*([Relabel(noise)] if relabel else []), ToTensor(), to_device])}
+                                           [*([Relabel(list(noises))] if relabel else []), ToTensor(), to_device])}
         white = noise.spec.source == "white"
         if white:  # white-noise images are drawn on the device from v, as the tensor path does
             pipelines["index"] = PipelineSpec("label", SourceRows(IntDecoder(), noise), [VirtualIndex(), ToTensor(), to_device])
@@ -87,6 +88,6 @@ class VirtualLoader:
                     v = v[0].view(-1)
                     x = self.white.paste(x, v, v >= self.n)
                 # FFCV reuses its output buffers a few batches later: normalising copies x; y is copied.
-                yield normalise(x, self.scale, self.shift, self.dtype), y.view(-1).clone()
+                yield normalise(x, self.scale, self.shift, self.dtype), y.T.clone()  # labels (K, B)
         finally:
             batches.close()  # stops FFCV's thread after its current batch (VirtualOrder reuses its buffer)

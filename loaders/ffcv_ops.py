@@ -49,33 +49,38 @@ def label(v: int, row: int, n: int, table: np.ndarray, seed: int) -> int:
 
 
 class Relabel(Operation):
-    """Label pipeline op after the decoder: the decoded noise row of the source image -> this copy's label.
+    """Label pipeline op after the decoder: the decoded noise row of the source image -> this copy's label
+    under each group member's noise model, one column per member: (B, K).
 
     It needs the batch's virtual indices (`with_indices`), which VirtualLoader makes distinct per copy.
     """
 
-    def __init__(self, noise_model: noise.NoiseModel) -> None:
+    def __init__(self, noise_models: list[noise.NoiseModel]) -> None:
         super().__init__()
-        self.n, self.n_pool, self.kind = noise_model.n, max(noise_model.n_pool, 1), noise_model.kind
-        self.seed, self.table = noise_model.spec.seed, noise_model.table_np
+        first = noise_models[0]
+        self.n, self.n_pool, self.kind = first.n, max(first.n_pool, 1), first.kind
+        self.seeds = np.array([model.spec.seed for model in noise_models], np.int64)
+        self.tables = np.stack([model.table_np for model in noise_models])
 
     def generate_code(self) -> Callable:
-        n, n_pool, kind, seed, table = self.n, self.n_pool, self.kind, self.seed, self.table
-        m = table.shape[0] - 1
+        n, n_pool, kind, seeds, tables = self.n, self.n_pool, self.kind, self.seeds, self.tables
+        m = tables.shape[1] - 1
 
-        def relabel(labels, _, indices):
-            for i in range(labels.shape[0]):
+        def relabel(rows, out, indices):
+            for i in range(rows.shape[0]):
                 v = np.int64(indices[i])
-                row = m if _source(v, n, n_pool, kind) < 0 else labels[i, 0]  # white noise: the uniform row
-                labels[i, 0] = label(v, row, n, table, seed)
-            return labels
+                row = m if _source(v, n, n_pool, kind) < 0 else rows[i, 0]  # white noise: the uniform row
+                for k in range(seeds.shape[0]):
+                    out[i, k] = label(v, row, n, tables[k], seeds[k])
+            return out
 
         relabel.is_parallel = False  # ~100 ns per label: a parallel loop's fork-join costs more (measured: -20%)
         relabel.with_indices = True
         return relabel
 
     def declare_state_and_memory(self, previous_state: State) -> tuple[State, AllocationQuery | None]:
-        return replace(previous_state, jit_mode=True), None  # in place: no buffer of its own
+        return (replace(previous_state, jit_mode=True, shape=(len(self.seeds),), dtype=np.dtype(np.int64)),
+                AllocationQuery((len(self.seeds),), np.dtype(np.int64)))
 
 
 class SourceRows(Operation):

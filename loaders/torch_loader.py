@@ -1,12 +1,12 @@
 """torch backend: the baseline users would write, a map-style Dataset over virtual indices and a DataLoader.
 
-Per example: look the source image and label up in the same NoiseModel (a white-noise image is drawn
-from v by the same WhiteNoise), normalise the one image; workers collate.
+Per example: look the source image and labels up in the same NoiseModels, one per group member (a
+white-noise image is drawn from v by the same WhiteNoise), normalise the one image; workers collate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -17,30 +17,30 @@ from loaders.tensor import affine, normalise
 
 
 class VirtualDataset(Dataset):
-    """Item v of the diluted set: (its normalised source image, its label under the noise model)."""
+    """Item v of the diluted set: (its normalised source image, its label under each member's noise model)."""
 
-    def __init__(self, data: ImageSet, noise: NoiseModel) -> None:
-        """data: the image table the noise model indexes (the clean images, then any noise pool)."""
-        self.images, self.noise = data.images, noise
-        self.white = WhiteNoise(noise.spec.seed, tuple(data.images.shape[1:]), data.mean, data.std)
+    def __init__(self, data: ImageSet, noises: Sequence[NoiseModel]) -> None:
+        """data: the image table the noise models index (the clean images, then any noise pool)."""
+        self.images, self.noises = data.images, noises
+        self.white = WhiteNoise(noises[0].spec.seed, tuple(data.images.shape[1:]), data.mean, data.std)
         self.scale, self.shift = (t[0] for t in affine(data.mean, data.std, torch.device("cpu")))
 
     def __len__(self) -> int:
-        return self.noise.n_virtual
+        return self.noises[0].n_virtual
 
     def __getitem__(self, v: int) -> tuple[torch.Tensor, torch.Tensor]:
         v = torch.tensor([v])
-        source, label = self.noise(v)
+        source, _ = self.noises[0](v)
         image = self.white(v)[0] if source == WHITE else self.images[source[0]]
-        return normalise(image, self.scale, self.shift), label[0]
+        return normalise(image, self.scale, self.shift), torch.cat([noise(v)[1] for noise in self.noises])
 
 
 class TorchLoader:
     """A DataLoader over VirtualDataset, reshuffled per epoch from (seed, epoch); batches go to the device."""
 
-    def __init__(self, data: ImageSet, noise: NoiseModel, batch_size: int, seed: int, device: torch.device,
+    def __init__(self, data: ImageSet, noises: Sequence[NoiseModel], batch_size: int, seed: int, device: torch.device,
                  workers: int) -> None:
-        self.dataset = VirtualDataset(data, noise.to("cpu"))
+        self.dataset = VirtualDataset(data, [noise.to("cpu") for noise in noises])
         self.batch_size, self.seed, self.device, self.workers = batch_size, seed, device, workers
         self.epoch = 0
 
@@ -55,4 +55,4 @@ class TorchLoader:
         loader = DataLoader(self.dataset, self.batch_size, shuffle=True, generator=g, num_workers=self.workers,
                             pin_memory=self.device.type == "cuda")
         for x, y in loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield x.to(self.device, non_blocking=True), y.T.to(self.device, non_blocking=True)  # labels (K, B)

@@ -1,62 +1,38 @@
-"""One training run built from a plain config dict (what a Tune trial receives). No Ray, no Hydra.
+"""One Tune trial built from plain config dicts: a group of members trained together. No Ray, no Hydra.
 
-Config layout (every key is set by the launcher from the Hydra config):
+Config layout of a member (every key is set by the launcher from the Hydra config):
   data:  dataset, root (absolute), download, n_clean (None = all), n_test (None = all), subset_seed,
-         stand_in, image_size, backend, cache, rebuild, workers, max_resolution, jpeg_quality
-         (from backend on: loaders.backends)
+         order_seed, stand_in, image_size, backend, cache, rebuild, workers, max_resolution, jpeg_quality
   noise: alpha, seed, delta, order, source, confusion (None = the default artifact path)
   model: arch, mlp_hidden, conv_channels, fc_hidden
-  train: lr, batch_size, epochs, seed, loss (ce | h_alpha), device, report_confusion
+  train: lr, batch_size, epochs, seed, loss (ce | h_alpha), device, compile, report_confusion
+
+The members of a group are identical except in MEMBER_KEYS: they see the same images in the same order.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from loaders import backends, datasets
+from loaders import backends, data
 from loaders.errors import UsageError
-from loaders.noise import NoiseModel, NoiseSpec, distribution
-from loaders.tensor import batches
 from study import losses, models
-from study.train import EpochReport, confusion_matrix, fit
+from study.train import EpochReport, Fused, Single, confusion_matrices, fit
 
-EVAL_BATCH = 1024
-
-
-def noise_spec(config: dict[str, Any]) -> NoiseSpec:
-    """The noise section as a spec; noise.confusion defaults to where exp=confusion writes its artifact."""
-    noise = dict(config["noise"])
-    noise["confusion"] = noise.get("confusion") or str(datasets.default_confusion_path(config["data"]["dataset"]))
-    return NoiseSpec(**noise)
-
-
-def check_noise(config: dict[str, Any]) -> None:
-    """The noise spec, its (alpha, delta) feasibility, its confusion artifact and its image source."""
-    spec, dataset = noise_spec(config), config["data"]["dataset"]
-    if dataset not in datasets.DATASETS:
-        raise UsageError(f"data.dataset={dataset!r} is unknown: choose one of {', '.join(datasets.DATASETS)}")
-    if spec.delta > 0 and spec.order != "random" and not Path(spec.confusion).is_file():
-        make = "python -m study.launch exp=confusion" + (f" data.dataset={dataset}" if dataset != "mnist" else "")
-        if Path(spec.confusion) != datasets.default_confusion_path(dataset):
-            make += f" noise.confusion={spec.confusion}"
-        raise UsageError(f"noise.order={spec.order} needs the confusion matrix {spec.confusion}, which does not "
-                         f"exist: make it with `{make}`")
-    distribution(spec, datasets.NUM_CLASSES[dataset])  # rejects an infeasible (alpha, delta)
-    if spec.source == "cifar100" and dataset != "cifar10":
-        raise UsageError(f"noise.source=cifar100 is for data.dataset=cifar10 (same image shape), not {dataset}")
+# What members of one group may differ in: learning rate, weight init, and which noisy label each copy
+# carries. Noise seeds that also pick images (novel, white) must be shared: see study.groups.
+MEMBER_KEYS = ("train.lr", "train.seed", "noise.seed")
+COMPILE_AUTO = "default"  # torch.compile mode of a fused step on CUDA under train.compile=auto
 
 
 def check(config: dict[str, Any]) -> None:
     """Reject bad values with one clear line each, before anything runs or is written."""
     train, model = config["train"], config["model"]
-    check_noise(config)
+    data.check_noise(config["noise"], config["data"]["dataset"])
     backends.check(config["data"])
     if model["arch"] not in models.ARCHS:
         raise UsageError(f"model.arch={model['arch']!r} is unknown: choose one of {', '.join(models.ARCHS)}")
@@ -72,6 +48,15 @@ def check(config: dict[str, Any]) -> None:
         raise UsageError(f"train.device={train['device']!r} is unknown: choose auto, cpu or cuda")
 
 
+def shared_part(config: dict[str, Any]) -> dict[str, Any]:
+    """The config without its member keys: equal for every member of a group."""
+    out = {section: dict(values) for section, values in config.items()}
+    for path in MEMBER_KEYS:
+        section, key = path.split(".")
+        out.get(section, {}).pop(key, None)
+    return out
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -80,112 +65,62 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-@functools.lru_cache(maxsize=4)
-def load_split(name: str, root: str, train: bool, stand_in: bool = False, image_size: int = 224) -> datasets.ImageSet:
-    """Cached per process, so trials that share a Tune actor read the files once."""
-    return datasets.load(name, Path(root), train, stand_in, image_size)
-
-
-@functools.lru_cache(maxsize=2)
-def table_source(data: tuple[tuple[str, Any], ...], source: str) -> tuple[str, datasets.ImageSet]:
-    """The set (and its name, the key of its .beton) whose rows form a trial's image table: the training
-    split, with CIFAR-100's training images appended for noise.source=cifar100 (they have no class: -1)."""
-    d = dict(data)
-    extra = (d.get("stand_in", False), d.get("image_size", 224))
-    full = load_split(d["dataset"], d["root"], True, *extra)
-    if source != "cifar100":
-        return d["dataset"], full
-    other = load_split("cifar100", d["root"], True, *extra)
-    pool = datasets.ImageSet(other.images, torch.full_like(other.labels, -1), other.num_classes, other.mean, other.std)
-    return f"{d['dataset']}+cifar100", full.extend(pool)
-
-
-def table_rows(spec: NoiseSpec, n_full: int, n_source: int, clean_index: torch.Tensor) -> torch.Tensor:
-    """Rows of table_source's set that form the image table (see loaders.noise.NoiseModel): the clean
-    examples, then one unused training image per noisy copy (novel) or all of CIFAR-100 (cifar100)."""
-    n_noisy = spec.n_virtual(clean_index.numel()) - clean_index.numel()
-    if spec.source == "novel":
-        return torch.cat([clean_index, datasets.novel_index(n_full, clean_index, n_noisy, spec.seed)])
-    if spec.source == "cifar100":
-        return torch.cat([clean_index, torch.arange(n_full, n_source)])
-    return clean_index
-
-
-def data_key(data: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """The data keys that decide which images table_source loads (hashable, for its cache)."""
-    return tuple((k, data.get(k)) for k in ("dataset", "root", "stand_in", "image_size"))
+def compile_mode(setting: str, device: torch.device) -> str | None:
+    """train.compile: auto (COMPILE_AUTO on CUDA, eager elsewhere), none, or a torch.compile mode."""
+    if setting == "auto":
+        return COMPILE_AUTO if device.type == "cuda" else None
+    return None if setting == "none" else setting
 
 
 class Trial:
-    """Data, noise, model and optimizer of one run; `run` trains it and reports each epoch."""
+    """Data, noise, models and optimizers of a group; `run` trains it and reports each epoch per member."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        check(config)
-        data, train = config["data"], config["train"]
-        self.config = config
+    def __init__(self, configs: dict[str, Any] | Sequence[dict[str, Any]]) -> None:
+        self.configs = [configs] if isinstance(configs, dict) else list(configs)
+        for config in self.configs:
+            check(config)
+        first = shared_part(self.configs[0])
+        if any(shared_part(c) != first for c in self.configs[1:]):
+            raise ValueError("the members of a group may differ only in " + ", ".join(MEMBER_KEYS))
+        d, train = self.configs[0]["data"], self.configs[0]["train"]
         self.device = pick_device(train["device"])
-        torch.manual_seed(train["seed"])
-        spec = noise_spec(config)
-        # H_alpha trains on the clean examples only: the noise is in the loss, not in the labels.
-        h_alpha = train["loss"] == "h_alpha"
-        label_spec = dataclasses.replace(spec, alpha=0.0, delta=0.0) if h_alpha else spec
-        if backends.on_disk(data):
-            shape, num_classes = self.from_folders(data, label_spec, train["batch_size"], train["seed"])
-        else:
-            shape, num_classes = self.in_memory(data, label_spec, train["batch_size"], train["seed"])
-        noise_dist = torch.from_numpy(distribution(spec, num_classes)).to(self.device)  # structured too
-        self.loss_fn = losses.build(train["loss"], spec.alpha, noise_dist)
-        m = config["model"]
-        self.model = models.build(m["arch"], shape, num_classes, m["mlp_hidden"],
-                                  tuple(m["conv_channels"]), m["fc_hidden"]).to(self.device)
-        self.optimizer = torch.optim.Adadelta(self.model.parameters(), lr=train["lr"])
+        h_alpha = train["loss"] == "h_alpha"  # trains on the clean examples: the noise is in the loss
+        self.data = data.build(d, [c["noise"] for c in self.configs], self.device, train["batch_size"],
+                               d.get("order_seed", 0), clean_only=h_alpha)
+        dists = torch.from_numpy(np.stack(self.data.distributions)).to(self.device)  # structured too
+        self.to_target = losses.targets(train["loss"], self.configs[0]["noise"]["alpha"], dists)
+        nets = [self.model(c) for c in self.configs]
+        lrs = [c["train"]["lr"] for c in self.configs]
+        self.net = (Single(nets[0], lrs[0], self.device) if len(nets) == 1 else
+                    Fused(nets, lrs, self.device, compile_mode(train.get("compile", "auto"), self.device)))
         self.epoch = 0
 
-    def in_memory(self, data: dict[str, Any], spec: NoiseSpec, batch_size: int, seed: int) -> tuple[tuple[int, ...], int]:
-        """Both splits loaded as tensors; the training loader from data.backend. Returns (image shape, classes)."""
-        split = (data["dataset"], data["root"])
-        extra = (data.get("stand_in", False), data.get("image_size", 224))
-        full, test = load_split(*split, True, *extra), load_split(*split, False, *extra)
-        clean_index = datasets.stratified_subset(full.labels, data["n_clean"], data["subset_seed"])
-        test_set = test.subset(datasets.stratified_subset(test.labels, data["n_test"], data["subset_seed"]))
-        self.test_batches = lambda: batches(test_set, EVAL_BATCH, self.device)
-        name, source = table_source(data_key(data), spec.source)
-        rows = table_rows(spec, len(full), len(source), clean_index)
-        n = clean_index.numel()
-        self.noise = NoiseModel(spec, full.labels[clean_index], full.num_classes, pool_labels=source.labels[rows[n:]])
-        self.loader = backends.make(data, name, source, rows, self.noise, batch_size, seed, self.device)
-        return tuple(full.images.shape[1:]), full.num_classes
+    def model(self, config: dict[str, Any]) -> torch.nn.Module:
+        """A member's fresh model, its weights drawn from its own train.seed."""
+        torch.manual_seed(config["train"]["seed"])
+        m = config["model"]
+        return models.build(m["arch"], self.data.shape, self.data.num_classes, m["mlp_hidden"],
+                            tuple(m["conv_channels"]), m["fc_hidden"]).to(self.device)
 
-    def from_folders(self, data: dict[str, Any], spec: NoiseSpec, batch_size: int, seed: int) -> tuple[tuple[int, ...], int]:
-        """Real ImageNet: both splits read through FFCV from JPEG .betons, only their labels in memory."""
-        (train_path, labels), (test_path, test_labels) = backends.folder_split(data, "train"), backends.folder_split(data, "val")
-        m = datasets.NUM_CLASSES["imagenet"]
-        clean_index = datasets.stratified_subset(labels, data["n_clean"], data["subset_seed"])
-        rows = table_rows(spec, len(labels), len(labels), clean_index)
-        self.noise = NoiseModel(spec, labels[clean_index], m, pool_labels=labels[rows[clean_index.numel():]])
-        self.loader = backends.folder_loader(data, train_path, rows, self.noise, batch_size, seed, self.device)
-        test_rows = datasets.stratified_subset(test_labels, data["n_test"], data["subset_seed"])
-        clean_test = NoiseModel(NoiseSpec(), test_labels[test_rows], m)  # alpha = 0: every label clean
-        self.test_batches = backends.folder_loader(data, test_path, test_rows, clean_test, EVAL_BATCH, 0, self.device).__iter__
-        return (3, data.get("image_size", 224), data.get("image_size", 224)), m
+    @property
+    def loader(self):
+        return self.data.loader
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch}
+        return {"net": self.net.state_dict(), "epoch": self.epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.net.load_state_dict(state["net"])
         self.epoch = state["epoch"]
 
     def confusion(self) -> np.ndarray:
-        """The model's (m, m) test confusion counts: row = true class, column = predicted class."""
-        return confusion_matrix(self.model, self.test_batches(), self.device, self.noise.m).numpy()
+        """Each member's (m, m) test confusion counts: (K, m, m), row = true class, column = predicted."""
+        return confusion_matrices(self.net, self.data.test_batches(), self.data.num_classes).numpy()
 
-    def run(self, on_epoch: Callable[[EpochReport], None]) -> EpochReport | None:
-        def report(r: EpochReport) -> None:
-            self.epoch = r.epoch
-            on_epoch(r)
+    def run(self, on_epoch: Callable[[list[EpochReport]], None]) -> list[EpochReport]:
+        def report(reports: list[EpochReport]) -> None:
+            self.epoch = reports[0].epoch
+            on_epoch(reports)
 
-        return fit(self.model, self.optimizer, self.loader, self.test_batches,
-                   self.config["train"]["epochs"], self.device, self.loss_fn, report,
-                   start_epoch=self.epoch, set_epoch=self.loader.set_epoch)
+        return fit(self.net, self.loader, self.data.test_batches, self.configs[0]["train"]["epochs"],
+                   self.to_target, report, start_epoch=self.epoch, set_epoch=self.loader.set_epoch)

@@ -21,7 +21,8 @@ def test_h_alpha_matches_equation_3() -> None:
     log_p = logits.log_softmax(1)
     eq3 = (-log_p.gather(1, y[:, None]).mean() / (1 + alpha)
            - alpha / (M * (1 + alpha)) * log_p.sum(1).mean())
-    loss = losses.build("h_alpha", alpha, torch.from_numpy(uniform_distribution(M)))(logits, y)
+    to_target = losses.targets("h_alpha", alpha, torch.from_numpy(uniform_distribution(M))[None])
+    loss = losses.loss(logits, to_target(y[None])[0])
     torch.testing.assert_close(loss, eq3.float())
 
 
@@ -31,7 +32,8 @@ def test_h_alpha_gradient_is_mean_noisy_cross_entropy_gradient() -> None:
     alpha, n, copies = 4.0, 8, 20_000  # 20,000 / 100 noise seeds x (1 + alpha) labels per example
     clean = torch.randint(0, M, (n,))
     logits = torch.randn(n, M, requires_grad=True)
-    losses.build("h_alpha", alpha, torch.from_numpy(uniform_distribution(M)))(logits, clean).backward()
+    to_target = losses.targets("h_alpha", alpha, torch.from_numpy(uniform_distribution(M))[None])
+    losses.loss(logits, to_target(clean[None])[0]).backward()
     exact = logits.grad.clone()
 
     # Sample the training labels of each example: copy 0 clean, alpha copies noisy, many times over.

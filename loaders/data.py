@@ -1,0 +1,152 @@
+"""One trial's data: given the data section, one noise section per group member and a device, the
+training loader, the test batches, the noise models and distributions, the image shape and the classes.
+
+Members of a group share the images and their order; they may differ in noise.seed, which fixes which
+label each noisy copy carries, so each member gets its own noise model and the loader yields one label
+row per member. Each noise distribution is computed once, here, and serves both the noise model and
+the loss (H_alpha).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from loaders import backends, datasets
+from loaders.errors import UsageError
+from loaders.noise import NoiseModel, NoiseSpec, distribution
+from loaders.tensor import batches
+
+EVAL_BATCH = 1024
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+def noise_spec(noise: dict[str, Any], dataset: str) -> NoiseSpec:
+    """A noise section as a spec; noise.confusion defaults to where exp=confusion writes its artifact."""
+    return NoiseSpec(**{**noise, "confusion": noise.get("confusion") or str(datasets.default_confusion_path(dataset))})
+
+
+def check_noise(noise: dict[str, Any], dataset: str) -> None:
+    """The noise spec, its (alpha, delta) feasibility, its confusion artifact and its image source."""
+    if dataset not in datasets.DATASETS:
+        raise UsageError(f"data.dataset={dataset!r} is unknown: choose one of {', '.join(datasets.DATASETS)}")
+    spec = noise_spec(noise, dataset)
+    if spec.delta > 0 and spec.order != "random" and not Path(spec.confusion).is_file():
+        make = "python -m study.launch exp=confusion" + (f" data.dataset={dataset}" if dataset != "mnist" else "")
+        if Path(spec.confusion) != datasets.default_confusion_path(dataset):
+            make += f" noise.confusion={spec.confusion}"
+        raise UsageError(f"noise.order={spec.order} needs the confusion matrix {spec.confusion}, which does not "
+                         f"exist: make it with `{make}`")
+    distribution(spec, datasets.NUM_CLASSES[dataset])  # rejects an infeasible (alpha, delta)
+    if spec.source == "cifar100" and dataset != "cifar10":
+        raise UsageError(f"noise.source=cifar100 is for data.dataset=cifar10 (same image shape), not {dataset}")
+
+
+@functools.lru_cache(maxsize=4)
+def load_split(name: str, root: str, train: bool, stand_in: bool = False, image_size: int = 224) -> datasets.ImageSet:
+    """Cached per process, so trials that share a Tune actor read the files once."""
+    return datasets.load(name, Path(root), train, stand_in, image_size)
+
+
+def data_key(data: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The data keys that decide which images table_source loads (hashable, for its cache)."""
+    return tuple((k, data.get(k)) for k in ("dataset", "root", "stand_in", "image_size"))
+
+
+@functools.lru_cache(maxsize=2)
+def table_source(data: tuple[tuple[str, Any], ...], source: str) -> tuple[str, datasets.ImageSet]:
+    """The set (and its name, the key of its .beton) whose rows form a trial's image table: the training
+    split, with CIFAR-100's training images appended for noise.source=cifar100 (they have no class: -1)."""
+    d = dict(data)
+    extra = (d.get("stand_in", False), d.get("image_size", 224))
+    full = load_split(d["dataset"], d["root"], True, *extra)
+    if source != "cifar100":
+        return d["dataset"], full
+    other = load_split("cifar100", d["root"], True, *extra)
+    pool = datasets.ImageSet(other.images, torch.full_like(other.labels, -1), other.num_classes, other.mean, other.std)
+    return f"{d['dataset']}+cifar100", full.extend(pool)
+
+
+def table_rows(spec: NoiseSpec, n_full: int, n_source: int, clean_index: torch.Tensor) -> torch.Tensor:
+    """Rows of table_source's set that form the image table (see loaders.noise.NoiseModel): the clean
+    examples, then one unused training image per noisy copy (novel) or all of CIFAR-100 (cifar100)."""
+    n_noisy = spec.n_virtual(clean_index.numel()) - clean_index.numel()
+    if spec.source == "novel":
+        return torch.cat([clean_index, datasets.novel_index(n_full, clean_index, n_noisy, spec.seed)])
+    if spec.source == "cifar100":
+        return torch.cat([clean_index, torch.arange(n_full, n_source)])
+    return clean_index
+
+
+@dataclass
+class TrainData:
+    """What a trial trains and evaluates on. `loader` yields (images, labels (K, B)), one row per member."""
+
+    loader: Any  # TensorLoader | TorchLoader | VirtualLoader: iterable, len(), set_epoch(e)
+    test_batches: Callable[[], Batches]
+    noises: list[NoiseModel]  # one per member; their image table is shared
+    distributions: list[np.ndarray]  # each member's (m, m) per-copy noise distribution
+    shape: tuple[int, int, int]
+    num_classes: int
+
+
+def build(data: dict[str, Any], noises: Sequence[dict[str, Any]], device: torch.device, batch_size: int,
+          order_seed: int, clean_only: bool = False) -> TrainData:
+    """The training and test data of a group whose members have these noise sections.
+
+    clean_only: the training set is the clean examples alone (H_alpha puts the noise in the loss), while
+    `distributions` still describe each member's noise.
+    """
+    specs = [noise_spec(noise, data["dataset"]) for noise in noises]
+    m = datasets.NUM_CLASSES[data["dataset"]]
+    dists = {spec.seed: distribution(spec, m) for spec in specs}  # differ only by seed (random order)
+    label_specs = [dataclasses.replace(s, alpha=0.0, delta=0.0) if clean_only else s for s in specs]
+    if backends.on_disk(data):
+        return _from_folders(data, label_specs, dists, device, batch_size, order_seed)
+    return _in_memory(data, label_specs, dists, device, batch_size, order_seed)
+
+
+def _in_memory(data: dict[str, Any], specs: list[NoiseSpec], dists: dict[int, np.ndarray], device: torch.device,
+               batch_size: int, order_seed: int) -> TrainData:
+    """Both splits loaded as tensors; the training loader from data.backend."""
+    split = (data["dataset"], data["root"])
+    extra = (data.get("stand_in", False), data.get("image_size", 224))
+    full, test = load_split(*split, True, *extra), load_split(*split, False, *extra)
+    clean_index = datasets.stratified_subset(full.labels, data["n_clean"], data["subset_seed"])
+    test_set = test.subset(datasets.stratified_subset(test.labels, data["n_test"], data["subset_seed"]))
+    name, source = table_source(data_key(data), specs[0].source)
+    rows = table_rows(specs[0], len(full), len(source), clean_index)
+    n = clean_index.numel()
+    noises = [NoiseModel(spec, full.labels[clean_index], full.num_classes, dists[spec.seed], source.labels[rows[n:]])
+              for spec in specs]
+    loader = backends.make(data, name, source, rows, noises, batch_size, order_seed, device)
+    return TrainData(loader, lambda: batches(test_set, EVAL_BATCH, device), noises, [dists[s.seed] for s in specs],
+                     tuple(full.images.shape[1:]), full.num_classes)
+
+
+def _from_folders(data: dict[str, Any], specs: list[NoiseSpec], dists: dict[int, np.ndarray], device: torch.device,
+                  batch_size: int, order_seed: int) -> TrainData:
+    """Real ImageNet: both splits read through FFCV from JPEG .betons, only their labels in memory."""
+    (train_path, labels), (test_path, test_labels) = backends.folder_split(data, "train"), backends.folder_split(data, "val")
+    m = datasets.NUM_CLASSES["imagenet"]
+    clean_index = datasets.stratified_subset(labels, data["n_clean"], data["subset_seed"])
+    rows = table_rows(specs[0], len(labels), len(labels), clean_index)
+    pool = labels[rows[clean_index.numel():]]
+    noises = [NoiseModel(spec, labels[clean_index], m, dists[spec.seed], pool) for spec in specs]
+    loader = backends.folder_loader(data, train_path, rows, noises, batch_size, order_seed, device)
+    test_rows = datasets.stratified_subset(test_labels, data["n_test"], data["subset_seed"])
+    clean_test = NoiseModel(NoiseSpec(), test_labels[test_rows], m)  # alpha = 0: every label clean
+    test_loader = backends.folder_loader(data, test_path, test_rows, [clean_test], EVAL_BATCH, 0, device)
+
+    def test_batches() -> Batches:
+        return ((x, y[0]) for x, y in test_loader)
+
+    size = data.get("image_size", 224)
+    return TrainData(loader, test_batches, noises, [dists[s.seed] for s in specs], (3, size, size), m)
