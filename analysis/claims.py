@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import files
+import rundir
 from analysis.summary import TARGETS, critical_clean, missing, read_run
 
 Measured = tuple[str, bool] | None  # (measured value as text, held?) or None when not measurable
@@ -193,10 +193,10 @@ def evaluate_runs(runs: list[tuple[Path, dict, pd.DataFrame, pd.DataFrame]]) -> 
 
 
 def write(claims: pd.DataFrame, out: Path) -> None:
-    files.write_csv(claims, out / "claims.csv")
+    rundir.write_csv(claims, out / "claims.csv")
     header = "| figure | claim | measured | scale | verdict |\n|---|---|---|---|---|\n"
     body = "".join(f"| {r.figure} | {r.claim} | {r.measured} | {r.scale} | {r.verdict} |\n" for r in claims.itertuples())
-    with files.atomic_path(out / "claims.md") as tmp:
+    with rundir.atomic_path(out / "claims.md") as tmp:
         tmp.write_text("# The paper's claims against this study\n\n" + header + body)
 
 

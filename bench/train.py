@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from analysis.files import write_json
+from rundir import write_json
 from study import launch
 from study.trial import Trial
 

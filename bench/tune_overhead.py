@@ -22,7 +22,7 @@ def main() -> int:
     import ray
     from ray import tune
 
-    from analysis import files
+    import rundir
     from study import experiments, launch
     from study.trainable import trainable
 
@@ -51,7 +51,7 @@ def main() -> int:
     out["meets_target"] = out["overhead_per_trial_s"] <= TARGET_S
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"tune_overhead-{out['host']}.json"
-    files.write_json(out, path)
+    rundir.write_json(out, path)
     print(f"{TRIALS} trials: wall {wall_s:.2f} s, training {train_s:.2f} s, "
           f"overhead {out['overhead_per_trial_s']:.3f} s/trial (target <= {TARGET_S}) -> {path}")
     return 0

@@ -20,12 +20,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import rundir
 from loaders import backends, datasets
 from loaders.errors import UsageError
 
 TRIAL_SECTIONS = ("data", "noise", "model", "train")
-SHORT_NAMES = {"noise.alpha": "alpha", "model.arch": "arch", "train.lr": "lr",
-               "train.batch_size": "batch_size", "train.seed": "seed"}  # always in trials.csv
 
 
 def options(group: str) -> list[str]:
@@ -166,40 +165,6 @@ def default_run_dir(choices: dict[str, str]) -> Path:
     return Path(root) / f"{choices['exp']}-{choices['preset']}-{stamp}"
 
 
-def collect(results: Any, grid: dict[str, list[Any]]) -> tuple[Any, Any]:
-    """trials.csv and epochs.csv frames from Tune results (one ResultGrid, or several chained)."""
-    import pandas as pd
-
-    columns = {**SHORT_NAMES, **{p: p.rsplit(".", 1)[-1] for p in grid if p not in SHORT_NAMES}}
-    trials, epochs = [], []
-    for result in results:
-        flat = flatten(result.config)
-        row = {name: flat[path] for path, name in columns.items()}
-        history = result.metrics_dataframe
-        if history is not None and "epoch" in history:  # a retried trial may report an epoch twice
-            history = history.drop_duplicates("epoch", keep="last")
-        done = history is not None and "test_acc" in history
-        last = history.iloc[-1] if done else {}
-        row.update(
-            trial_id=result.metrics.get("trial_id") if result.metrics else None,
-            status="error" if result.error else "ok",
-            epochs=int(last["epoch"]) if done else 0,
-            test_acc=last["test_acc"] if done else float("nan"),
-            best_test_acc=history["test_acc"].max() if done else float("nan"),
-            test_top5=last["test_top5"] if done else float("nan"),
-            best_test_top5=history["test_top5"].max() if done else float("nan"),
-            train_loss=last["train_loss"] if done else float("nan"),
-            images_per_s=history["images_per_s"].mean() if done else float("nan"),
-            node_id=last["node_id"] if done else None,
-        )
-        trials.append(row)
-        if done:
-            keep = ["epoch", "train_loss", "test_acc", "test_top5", "images_per_s"]
-            epochs.append(history[keep].assign(trial_id=row["trial_id"], **{k: row[k] for k in columns.values()}))
-    epochs_df = pd.concat(epochs, ignore_index=True) if epochs else pd.DataFrame()
-    return pd.DataFrame(trials), epochs_df
-
-
 def dry_run_text(cfg: dict[str, Any], choices: dict[str, str], grids: list[dict[str, list[Any]]],
                  configs: list[dict[str, Any]]) -> str:
     from study.cost import estimate
@@ -257,7 +222,6 @@ def save_confusion(results: Any, base: dict[str, Any], run_dir: Path) -> None:
     to noise.confusion (default: the per-dataset path exp=structured reads)."""
     import numpy as np
 
-    from analysis import files
     from study.trial import noise_spec
 
     matrices = [np.asarray(r.metrics["confusion"]) for r in results if not r.error and "confusion" in (r.metrics or {})]
@@ -267,7 +231,7 @@ def save_confusion(results: Any, base: dict[str, Any], run_dir: Path) -> None:
     target = Path(noise_spec(base).confusion)
     target.parent.mkdir(parents=True, exist_ok=True)
     for path in (run_dir / "confusion.npy", target):  # atomic: exp=structured may read the shared copy any time
-        with files.atomic_path(path) as tmp:
+        with rundir.atomic_path(path) as tmp:
             np.save(tmp, np.sum(matrices, axis=0))
     print(f"confusion matrix ({len(matrices)} trials): {run_dir / 'confusion.npy'}, copied to {target}", flush=True)
 
@@ -276,7 +240,7 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     import ray
     from ray import tune
 
-    from analysis import files, report
+    from analysis import report
     from study import experiments
     from study.trainable import trainable
     from study.trial import check
@@ -309,10 +273,10 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     print(f"run dir: {run_dir}", flush=True)
     if resume_dir is None:
         trials = len(configs) * (cfg["search"]["trials_per_cell"] if cfg["search"]["name"] == "optuna" else 1)
-        files.write_json({"exp": choices["exp"], "preset": choices["preset"], "trials": trials,
+        rundir.write_json({"exp": choices["exp"], "preset": choices["preset"], "trials": trials,
                           "figures": cfg.get("figures", []), "config": cfg,
-                          "searched": [SHORT_NAMES.get(p, p.rsplit(".", 1)[-1]) for p in searched],
-                          "experiments": [e.path for e in plan]}, run_dir / files.STUDY)
+                          "searched": [rundir.column(p) for p in searched],
+                          "experiments": [e.path for e in plan]}, run_dir / rundir.STUDY)
 
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep the driver's working directory
     connect(cfg)
@@ -324,9 +288,9 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     results = list(itertools.chain(*results))
     if base["train"]["report_confusion"]:
         save_confusion(results, base, run_dir)
-    trials, epochs = collect(results, {path: None for grid in grids for path in grid})
-    files.write_csv(trials, run_dir / files.TRIALS)
-    files.write_csv(epochs, run_dir / files.EPOCHS)
+    trials, epochs = rundir.collect(results, [path for grid in grids for path in grid])
+    rundir.write_csv(trials, run_dir / rundir.TRIALS)
+    rundir.write_csv(epochs, run_dir / rundir.EPOCHS)
     report.make_report(run_dir)
     return run_dir
 
@@ -335,12 +299,10 @@ def resume(run_dir: Path) -> Path:
     """Finish an interrupted study with the config it was started with."""
     from ray import tune
 
-    from analysis import files
-
     run_dir = run_dir.resolve()
-    if not (run_dir / files.STUDY).is_file():
-        raise UsageError(f"resume={run_dir} is not a study run dir: it has no {files.STUDY}")
-    study = files.read_study(run_dir)
+    if not (run_dir / rundir.STUDY).is_file():
+        raise UsageError(f"resume={run_dir} is not a study run dir: it has no {rundir.STUDY}")
+    study = rundir.read_study(run_dir)
     if not any(tune.Tuner.can_restore(run_dir / p) for p in study.get("experiments", ["tune"])):
         raise UsageError(f"resume={run_dir} holds no Tune experiment state to restore: start the study afresh")
     return run_study(study["config"], {"exp": study["exp"], "preset": study["preset"]}, resume_dir=run_dir)
