@@ -20,6 +20,7 @@ import torch
 
 from rundir import write_json
 from study import launch
+from study.grid import trial_base
 from study.trial import Trial
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -30,7 +31,7 @@ def config(dataset: str, arch: str, batch_size: int, n: int, device: str) -> dic
     cfg, _ = launch.compose([f"data.dataset={dataset}", f"model.arch={arch}", f"train.batch_size={batch_size}",
                              f"data.n_clean={n}", "data.n_test=1000", "data.download=false", "data.backend=tensor",
                              "train.lr=0.1", "train.epochs=2", "train.checkpoint_every=0", f"train.device={device}"])
-    return launch.trial_base(cfg)
+    return trial_base(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,16 +24,18 @@ def main() -> int:
 
     import rundir
     from study import experiments, launch
+    from study.cluster import connect
+    from study.grid import grid_of, trial_base
     from study.trainable import trainable
 
     cfg, _ = launch.compose(["exp=uniform_mnist", "preset=smoke", "grid.noise.alpha=[0]", "grid.model.arch=[perceptron]",
                              "grid.train.lr=[0.1]", f"+grid.train.seed=[{','.join(map(str, range(TRIALS)))}]",
                              "data.n_clean=100", "data.n_test=100", "train.epochs=1", "max_concurrent_trials=1",
                              "ray.num_cpus=1"])
-    base, grid = launch.trial_base(cfg), launch.grid_of(cfg)
-    plan = experiments.plan(cfg, base, grid, launch.with_value)
+    base, grid = trial_base(cfg), grid_of(cfg)
+    plan = experiments.plan(cfg, base, grid)
     start = time.perf_counter()
-    launch.connect(cfg)
+    connect(cfg)
     init_s = time.perf_counter() - start
     try:
         with tempfile.TemporaryDirectory() as run_dir:

@@ -12,13 +12,13 @@ each saved in its own folder so that Tuner.restore resumes it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loaders.errors import UsageError
+from study.grid import with_value
 
 SEARCHES = ("grid", "optuna")
 SCHEDULERS = ("none", "asha")
@@ -68,14 +68,13 @@ def searched_paths(cfg: dict[str, Any], grid: dict[str, list[Any]]) -> list[str]
     return [p for p in GRID_SEARCHED if p in grid]
 
 
-def plan(cfg: dict[str, Any], base: dict[str, Any], grid: dict[str, list[Any]],
-         set_key: Callable[[dict[str, Any], str, Any], dict[str, Any]]) -> list[Experiment]:
+def plan(cfg: dict[str, Any], base: dict[str, Any], grid: dict[str, list[Any]]) -> list[Experiment]:
     from ray import tune
 
     if cfg["search"]["name"] == "grid" and cfg["scheduler"]["name"] == "none":
         space = base
         for path, values in grid.items():
-            space = set_key(space, path, tune.grid_search(values))
+            space = with_value(space, path, tune.grid_search(values))
         return [Experiment("tune", space)]
     searched = searched_paths(cfg, grid)
     inner: dict[str, Any] = {p: tune.grid_search(v) for p, v in grid.items() if p in searched}
@@ -87,7 +86,7 @@ def plan(cfg: dict[str, Any], base: dict[str, Any], grid: dict[str, list[Any]],
     for i, values in enumerate(itertools.product(*outer.values())):
         space = base
         for path, value in [*zip(outer, values), *inner.items()]:
-            space = set_key(space, path, value)
+            space = with_value(space, path, value)
         experiments.append(Experiment(f"tune/cell-{i:03d}", space))
     return experiments
 

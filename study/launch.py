@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import socket
 import sys
 import time
 from importlib import resources
@@ -23,8 +22,8 @@ from typing import Any
 import rundir
 from loaders import backends, datasets
 from loaders.errors import UsageError
-
-TRIAL_SECTIONS = ("data", "noise", "model", "train")
+from study.cluster import check_address, check_resources, connect
+from study.grid import expand, grids_of, trial_base
 
 
 def options(group: str) -> list[str]:
@@ -53,110 +52,6 @@ def compose(argv: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
     except (HydraException, OmegaConfBaseException) as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         raise UsageError(f"bad override: {' '.join(lines[:3])}") from None
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'noise': {'alpha': [..]}} -> {'noise.alpha': [..]}; a list (or non-dict) is a leaf."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        out.update(flatten(value, path + ".") if isinstance(value, dict) else {path: value})
-    return out
-
-
-def with_value(config: dict[str, Any], path: str, value: Any, _full: str | None = None) -> dict[str, Any]:
-    """A copy of the nested config with one dotted key set."""
-    head, _, rest = path.partition(".")
-    if head not in config or (rest and not isinstance(config[head], dict)):
-        raise UsageError(f"grid.{_full or path} names no config key: grid keys mirror the config, "
-                         f"e.g. grid.noise.alpha")
-    return {**config, head: with_value(config[head], rest, value, _full or path) if rest else value}
-
-
-def trial_base(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The part of the config a trial sees, with the data root made absolute in the driver."""
-    base = {k: dict(cfg[k]) for k in TRIAL_SECTIONS}
-    base["data"]["root"] = str(datasets.resolve_root(base["data"]["root"]))
-    if base["noise"].get("confusion"):
-        base["noise"]["confusion"] = str(Path(base["noise"]["confusion"]).expanduser().resolve())
-    return base
-
-
-def grid_of(cfg: dict[str, Any], name: str = "grid") -> dict[str, list[Any]]:
-    grid = flatten(cfg.get("grid") or {})
-    for path, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise UsageError(f"{name}.{path}={values!r} is invalid: it must be a non-empty list")
-    return grid
-
-
-def grids_of(cfg: dict[str, Any]) -> list[dict[str, list[Any]]]:
-    """The study's grids: `grid`, then one per `grid_extra` entry (its lists replace grid's)."""
-    grid = grid_of(cfg)
-    extras = cfg.get("grid_extra") or []
-    if not isinstance(extras, list):
-        raise UsageError(f"grid_extra={extras!r} is invalid: it must be a list of partial grids")
-    return [grid] + [{**grid, **grid_of({"grid": extra}, f"grid_extra[{i}]")} for i, extra in enumerate(extras)]
-
-
-def expand(base: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Every trial config of the grid, in order."""
-    configs = []
-    for values in itertools.product(*grid.values()):
-        config = base
-        for path, value in zip(grid, values):
-            config = with_value(config, path, value)
-        configs.append(config)
-    return configs
-
-
-def check_resources(cfg: dict[str, Any]) -> dict[str, float]:
-    """Tune resources per trial. A GPU request for a local Ray with no GPU visible fails (or, when asked,
-    falls back to CPU); a cluster is not checked, as its autoscaler may still add GPU nodes."""
-    import torch
-
-    cpu, gpu = cfg["resources"]["cpu"], cfg["resources"]["gpu"]
-    if not (isinstance(cpu, (int, float)) and cpu > 0):
-        raise UsageError(f"resources.cpu={cpu!r} is invalid: it must be a number > 0")
-    if not (isinstance(gpu, (int, float)) and gpu >= 0):
-        raise UsageError(f"resources.gpu={gpu!r} is invalid: it must be a number >= 0 (fractions share a GPU)")
-    if gpu and not cfg["ray"]["address"] and not torch.cuda.is_available():
-        if not cfg["resources"]["allow_cpu_fallback"]:
-            raise UsageError(f"resources.gpu={gpu} but no GPU is visible here: use resources.gpu=0 (preset=smoke), "
-                             "or resources.allow_cpu_fallback=true to run these trials on CPU")
-        print(f"note: no GPU visible, resources.gpu={gpu} becomes 0 (resources.allow_cpu_fallback=true)", file=sys.stderr)
-        gpu = 0
-    every = cfg["train"]["checkpoint_every"]
-    if not (isinstance(every, int) and every >= 0):
-        raise UsageError(f"train.checkpoint_every={every!r} is invalid: it must be an integer >= 0 (0: never)")
-    return {"cpu": cpu, "gpu": gpu}
-
-
-def check_address(cfg: dict[str, Any]) -> None:
-    """A cluster address that does not answer fails in seconds, before anything is written (ray.init would retry for minutes)."""
-    address = cfg["ray"]["address"]
-    if not address or address == "auto" or "://" in address:
-        return
-    host, _, port = address.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except (OSError, ValueError):
-        raise UsageError(f"ray.address={address!r} is unreachable: no Ray head answers there "
-                         "(start one with `ray start --head`, or use ray.address=null for a local Ray)") from None
-
-
-def connect(cfg: dict[str, Any]) -> None:
-    import ray
-
-    address = cfg["ray"]["address"]
-    if not address:  # "local" never attaches to a stale cluster left by an earlier `ray start`
-        ray.init(address="local", num_cpus=cfg["ray"]["num_cpus"],
-                 runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
-        return
-    try:
-        ray.init(address=address)
-    except ConnectionError as exc:  # e.g. address=auto with no cluster running
-        raise UsageError(f"ray.address={address!r}: {str(exc).strip().splitlines()[0]}") from None
 
 
 def default_run_dir(choices: dict[str, str]) -> Path:
@@ -262,7 +157,7 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     check_address(cfg)
     plan = []
     for i, grid in enumerate(grids):  # a union of grids is no single Tune grid: experiments of their own
-        for exp in experiments.plan(cfg, base, grid, with_value):
+        for exp in experiments.plan(cfg, base, grid):
             plan.append(exp if i == 0 else dataclasses.replace(exp, path=exp.path.replace("tune", f"tune-extra{i}", 1)))
     ensure_data(configs)
     prepare_betons(configs)
@@ -274,9 +169,9 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     if resume_dir is None:
         trials = len(configs) * (cfg["search"]["trials_per_cell"] if cfg["search"]["name"] == "optuna" else 1)
         rundir.write_json({"exp": choices["exp"], "preset": choices["preset"], "trials": trials,
-                          "figures": cfg.get("figures", []), "config": cfg,
-                          "searched": [rundir.column(p) for p in searched],
-                          "experiments": [e.path for e in plan]}, run_dir / rundir.STUDY)
+                           "figures": cfg.get("figures", []), "config": cfg,
+                           "searched": [rundir.column(p) for p in searched],
+                           "experiments": [e.path for e in plan]}, run_dir / rundir.STUDY)
 
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep the driver's working directory
     connect(cfg)
