@@ -23,7 +23,7 @@ import rundir
 from loaders import backends, datasets
 from loaders.errors import UsageError
 from study.cluster import check_address, check_resources, connect
-from study.grid import expand, grids_of, trial_base
+from study.grid import expand, grids_of, trial_base, with_value
 
 
 def options(group: str) -> list[str]:
@@ -161,7 +161,9 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
             plan.append(exp if i == 0 else dataclasses.replace(exp, path=exp.path.replace("tune", f"tune-extra{i}", 1)))
     ensure_data(configs)
     prepare_betons(configs)
-    base["data"]["rebuild"] = False  # rebuilt once by prepare_betons; the trials read those files
+    # Rebuilt once by prepare_betons: the trials only read those files. Set in every trial config of the
+    # param spaces, since a grid.data.* key gives each trial a data section of its own.
+    plan = [dataclasses.replace(e, param_space=with_value(e.param_space, "data.rebuild", False)) for e in plan]
 
     run_dir = (resume_dir or Path(cfg["run_dir"] or default_run_dir(choices))).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
