@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loaders.errors import UsageError
+from study import schema
 from study.grid import with_value
 
-SEARCHES = ("grid", "optuna")
-SCHEDULERS = ("none", "asha")
 DOMAINS = ("loguniform", "uniform", "choice", "randint")  # ray.tune sampling functions allowed in search.space
 METRIC, MODE = "test_acc", "max"  # final clean test accuracy, as the paper selects (§3.4)
 GRID_SEARCHED = ("train.lr",)  # the paper's per-cell choice under search=grid
@@ -44,21 +42,8 @@ def domains(tree: dict[str, Any], prefix: str = "") -> dict[str, tuple[str, Any]
         elif isinstance(value, dict):
             out.update(domains(value, path + "."))
         else:
-            raise UsageError(f"search.space.{path}={value!r} is invalid: use {{name: args}} with name one of "
-                             f"{', '.join(DOMAINS)}")
+            raise schema.invalid(f"search.space.{path}", value, f"{{name: args}} with name one of {', '.join(DOMAINS)}")
     return out
-
-
-def check(cfg: dict[str, Any]) -> None:
-    search, scheduler = cfg["search"]["name"], cfg["scheduler"]["name"]
-    if search not in SEARCHES:
-        raise UsageError(f"search={search!r} is unknown: choose one of {', '.join(SEARCHES)}")
-    if scheduler not in SCHEDULERS:
-        raise UsageError(f"scheduler={scheduler!r} is unknown: choose one of {', '.join(SCHEDULERS)}")
-    if search == "optuna" and not (isinstance(cfg["search"]["trials_per_cell"], int)
-                                   and cfg["search"]["trials_per_cell"] > 0):
-        raise UsageError(f"search.trials_per_cell={cfg['search']['trials_per_cell']!r} is invalid: "
-                         "it must be an integer > 0")
 
 
 def searched_paths(cfg: dict[str, Any], grid: dict[str, list[Any]]) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from loaders import datasets
 from loaders.errors import UsageError
+from study import schema
 
 TRIAL_SECTIONS = ("data", "noise", "model", "train")
 
@@ -46,8 +47,7 @@ def trial_base(cfg: dict[str, Any]) -> dict[str, Any]:
 def grid_of(cfg: dict[str, Any], name: str = "grid") -> dict[str, list[Any]]:
     grid = flatten(cfg.get("grid") or {})
     for path, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise UsageError(f"{name}.{path}={values!r} is invalid: it must be a non-empty list")
+        schema.check_value(f"{name}.{path}", values, schema.GRID_VALUES)
     return grid
 
 
@@ -55,8 +55,7 @@ def grids_of(cfg: dict[str, Any]) -> list[dict[str, list[Any]]]:
     """The study's grids: `grid`, then one per `grid_extra` entry (its lists replace grid's)."""
     grid = grid_of(cfg)
     extras = cfg.get("grid_extra") or []
-    if not isinstance(extras, list):
-        raise UsageError(f"grid_extra={extras!r} is invalid: it must be a list of partial grids")
+    schema.check_value("grid_extra", extras)
     return [grid] + [{**grid, **grid_of({"grid": extra}, f"grid_extra[{i}]")} for i, extra in enumerate(extras)]
 
 

@@ -15,20 +15,15 @@ import itertools
 import os
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import rundir
 from loaders import backends, datasets
 from loaders.errors import UsageError
+from study import schema
 from study.cluster import check_address, check_resources, connect
 from study.grid import expand, grids_of, trial_base, with_value
-
-
-def options(group: str) -> list[str]:
-    folder = resources.files("study.conf") / group
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def compose(argv: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -40,8 +35,8 @@ def compose(argv: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
 
     for arg in argv:
         group, _, value = arg.partition("=")
-        if group in ("exp", "preset", "search", "scheduler") and value not in options(group):
-            raise UsageError(f"{group}={value!r} is unknown: choose one of {', '.join(options(group))}")
+        if group in ("exp", "preset", "search", "scheduler"):
+            schema.check_value(group, value, schema.choice(schema.options(group)))
     try:
         with initialize_config_module(config_module="study.conf", version_base=None):
             cfg = hydra_compose("config", overrides=argv, return_hydra_config=True)
@@ -140,7 +135,7 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     from study.trainable import trainable
     from study.trial import check
 
-    experiments.check(cfg)
+    schema.check(cfg)
     base = trial_base(cfg)
     grids = grids_of(cfg)
     searched = list(dict.fromkeys(p for grid in grids for p in experiments.searched_paths(cfg, grid)))  # ordered

@@ -24,7 +24,7 @@ from loaders import backends, datasets
 from loaders.errors import UsageError
 from loaders.noise import NoiseModel, NoiseSpec, distribution
 from loaders.tensor import batches
-from study import losses, models
+from study import losses, models, schema
 from study.train import EpochReport, confusion_matrix, fit
 
 EVAL_BATCH = 1024
@@ -55,21 +55,8 @@ def check_noise(config: dict[str, Any]) -> None:
 
 def check(config: dict[str, Any]) -> None:
     """Reject bad values with one clear line each, before anything runs or is written."""
-    train, model = config["train"], config["model"]
-    check_noise(config)
-    backends.check(config["data"])
-    if model["arch"] not in models.ARCHS:
-        raise UsageError(f"model.arch={model['arch']!r} is unknown: choose one of {', '.join(models.ARCHS)}")
-    if not (isinstance(train["lr"], (int, float)) and train["lr"] > 0):
-        raise UsageError(f"train.lr={train['lr']!r} is invalid: it must be a number > 0")
-    if not (isinstance(train["batch_size"], int) and train["batch_size"] > 0):
-        raise UsageError(f"train.batch_size={train['batch_size']!r} is invalid: it must be an integer > 0")
-    if not (isinstance(train["epochs"], int) and train["epochs"] > 0):
-        raise UsageError(f"train.epochs={train['epochs']!r} is invalid: it must be an integer > 0")
-    if train["loss"] not in losses.LOSSES:
-        raise UsageError(f"train.loss={train['loss']!r} is unknown: choose one of {', '.join(losses.LOSSES)}")
-    if train["device"] not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"train.device={train['device']!r} is unknown: choose auto, cpu or cuda")
+    schema.check(config)  # every key's type and range, or its choices
+    check_noise(config)  # the keys together: confusion artifact, feasible (alpha, delta), image source
 
 
 def pick_device(name: str) -> torch.device:
