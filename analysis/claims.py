@@ -3,13 +3,14 @@
     python -m analysis.claims <run_dir> [<run_dir> ...] [--out DIR]
 
 Each claim reads the summary (best LR per cell) or trials of the run that holds its figure, and
-says held / not held, or not run when no given run measured it. Tolerances for "about" claims are
-stated in each claim's text.
+says held / not held, or not run when no given run measured it. Each claim's tolerance is one Band,
+and the claim's text states it from there.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,17 +19,46 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import files
+import rundir
 from analysis.summary import TARGETS, critical_clean, missing, read_run
 
 Measured = tuple[str, bool] | None  # (measured value as text, held?) or None when not measurable
 
 
 @dataclass(frozen=True)
+class Band:
+    """Where a measured value must lie for its claim to hold."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    unit: str = ""  # "%" (an accuracy), "points" (an accuracy difference), "x" (a ratio to the paper's value), ""
+    strict: bool = False  # open bounds
+
+    def holds(self, x: float) -> bool:
+        return bool(self.low < x < self.high if self.strict else self.low <= x <= self.high)
+
+    def __str__(self) -> str:
+        if self.unit == "x":
+            return f"within {self.high:g}x"
+        scale, suffix = {"%": (100, "%"), "points": (100, " points"), "": (1, "")}[self.unit]
+        low, high = f"{self.low * scale:g}", f"{self.high * scale:g}"
+        if math.isinf(self.low):
+            return f"{'<' if self.strict else '≤'} {high}{suffix}"
+        if math.isinf(self.high):
+            return f"{'>' if self.strict else '≥'} {low}{suffix}"
+        return f"{low}–{high}{suffix}"
+
+
+@dataclass(frozen=True)
 class Claim:
     figure: str
-    claim: str
-    check: Callable[[pd.DataFrame, pd.DataFrame], Measured]
+    text: str  # "{}" stands for the tolerance
+    check: Callable[[pd.DataFrame, pd.DataFrame, Band | None], Measured]
+    tolerance: Band | None = None
+
+    @property
+    def claim(self) -> str:
+        return self.text.format(self.tolerance)
 
 
 def at(summary: pd.DataFrame, metric: str = "test_acc", **where: object) -> pd.Series:
@@ -48,7 +78,7 @@ def one(values: pd.Series, test: Callable[[float], bool]) -> Measured:
     return None if values.empty else (pct(values.max()), test(values.max()))
 
 
-def architectures_ordered(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+def architectures_ordered(s: pd.DataFrame, t: pd.DataFrame, band: None) -> Measured:
     top = s[s["alpha"] == s["alpha"].max()]
     conv = at(top, arch=["conv2", "conv4", "conv6"]).max()
     mlp = at(top, arch=["mlp1", "mlp2", "mlp4"]).max()
@@ -59,14 +89,14 @@ def architectures_ordered(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
     return text, bool(conv >= mlp >= perceptron)
 
 
-def structured_like_uniform(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+def structured_like_uniform(s: pd.DataFrame, t: pd.DataFrame, band: Band) -> Measured:
     if "delta" not in s or s["delta"].max() < 0.5:
         return None
     base = s[s["delta"] == 0]["test_acc"].mean()
     worst = s[(s["delta"] > 0) & (s["delta"] < 0.9)]["test_acc"].min()
     drop_at_1 = base - s[s["delta"] >= 0.99]["test_acc"].min()
     return (f"worst drop for δ < 0.9: {100 * (base - worst):.1f} points; at δ = 1: {100 * drop_at_1:.1f} points",
-            bool(base - worst <= 0.05))
+            band.holds(base - worst))
 
 
 def drops(s: pd.DataFrame) -> tuple[float, dict[str, float]] | None:
@@ -77,41 +107,43 @@ def drops(s: pd.DataFrame) -> tuple[float, dict[str, float]] | None:
     return top["alpha"].iloc[0], {src: clean - acc for src, acc in top.groupby("source")["test_acc"].mean().items()}
 
 
-def cifar100_half_drop(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+def cifar100_half_drop(s: pd.DataFrame, t: pd.DataFrame, band: Band) -> Measured:
     d = drops(s)
     if d is None or not {"same", "cifar100"} <= d[1].keys() or d[1]["same"] <= 0:
         return None
     ratio = d[1]["cifar100"] / d[1]["same"]
-    return f"α={d[0]:g}: CIFAR-100 drop / CIFAR-10 drop = {ratio:.2f}", bool(0.25 <= ratio <= 0.75)
+    return f"α={d[0]:g}: CIFAR-100 drop / CIFAR-10 drop = {ratio:.2f}", band.holds(ratio)
 
 
-def white_no_drop(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+def white_no_drop(s: pd.DataFrame, t: pd.DataFrame, band: Band) -> Measured:
     d = drops(s)
     if d is None or "white" not in d[1]:
         return None
-    return f"α={d[0]:g}: drop {100 * d[1]['white']:.1f} points", bool(d[1]["white"] <= 0.03)
+    return f"α={d[0]:g}: drop {100 * d[1]['white']:.1f} points", band.holds(d[1]["white"])
 
 
-def novel_like_repeated(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+def novel_like_repeated(s: pd.DataFrame, t: pd.DataFrame, band: Band) -> Measured:
     if "source" not in s or not {"same", "novel"} <= set(s["source"]):
         return None
     by = s[s["alpha"] > 0].pivot_table(index="alpha", columns="source", values="test_acc")
     gap = (by["same"] - by["novel"]).abs().mean()
-    return f"mean |repeated - novel| = {100 * gap:.1f} points", bool(gap <= 0.02)
+    return f"mean |repeated - novel| = {100 * gap:.1f} points", band.holds(gap)
 
 
-def threshold(alpha: float, paper_n: int) -> Callable[[pd.DataFrame, pd.DataFrame], Measured]:
-    def check(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+def threshold(alpha: float, paper_n: int, target: float = 0.9) -> Claim:
+    """Figure 8: about paper_n clean labels reach `target` accuracy at this alpha (within a factor 2)."""
+    def check(s: pd.DataFrame, t: pd.DataFrame, band: Band) -> Measured:
         if "n_clean" not in s or alpha not in set(s["alpha"]):
             return None
-        n = critical_clean(s, 0.9).get(alpha, np.nan)
+        n = critical_clean(s, target).get(alpha, np.nan)
         if np.isnan(n):
-            return f"90% not reached at α={alpha:g} (largest n_clean {s['n_clean'].max():,})", False
-        return f"{n:,.0f} clean labels", bool(paper_n / 2 <= n <= 2 * paper_n)
-    return check
+            return f"{target:.0%} not reached at α={alpha:g} (largest n_clean {s['n_clean'].max():,})", False
+        return f"{n:,.0f} clean labels", band.holds(n / paper_n)
+    return Claim("fig8", f"α = {alpha:g} needs about {paper_n:,} clean labels for {target:.0%} ({{}})", check,
+                 Band(0.5, 2, "x"))
 
 
-def superlinear(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+def superlinear(s: pd.DataFrame, t: pd.DataFrame, band: Band) -> Measured:
     if "n_clean" not in s:
         return None
     slopes = []
@@ -123,10 +155,10 @@ def superlinear(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
     if not slopes:
         return None
     slope = float(np.mean(slopes))
-    return f"log-log slope of critical n vs α: {slope:.2f}", bool(1.0 < slope < 2.0)
+    return f"log-log slope of critical n vs α: {slope:.2f}", band.holds(slope)
 
 
-def larger_batch_better(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+def larger_batch_better(s: pd.DataFrame, t: pd.DataFrame, band: None) -> Measured:
     if "loss" not in s or "batch_size" not in s:
         return None
     noisy = s[(s["loss"] == "ce") & (s["alpha"] == s["alpha"].max())]
@@ -137,16 +169,16 @@ def larger_batch_better(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
     return f"α={noisy['alpha'].max():g}: " + ", ".join(f"batch {b}: {pct(a)}" for b, a in by.items()), bool(rho > 0)
 
 
-def h_alpha_flat(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+def h_alpha_flat(s: pd.DataFrame, t: pd.DataFrame, band: Band) -> Measured:
     if "loss" not in s:
         return None
     h = s[s["loss"] == "h_alpha"].groupby("alpha")["test_acc"].mean()
     if len(h) < 2:
         return None
-    return f"H_α accuracy range over α: {100 * (h.max() - h.min()):.1f} points", bool(h.max() - h.min() <= 0.03)
+    return f"H_α accuracy range over α: {100 * (h.max() - h.min()):.1f} points", band.holds(h.max() - h.min())
 
 
-def optimal_lr_falls(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
+def optimal_lr_falls(s: pd.DataFrame, t: pd.DataFrame, band: None) -> Measured:
     ok = t[t["status"] == "ok"]
     if ok["lr"].nunique() < 2 or ok["alpha"].nunique() < 2:
         return None
@@ -155,20 +187,28 @@ def optimal_lr_falls(s: pd.DataFrame, t: pd.DataFrame) -> Measured:
 
 
 CLAIMS = [
-    Claim("fig1", "MNIST: ConvNet > 90% at α = 100", lambda s, t: one(at(s, arch=["conv2", "conv4", "conv6"], alpha=100), lambda a: a > 0.9)),
-    Claim("fig1", "MNIST: perceptron ≈ 40% at α = 100 (30–50%)", lambda s, t: one(at(s, arch="perceptron", alpha=100), lambda a: 0.3 <= a <= 0.5)),
+    Claim("fig1", "MNIST: ConvNet {} at α = 100",
+          lambda s, t, band: one(at(s, arch=["conv2", "conv4", "conv6"], alpha=100), band.holds), Band(0.9, unit="%", strict=True)),
+    Claim("fig1", "MNIST: perceptron ≈ 40% at α = 100 ({})",
+          lambda s, t, band: one(at(s, arch="perceptron", alpha=100), band.holds), Band(0.3, 0.5, "%")),
     Claim("fig1", "MNIST: larger architectures are more robust (ConvNet ≥ MLP ≥ perceptron at the largest α)", architectures_ordered),
-    Claim("fig2", "CIFAR-10: ResNet ≥ 85% at α = 10", lambda s, t: one(at(s, arch=["resnet18", "resnet101"], alpha=10), lambda a: a >= 0.85)),
-    Claim("fig3", "ImageNet: ResNet-18 ≥ 70% top-5 at α = 5", lambda s, t: one(at(s, "test_top5", arch="resnet18", alpha=5), lambda a: a >= 0.7)),
-    Claim("fig5", "Structured noise performs like uniform noise except δ ≈ 1 (drop ≤ 5 points for δ < 0.9)", structured_like_uniform),
-    Claim("fig6", "CIFAR-100 noise costs about half the drop of CIFAR-10 noise (ratio 0.25–0.75)", cifar100_half_drop),
-    Claim("fig6", "White-noise examples do not appreciably lower accuracy (drop ≤ 3 points)", white_no_drop),
-    Claim("fig7", "Novel vs repeated noisy images: essentially no difference (≤ 2 points)", novel_like_repeated),
-    Claim("fig8", "α = 10 needs about 2,000 clean labels for 90% (within 2x)", threshold(10, 2_000)),
-    Claim("fig8", "α = 50 needs about 10,000 clean labels for 90% (within 2x)", threshold(50, 10_000)),
-    Claim("fig9", "Clean labels needed grow slightly faster than linearly in α (log-log slope 1–2)", superlinear),
+    Claim("fig2", "CIFAR-10: ResNet {} at α = 10",
+          lambda s, t, band: one(at(s, arch=["resnet18", "resnet101"], alpha=10), band.holds), Band(0.85, unit="%")),
+    Claim("fig3", "ImageNet: ResNet-18 {} top-5 at α = 5",
+          lambda s, t, band: one(at(s, "test_top5", arch="resnet18", alpha=5), band.holds), Band(0.7, unit="%")),
+    Claim("fig5", "Structured noise performs like uniform noise except δ ≈ 1 (drop {} for δ < 0.9)", structured_like_uniform,
+          Band(high=0.05, unit="points")),
+    Claim("fig6", "CIFAR-100 noise costs about half the drop of CIFAR-10 noise (ratio {})", cifar100_half_drop, Band(0.25, 0.75)),
+    Claim("fig6", "White-noise examples do not appreciably lower accuracy (drop {})", white_no_drop, Band(high=0.03, unit="points")),
+    Claim("fig7", "Novel vs repeated noisy images: essentially no difference ({})", novel_like_repeated,
+          Band(high=0.02, unit="points")),
+    threshold(10, 2_000),
+    threshold(50, 10_000),
+    Claim("fig9", "Clean labels needed grow slightly faster than linearly in α (log-log slope {})", superlinear,
+          Band(1, 2, strict=True)),
     Claim("fig11", "Larger batches are more robust to noise (accuracy rises with batch size at the largest α)", larger_batch_better),
-    Claim("fig11", "With H_α (infinite batch) accuracy does not fall as α rises (range ≤ 3 points)", h_alpha_flat),
+    Claim("fig11", "With H_α (infinite batch) accuracy does not fall as α rises (range {})", h_alpha_flat,
+          Band(high=0.03, unit="points")),
     Claim("fig12", "The optimal learning rate falls as noise rises", optimal_lr_falls),
 ]
 
@@ -184,7 +224,7 @@ def evaluate_runs(runs: list[tuple[Path, dict, pd.DataFrame, pd.DataFrame]]) -> 
     for claim in CLAIMS:
         row = {"figure": claim.figure, "claim": claim.claim, "measured": "", "scale": "", "run": "", "verdict": "not run"}
         for run_dir, study, trials, summary in runs:
-            result = claim.check(summary, trials) if claim.figure in study["figures"] else None
+            result = claim.check(summary, trials, claim.tolerance) if claim.figure in study["figures"] else None
             if result is not None:
                 row.update(measured=result[0], scale=f"exp={study['exp']} preset={study['preset']}",
                            run=run_dir.name, verdict="held" if result[1] else "not held")
@@ -193,10 +233,10 @@ def evaluate_runs(runs: list[tuple[Path, dict, pd.DataFrame, pd.DataFrame]]) -> 
 
 
 def write(claims: pd.DataFrame, out: Path) -> None:
-    files.write_csv(claims, out / "claims.csv")
+    rundir.write_csv(claims, out / "claims.csv")
     header = "| figure | claim | measured | scale | verdict |\n|---|---|---|---|---|\n"
     body = "".join(f"| {r.figure} | {r.claim} | {r.measured} | {r.scale} | {r.verdict} |\n" for r in claims.itertuples())
-    with files.atomic_path(out / "claims.md") as tmp:
+    with rundir.atomic_path(out / "claims.md") as tmp:
         tmp.write_text("# The paper's claims against this study\n\n" + header + body)
 
 

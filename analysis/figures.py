@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.files import atomic_path
+from rundir import atomic_path
 from analysis.summary import TARGETS, critical_clean
 
 ALPHA = "Number of noisy labels per clean label (α)"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import claims, files
+import rundir
+from analysis import claims
 from analysis.figures import FIGURES
 from analysis.summary import missing, read_run
 
@@ -19,7 +20,7 @@ def make_report(run_dir: Path) -> pd.DataFrame:
     """Write summary.csv, the study's figures and claims.md/claims.csv into run_dir; return the summary."""
     run_dir = Path(run_dir)
     study, trials, summary = read_run(run_dir)
-    files.write_csv(summary, run_dir / files.SUMMARY)
+    rundir.write_csv(summary, run_dir / rundir.SUMMARY)
     scale = f"preset={study['preset']}"
     for name in study["figures"]:
         FIGURES[name](summary, trials, run_dir, scale)

@@ -10,15 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import files
+import rundir
 
 SEARCHED = ("lr",)  # chosen per cell unless study.json names its `searched` keys; other config columns define the cell
-NOT_CONFIG = {"trial_id", "status", "epochs", "test_acc", "best_test_acc", "test_top5", "best_test_top5",
-              "train_loss", "images_per_s", "node_id", "seed"}
+AVERAGED = ("seed",)  # config columns averaged over, never a cell key
 
 
 def cell_columns(trials: pd.DataFrame, searched: Sequence[str] = SEARCHED) -> list[str]:
-    return [c for c in trials.columns if c not in NOT_CONFIG and c not in searched]
+    return [c for c in trials.columns if c not in (*rundir.TRIAL_METRICS, *AVERAGED, *searched)]
 
 
 def summarize(trials: pd.DataFrame, searched: Sequence[str] = SEARCHED) -> pd.DataFrame:
@@ -40,14 +39,14 @@ TARGETS = (0.8, 0.85, 0.9)  # the accuracies Figure 9 finds the critical clean-l
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """A finished run's study.json, trials.csv and summary (with the run's own searched keys)."""
-    study = files.read_study(run_dir)
-    trials = pd.read_csv(Path(run_dir) / files.TRIALS)
+    study = rundir.read_study(run_dir)
+    trials = pd.read_csv(Path(run_dir) / rundir.TRIALS)
     return study, trials, summarize(trials, study.get("searched", SEARCHED))
 
 
 def missing(run_dir: Path) -> str | None:
     """One error line when run_dir is not a finished study run dir, else None."""
-    absent = [f for f in (files.STUDY, files.TRIALS) if not (Path(run_dir) / f).exists()]
+    absent = [f for f in (rundir.STUDY, rundir.TRIALS) if not (Path(run_dir) / f).exists()]
     return f"{run_dir} is not a finished study run dir (no {absent[0]})" if absent else None
 
 

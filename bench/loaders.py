@@ -29,7 +29,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from analysis import files
+import rundir
 
 BACKENDS = ("tensor", "ffcv", "ffcv-norelabel", "torch")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python -m bench.loaders " + " ".join(sys.argv[1:] if argv is None else argv)}
     markdown = table(results, args.batch_sizes)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    files.write_json({**meta, "results": results, "markdown": markdown}, args.out)
+    rundir.write_json({**meta, "results": results, "markdown": markdown}, args.out)
     print(markdown)
     print(f"\nwritten: {args.out}")
     return 0

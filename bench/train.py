@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from loaders.datasets import resolve_root
-from analysis.files import write_json
+from rundir import write_json
 from study.trial import Trial
 
 RESULTS = Path(__file__).resolve().parent / "results"

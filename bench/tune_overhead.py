@@ -22,18 +22,20 @@ def main() -> int:
     import ray
     from ray import tune
 
-    from analysis import files
+    import rundir
     from study import experiments, launch
+    from study.cluster import connect
+    from study.grid import grid_of, trial_base
     from study.trainable import trainable
 
     cfg, _ = launch.compose(["exp=uniform_mnist", "preset=smoke", "grid.noise.alpha=[0]", "grid.model.arch=[perceptron]",
                              "grid.train.lr=[0.1]", f"+grid.train.seed=[{','.join(map(str, range(TRIALS)))}]",
                              "data.n_clean=100", "data.n_test=100", "train.epochs=1", "max_concurrent_trials=1",
                              "ray.num_cpus=1"])
-    base, grid = launch.trial_base(cfg), launch.grid_of(cfg)
-    plan = experiments.plan(cfg, base, grid, launch.with_value)
+    base, grid = trial_base(cfg), grid_of(cfg)
+    plan = experiments.plan(cfg, base, grid)
     start = time.perf_counter()
-    launch.connect(cfg)
+    connect(cfg)
     init_s = time.perf_counter() - start
     try:
         with tempfile.TemporaryDirectory() as run_dir:
@@ -51,7 +53,7 @@ def main() -> int:
     out["meets_target"] = out["overhead_per_trial_s"] <= TARGET_S
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"tune_overhead-{out['host']}.json"
-    files.write_json(out, path)
+    rundir.write_json(out, path)
     print(f"{TRIALS} trials: wall {wall_s:.2f} s, training {train_s:.2f} s, "
           f"overhead {out['overhead_per_trial_s']:.3f} s/trial (target <= {TARGET_S}) -> {path}")
     return 0

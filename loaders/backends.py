@@ -16,22 +16,10 @@ import torch
 
 from loaders import datasets
 from loaders.datasets import ImageSet
-from loaders.errors import UsageError
 from loaders.noise import NoiseModel
 from loaders.tensor import TensorLoader
 
 BACKENDS = ("auto", "tensor", "ffcv", "torch")
-
-
-def check(data: dict[str, Any]) -> None:
-    """One clear line for a bad data.backend, data.workers or data.rebuild."""
-    backend, workers, rebuild = data.get("backend", "auto"), data.get("workers"), data.get("rebuild", False)
-    if backend not in BACKENDS:
-        raise UsageError(f"data.backend={backend!r} is unknown: choose one of {', '.join(BACKENDS)}")
-    if workers is not None and not (isinstance(workers, int) and workers >= 0):
-        raise UsageError(f"data.workers={workers!r} is invalid: it must be null or an integer >= 0")
-    if not isinstance(rebuild, bool):
-        raise UsageError(f"data.rebuild={rebuild!r} is invalid: it must be true or false")
 
 
 def free_memory(device: torch.device) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +17,16 @@ from ffcv.reader import Reader
 from ffcv.types import ALLOC_TABLE_TYPE, CURRENT_VERSION, HeaderType
 from ffcv.writer import DatasetWriter
 
-from loaders.datasets import ImageSet
+from loaders.datasets import ImageSet, user_dir
 from loaders.errors import UsageError
+from rundir import atomic_path
 
 FORMAT = "v1"  # bump when what a key describes changes, so old cache files are never read
 
 
 def cache_dir(cache: str | os.PathLike | None) -> Path:
     """data.cache, else ffcv/ beside the datasets cache (~/.cache/label-noise-study)."""
-    if cache in (None, ""):
-        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "label-noise-study" / "ffcv"
-    return Path(cache).expanduser().resolve()
+    return Path(cache).expanduser().resolve() if cache not in (None, "") else user_dir() / "ffcv"
 
 
 class _Pairs:
@@ -47,15 +45,9 @@ class _Pairs:
 def _write(path: Path, fields: dict, dataset, workers: int) -> None:
     """Write to a temp file beside path, then rename: readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        print(f"writing {path}", flush=True)
-        DatasetWriter(tmp, fields, num_workers=workers).from_indexed_dataset(dataset)  # tqdm progress bar
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    print(f"writing {path}", flush=True)
+    with atomic_path(path) as tmp:
+        DatasetWriter(str(tmp), fields, num_workers=workers).from_indexed_dataset(dataset)  # tqdm progress bar
 
 
 def imageset_beton(name: str, split: str, data: ImageSet, cache: Path, rebuild: bool = False,

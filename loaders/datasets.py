@@ -71,21 +71,21 @@ class ImageSet:
                         self.num_classes, self.mean, self.std)
 
 
-def cache_dir() -> Path:
-    """The per-user folder of this project's downloads and artifacts."""
+def user_dir() -> Path:
+    """The per-user folder of this project's downloads and artifacts (ffcv .betons: beton.cache_dir)."""
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser().resolve() / "label-noise-study"
 
 
 def resolve_root(root: str | os.PathLike | None) -> Path:
     """data.root, else $STUDY_DATA_ROOT, else the user cache dir; always absolute."""
     if root in (None, ""):
-        root = os.environ.get("STUDY_DATA_ROOT") or cache_dir() / "datasets"
+        root = os.environ.get("STUDY_DATA_ROOT") or user_dir() / "datasets"
     return Path(root).expanduser().resolve()
 
 
 def default_confusion_path(dataset: str) -> Path:
     """Where exp=confusion leaves its summed test confusion matrix and exp=structured looks for it."""
-    return cache_dir() / "confusion" / f"{dataset}.npy"
+    return user_dir() / "confusion" / f"{dataset}.npy"
 
 
 def _mnist_files(root: Path) -> list[Path]:

@@ -12,16 +12,14 @@ each saved in its own folder so that Tuner.restore resumes it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loaders.errors import UsageError
+from study import schema
+from study.grid import with_value
 
-SEARCHES = ("grid", "optuna")
-SCHEDULERS = ("none", "asha")
 DOMAINS = ("loguniform", "uniform", "choice", "randint")  # ray.tune sampling functions allowed in search.space
 METRIC, MODE = "test_acc", "max"  # final clean test accuracy, as the paper selects (§3.4)
 GRID_SEARCHED = ("train.lr",)  # the paper's per-cell choice under search=grid
@@ -44,21 +42,8 @@ def domains(tree: dict[str, Any], prefix: str = "") -> dict[str, tuple[str, Any]
         elif isinstance(value, dict):
             out.update(domains(value, path + "."))
         else:
-            raise UsageError(f"search.space.{path}={value!r} is invalid: use {{name: args}} with name one of "
-                             f"{', '.join(DOMAINS)}")
+            raise schema.invalid(f"search.space.{path}", value, f"{{name: args}} with name one of {', '.join(DOMAINS)}")
     return out
-
-
-def check(cfg: dict[str, Any]) -> None:
-    search, scheduler = cfg["search"]["name"], cfg["scheduler"]["name"]
-    if search not in SEARCHES:
-        raise UsageError(f"search={search!r} is unknown: choose one of {', '.join(SEARCHES)}")
-    if scheduler not in SCHEDULERS:
-        raise UsageError(f"scheduler={scheduler!r} is unknown: choose one of {', '.join(SCHEDULERS)}")
-    if search == "optuna" and not (isinstance(cfg["search"]["trials_per_cell"], int)
-                                   and cfg["search"]["trials_per_cell"] > 0):
-        raise UsageError(f"search.trials_per_cell={cfg['search']['trials_per_cell']!r} is invalid: "
-                         "it must be an integer > 0")
 
 
 def searched_paths(cfg: dict[str, Any], grid: dict[str, list[Any]]) -> list[str]:
@@ -68,14 +53,13 @@ def searched_paths(cfg: dict[str, Any], grid: dict[str, list[Any]]) -> list[str]
     return [p for p in GRID_SEARCHED if p in grid]
 
 
-def plan(cfg: dict[str, Any], base: dict[str, Any], grid: dict[str, list[Any]],
-         set_key: Callable[[dict[str, Any], str, Any], dict[str, Any]]) -> list[Experiment]:
+def plan(cfg: dict[str, Any], base: dict[str, Any], grid: dict[str, list[Any]]) -> list[Experiment]:
     from ray import tune
 
     if cfg["search"]["name"] == "grid" and cfg["scheduler"]["name"] == "none":
         space = base
         for path, values in grid.items():
-            space = set_key(space, path, tune.grid_search(values))
+            space = with_value(space, path, tune.grid_search(values))
         return [Experiment("tune", space)]
     searched = searched_paths(cfg, grid)
     inner: dict[str, Any] = {p: tune.grid_search(v) for p, v in grid.items() if p in searched}
@@ -87,7 +71,7 @@ def plan(cfg: dict[str, Any], base: dict[str, Any], grid: dict[str, list[Any]],
     for i, values in enumerate(itertools.product(*outer.values())):
         space = base
         for path, value in [*zip(outer, values), *inner.items()]:
-            space = set_key(space, path, value)
+            space = with_value(space, path, value)
         experiments.append(Experiment(f"tune/cell-{i:03d}", space))
     return experiments
 

@@ -13,24 +13,17 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import socket
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import rundir
 from loaders import backends, datasets
 from loaders.errors import UsageError
-
-TRIAL_SECTIONS = ("data", "noise", "model", "train")
-SHORT_NAMES = {"noise.alpha": "alpha", "model.arch": "arch", "train.lr": "lr",
-               "train.batch_size": "batch_size", "train.seed": "seed"}  # always in trials.csv
-
-
-def options(group: str) -> list[str]:
-    folder = resources.files("study.conf") / group
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+from study import schema
+from study.cluster import check_address, check_resources, connect
+from study.grid import expand, grids_of, trial_base, with_value
 
 
 def compose(argv: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -42,8 +35,8 @@ def compose(argv: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
 
     for arg in argv:
         group, _, value = arg.partition("=")
-        if group in ("exp", "preset", "search", "scheduler") and value not in options(group):
-            raise UsageError(f"{group}={value!r} is unknown: choose one of {', '.join(options(group))}")
+        if group in ("exp", "preset", "search", "scheduler"):
+            schema.check_value(group, value, schema.choice(schema.options(group)))
     try:
         with initialize_config_module(config_module="study.conf", version_base=None):
             cfg = hydra_compose("config", overrides=argv, return_hydra_config=True)
@@ -56,148 +49,10 @@ def compose(argv: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
         raise UsageError(f"bad override: {' '.join(lines[:3])}") from None
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'noise': {'alpha': [..]}} -> {'noise.alpha': [..]}; a list (or non-dict) is a leaf."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        out.update(flatten(value, path + ".") if isinstance(value, dict) else {path: value})
-    return out
-
-
-def with_value(config: dict[str, Any], path: str, value: Any, _full: str | None = None) -> dict[str, Any]:
-    """A copy of the nested config with one dotted key set."""
-    head, _, rest = path.partition(".")
-    if head not in config or (rest and not isinstance(config[head], dict)):
-        raise UsageError(f"grid.{_full or path} names no config key: grid keys mirror the config, "
-                         f"e.g. grid.noise.alpha")
-    return {**config, head: with_value(config[head], rest, value, _full or path) if rest else value}
-
-
-def trial_base(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The part of the config a trial sees, with the data root made absolute in the driver."""
-    base = {k: dict(cfg[k]) for k in TRIAL_SECTIONS}
-    base["data"]["root"] = str(datasets.resolve_root(base["data"]["root"]))
-    if base["noise"].get("confusion"):
-        base["noise"]["confusion"] = str(Path(base["noise"]["confusion"]).expanduser().resolve())
-    return base
-
-
-def grid_of(cfg: dict[str, Any], name: str = "grid") -> dict[str, list[Any]]:
-    grid = flatten(cfg.get("grid") or {})
-    for path, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise UsageError(f"{name}.{path}={values!r} is invalid: it must be a non-empty list")
-    return grid
-
-
-def grids_of(cfg: dict[str, Any]) -> list[dict[str, list[Any]]]:
-    """The study's grids: `grid`, then one per `grid_extra` entry (its lists replace grid's)."""
-    grid = grid_of(cfg)
-    extras = cfg.get("grid_extra") or []
-    if not isinstance(extras, list):
-        raise UsageError(f"grid_extra={extras!r} is invalid: it must be a list of partial grids")
-    return [grid] + [{**grid, **grid_of({"grid": extra}, f"grid_extra[{i}]")} for i, extra in enumerate(extras)]
-
-
-def expand(base: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Every trial config of the grid, in order."""
-    configs = []
-    for values in itertools.product(*grid.values()):
-        config = base
-        for path, value in zip(grid, values):
-            config = with_value(config, path, value)
-        configs.append(config)
-    return configs
-
-
-def check_resources(cfg: dict[str, Any]) -> dict[str, float]:
-    """Tune resources per trial. A GPU request for a local Ray with no GPU visible fails (or, when asked,
-    falls back to CPU); a cluster is not checked, as its autoscaler may still add GPU nodes."""
-    import torch
-
-    cpu, gpu = cfg["resources"]["cpu"], cfg["resources"]["gpu"]
-    if not (isinstance(cpu, (int, float)) and cpu > 0):
-        raise UsageError(f"resources.cpu={cpu!r} is invalid: it must be a number > 0")
-    if not (isinstance(gpu, (int, float)) and gpu >= 0):
-        raise UsageError(f"resources.gpu={gpu!r} is invalid: it must be a number >= 0 (fractions share a GPU)")
-    if gpu and not cfg["ray"]["address"] and not torch.cuda.is_available():
-        if not cfg["resources"]["allow_cpu_fallback"]:
-            raise UsageError(f"resources.gpu={gpu} but no GPU is visible here: use resources.gpu=0 (preset=smoke), "
-                             "or resources.allow_cpu_fallback=true to run these trials on CPU")
-        print(f"note: no GPU visible, resources.gpu={gpu} becomes 0 (resources.allow_cpu_fallback=true)", file=sys.stderr)
-        gpu = 0
-    every = cfg["train"]["checkpoint_every"]
-    if not (isinstance(every, int) and every >= 0):
-        raise UsageError(f"train.checkpoint_every={every!r} is invalid: it must be an integer >= 0 (0: never)")
-    return {"cpu": cpu, "gpu": gpu}
-
-
-def check_address(cfg: dict[str, Any]) -> None:
-    """A cluster address that does not answer fails in seconds, before anything is written (ray.init would retry for minutes)."""
-    address = cfg["ray"]["address"]
-    if not address or address == "auto" or "://" in address:
-        return
-    host, _, port = address.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except (OSError, ValueError):
-        raise UsageError(f"ray.address={address!r} is unreachable: no Ray head answers there "
-                         "(start one with `ray start --head`, or use ray.address=null for a local Ray)") from None
-
-
-def connect(cfg: dict[str, Any]) -> None:
-    import ray
-
-    address = cfg["ray"]["address"]
-    if not address:  # "local" never attaches to a stale cluster left by an earlier `ray start`
-        ray.init(address="local", num_cpus=cfg["ray"]["num_cpus"],
-                 runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
-        return
-    try:
-        ray.init(address=address)
-    except ConnectionError as exc:  # e.g. address=auto with no cluster running
-        raise UsageError(f"ray.address={address!r}: {str(exc).strip().splitlines()[0]}") from None
-
-
 def default_run_dir(choices: dict[str, str]) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     root = os.environ.get("STUDY_RUNS_ROOT", "runs")  # cluster.yaml points it at the shared file system
     return Path(root) / f"{choices['exp']}-{choices['preset']}-{stamp}"
-
-
-def collect(results: Any, grid: dict[str, list[Any]]) -> tuple[Any, Any]:
-    """trials.csv and epochs.csv frames from Tune results (one ResultGrid, or several chained)."""
-    import pandas as pd
-
-    columns = {**SHORT_NAMES, **{p: p.rsplit(".", 1)[-1] for p in grid if p not in SHORT_NAMES}}
-    trials, epochs = [], []
-    for result in results:
-        flat = flatten(result.config)
-        row = {name: flat[path] for path, name in columns.items()}
-        history = result.metrics_dataframe
-        if history is not None and "epoch" in history:  # a retried trial may report an epoch twice
-            history = history.drop_duplicates("epoch", keep="last")
-        done = history is not None and "test_acc" in history
-        last = history.iloc[-1] if done else {}
-        row.update(
-            trial_id=result.metrics.get("trial_id") if result.metrics else None,
-            status="error" if result.error else "ok",
-            epochs=int(last["epoch"]) if done else 0,
-            test_acc=last["test_acc"] if done else float("nan"),
-            best_test_acc=history["test_acc"].max() if done else float("nan"),
-            test_top5=last["test_top5"] if done else float("nan"),
-            best_test_top5=history["test_top5"].max() if done else float("nan"),
-            train_loss=last["train_loss"] if done else float("nan"),
-            images_per_s=history["images_per_s"].mean() if done else float("nan"),
-            node_id=last["node_id"] if done else None,
-        )
-        trials.append(row)
-        if done:
-            keep = ["epoch", "train_loss", "test_acc", "test_top5", "images_per_s"]
-            epochs.append(history[keep].assign(trial_id=row["trial_id"], **{k: row[k] for k in columns.values()}))
-    epochs_df = pd.concat(epochs, ignore_index=True) if epochs else pd.DataFrame()
-    return pd.DataFrame(trials), epochs_df
 
 
 def dry_run_text(cfg: dict[str, Any], choices: dict[str, str], grids: list[dict[str, list[Any]]],
@@ -257,7 +112,6 @@ def save_confusion(results: Any, base: dict[str, Any], run_dir: Path) -> None:
     to noise.confusion (default: the per-dataset path exp=structured reads)."""
     import numpy as np
 
-    from analysis import files
     from study.trial import noise_spec
 
     matrices = [np.asarray(r.metrics["confusion"]) for r in results if not r.error and "confusion" in (r.metrics or {})]
@@ -267,7 +121,7 @@ def save_confusion(results: Any, base: dict[str, Any], run_dir: Path) -> None:
     target = Path(noise_spec(base).confusion)
     target.parent.mkdir(parents=True, exist_ok=True)
     for path in (run_dir / "confusion.npy", target):  # atomic: exp=structured may read the shared copy any time
-        with files.atomic_path(path) as tmp:
+        with rundir.atomic_path(path) as tmp:
             np.save(tmp, np.sum(matrices, axis=0))
     print(f"confusion matrix ({len(matrices)} trials): {run_dir / 'confusion.npy'}, copied to {target}", flush=True)
 
@@ -276,12 +130,12 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     import ray
     from ray import tune
 
-    from analysis import files, report
+    from analysis import report
     from study import experiments
     from study.trainable import trainable
     from study.trial import check
 
-    experiments.check(cfg)
+    schema.check(cfg)
     base = trial_base(cfg)
     grids = grids_of(cfg)
     searched = list(dict.fromkeys(p for grid in grids for p in experiments.searched_paths(cfg, grid)))  # ordered
@@ -298,21 +152,23 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     check_address(cfg)
     plan = []
     for i, grid in enumerate(grids):  # a union of grids is no single Tune grid: experiments of their own
-        for exp in experiments.plan(cfg, base, grid, with_value):
+        for exp in experiments.plan(cfg, base, grid):
             plan.append(exp if i == 0 else dataclasses.replace(exp, path=exp.path.replace("tune", f"tune-extra{i}", 1)))
     ensure_data(configs)
     prepare_betons(configs)
-    base["data"]["rebuild"] = False  # rebuilt once by prepare_betons; the trials read those files
+    # Rebuilt once by prepare_betons: the trials only read those files. Set in every trial config of the
+    # param spaces, since a grid.data.* key gives each trial a data section of its own.
+    plan = [dataclasses.replace(e, param_space=with_value(e.param_space, "data.rebuild", False)) for e in plan]
 
     run_dir = (resume_dir or Path(cfg["run_dir"] or default_run_dir(choices))).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"run dir: {run_dir}", flush=True)
     if resume_dir is None:
         trials = len(configs) * (cfg["search"]["trials_per_cell"] if cfg["search"]["name"] == "optuna" else 1)
-        files.write_json({"exp": choices["exp"], "preset": choices["preset"], "trials": trials,
-                          "figures": cfg.get("figures", []), "config": cfg,
-                          "searched": [SHORT_NAMES.get(p, p.rsplit(".", 1)[-1]) for p in searched],
-                          "experiments": [e.path for e in plan]}, run_dir / files.STUDY)
+        rundir.write_json({"exp": choices["exp"], "preset": choices["preset"], "trials": trials,
+                           "figures": cfg.get("figures", []), "config": cfg,
+                           "searched": [rundir.column(p) for p in searched],
+                           "experiments": [e.path for e in plan]}, run_dir / rundir.STUDY)
 
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep the driver's working directory
     connect(cfg)
@@ -324,9 +180,9 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     results = list(itertools.chain(*results))
     if base["train"]["report_confusion"]:
         save_confusion(results, base, run_dir)
-    trials, epochs = collect(results, {path: None for grid in grids for path in grid})
-    files.write_csv(trials, run_dir / files.TRIALS)
-    files.write_csv(epochs, run_dir / files.EPOCHS)
+    trials, epochs = rundir.collect(results, [path for grid in grids for path in grid])
+    rundir.write_csv(trials, run_dir / rundir.TRIALS)
+    rundir.write_csv(epochs, run_dir / rundir.EPOCHS)
     report.make_report(run_dir)
     return run_dir
 
@@ -335,12 +191,10 @@ def resume(run_dir: Path) -> Path:
     """Finish an interrupted study with the config it was started with."""
     from ray import tune
 
-    from analysis import files
-
     run_dir = run_dir.resolve()
-    if not (run_dir / files.STUDY).is_file():
-        raise UsageError(f"resume={run_dir} is not a study run dir: it has no {files.STUDY}")
-    study = files.read_study(run_dir)
+    if not (run_dir / rundir.STUDY).is_file():
+        raise UsageError(f"resume={run_dir} is not a study run dir: it has no {rundir.STUDY}")
+    study = rundir.read_study(run_dir)
     if not any(tune.Tuner.can_restore(run_dir / p) for p in study.get("experiments", ["tune"])):
         raise UsageError(f"resume={run_dir} holds no Tune experiment state to restore: start the study afresh")
     return run_study(study["config"], {"exp": study["exp"], "preset": study["preset"]}, resume_dir=run_dir)

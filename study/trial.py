@@ -20,7 +20,7 @@ import torch
 
 from loaders import backends, data
 from loaders.errors import UsageError
-from study import losses, models
+from study import losses, models, schema
 from study.train import EpochReport, Fused, Single, confusion_matrices, fit
 
 # What members of one group may differ in: learning rate, weight init, and which noisy label each copy
@@ -31,21 +31,8 @@ COMPILE_AUTO = "default"  # torch.compile mode of a fused step on CUDA under tra
 
 def check(config: dict[str, Any]) -> None:
     """Reject bad values with one clear line each, before anything runs or is written."""
-    train, model = config["train"], config["model"]
-    data.check_noise(config["noise"], config["data"]["dataset"])
-    backends.check(config["data"])
-    if model["arch"] not in models.ARCHS:
-        raise UsageError(f"model.arch={model['arch']!r} is unknown: choose one of {', '.join(models.ARCHS)}")
-    if not (isinstance(train["lr"], (int, float)) and train["lr"] > 0):
-        raise UsageError(f"train.lr={train['lr']!r} is invalid: it must be a number > 0")
-    if not (isinstance(train["batch_size"], int) and train["batch_size"] > 0):
-        raise UsageError(f"train.batch_size={train['batch_size']!r} is invalid: it must be an integer > 0")
-    if not (isinstance(train["epochs"], int) and train["epochs"] > 0):
-        raise UsageError(f"train.epochs={train['epochs']!r} is invalid: it must be an integer > 0")
-    if train["loss"] not in losses.LOSSES:
-        raise UsageError(f"train.loss={train['loss']!r} is unknown: choose one of {', '.join(losses.LOSSES)}")
-    if train["device"] not in ("auto", "cpu", "cuda"):
-        raise UsageError(f"train.device={train['device']!r} is unknown: choose auto, cpu or cuda")
+    schema.check(config)  # every key's type and range, or its choices
+    data.check_noise(config["noise"], config["data"]["dataset"])  # the keys together: artifact, feasibility, source
 
 
 def shared_part(config: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import claims, files
+import rundir
+from analysis import claims
 from analysis.figures import FIGURES
 from analysis.summary import critical_clean, summarize
 
@@ -74,8 +75,8 @@ def test_confusion_figure_from_the_saved_matrix(tmp_path: Path) -> None:
 def test_claims_verdicts_from_a_run_dir(tmp_path: Path) -> None:
     trials = trials_frame(alpha=[0, 100], arch=["perceptron", "mlp1", "conv4"])
     trials.loc[trials["arch"] == "perceptron", "test_acc"] = [0.9, 0.4]
-    files.write_csv(trials, tmp_path / files.TRIALS)
-    files.write_json({"exp": "uniform_mnist", "preset": "paper", "figures": ["fig1"]}, tmp_path / files.STUDY)
+    rundir.write_csv(trials, tmp_path / rundir.TRIALS)
+    rundir.write_json({"exp": "uniform_mnist", "preset": "paper", "figures": ["fig1"]}, tmp_path / rundir.STUDY)
     table = claims.evaluate([tmp_path]).set_index("claim")
     assert table.loc["MNIST: ConvNet > 90% at α = 100", "verdict"] == "not held"  # 0.95 - 0.4 = 55%
     assert table.loc["MNIST: perceptron ≈ 40% at α = 100 (30–50%)", "verdict"] == "held"

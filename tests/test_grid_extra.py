@@ -6,13 +6,14 @@ import pytest
 
 from loaders.errors import UsageError
 from study import launch
+from study.grid import expand, grids_of, trial_base
 
 
 def test_batchsize_study_adds_h_alpha_runs_at_one_batch_size() -> None:
     cfg, _ = launch.compose(["exp=batchsize", "preset=paper"])
-    base = launch.trial_base(cfg)
-    grids = launch.grids_of(cfg)
-    configs = [c for grid in grids for c in launch.expand(base, grid)]
+    base = trial_base(cfg)
+    grids = grids_of(cfg)
+    configs = [c for grid in grids for c in expand(base, grid)]
     alphas, lrs = len(cfg["grid"]["noise"]["alpha"]), len(cfg["grid"]["train"]["lr"])
     ce = [c for c in configs if c["train"]["loss"] == "ce"]
     h_alpha = [c for c in configs if c["train"]["loss"] == "h_alpha"]
@@ -23,6 +24,6 @@ def test_batchsize_study_adds_h_alpha_runs_at_one_batch_size() -> None:
 
 def test_grid_extra_must_be_a_list_of_grids() -> None:
     with pytest.raises(UsageError, match="grid_extra="):
-        launch.grids_of({"grid": {}, "grid_extra": {"train": {"loss": ["h_alpha"]}}})
+        grids_of({"grid": {}, "grid_extra": {"train": {"loss": ["h_alpha"]}}})
     with pytest.raises(UsageError, match=r"grid_extra\[0\].train.loss=.h_alpha. is invalid"):
-        launch.grids_of({"grid": {}, "grid_extra": [{"train": {"loss": "h_alpha"}}]})
+        grids_of({"grid": {}, "grid_extra": [{"train": {"loss": "h_alpha"}}]})

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from study import experiments, launch
 from study.launch import main
 from tests.conftest import REPO
 
@@ -92,3 +93,25 @@ def test_dry_run_counts_match_grid(tmp_path: Path, capsys: pytest.CaptureFixture
     hours = float(out.split("estimated GPU time: ")[1].split()[0])
     assert hours > 0
     assert not run_dir.exists()
+
+
+def test_trials_never_rebuild_with_a_grid_data_key(data_root: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """data.rebuild=true rewrites the .betons once, in the launcher: every trial config handed to Tune
+    reads them, also when a grid.data.* key gives each trial a data section of its own."""
+    class Handed(Exception):
+        pass
+
+    def fit(plan: list[experiments.Experiment], *args: object, **kwargs: object) -> None:
+        raise Handed(plan)
+
+    monkeypatch.setattr(experiments, "fit", fit)
+    monkeypatch.setattr(launch, "connect", lambda cfg: None)  # no Ray: the plan is what Tune would get
+    for search in ("grid", "optuna"):
+        with pytest.raises(Handed) as handed:
+            main(["exp=dataset_size", "preset=smoke", "data.download=false", "data.rebuild=true", f"search={search}",
+                  "data.backend=tensor", f"run_dir={tmp_path / search}"])
+        plan = handed.value.args[0]
+        assert plan and all(e.param_space["data"]["rebuild"] is False for e in plan), search
+        if search == "grid":  # one experiment: n_clean is a Tune grid inside it
+            assert "grid_search" in plan[0].param_space["data"]["n_clean"]

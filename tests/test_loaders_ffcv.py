@@ -22,6 +22,7 @@ from loaders.ffcv_loader import VirtualLoader
 from loaders.ffcv_ops import Relabel
 from loaders.noise import SOURCES, NoiseModel, NoiseSpec, uniform_distribution
 from loaders.tensor import affine
+from study import schema
 from study.trial import Trial, table_rows
 from tests.conftest import REPO, image_folders, trial_config
 
@@ -162,9 +163,9 @@ def test_class_folder_jpeg_path(tmp_path: Path) -> None:
 
 def test_bad_backend_is_one_line() -> None:
     with pytest.raises(UsageError, match=r"data.backend='gpu' is unknown: choose one of auto, tensor, ffcv, torch"):
-        backends.check({"backend": "gpu"})
+        schema.check({"data": {"backend": "gpu"}})
     with pytest.raises(UsageError, match="data.workers=-1"):
-        backends.check({"workers": -1})
+        schema.check({"data": {"workers": -1}})
 
 
 def launch(*args: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,101 @@
+"""The run-dir format, owned here: file names, their columns, and atomic writes.
+
+<run_dir>/study.json   what ran: experiment, preset, resolved config, figures to draw
+<run_dir>/trials.csv   one row per trial: its config columns (COLUMNS), then TRIAL_METRICS
+<run_dir>/epochs.csv   one row per trial and epoch: EPOCH_METRICS, trial_id, the config columns
+<run_dir>/summary.csv, figN.png, claims.md   written by analysis.report
+
+study/ writes these files and analysis/ reads them; this module imports neither (nor loaders/).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+STUDY = "study.json"
+TRIALS = "trials.csv"
+EPOCHS = "epochs.csv"
+SUMMARY = "summary.csv"
+
+COLUMNS = {"noise.alpha": "alpha", "model.arch": "arch", "train.lr": "lr", "train.batch_size": "batch_size",
+           "train.seed": "seed", "noise.seed": "noise_seed"}  # config keys always in trials.csv
+REPLICATE_KEYS = ("seed", "noise_seed")  # rows that differ only in these are replicates of one config
+TRIAL_METRICS = ("trial_id", "group", "status", "epochs", "test_acc", "best_test_acc", "test_top5", "best_test_top5",
+                 "train_loss", "images_per_s", "node_id")  # every trials.csv column that is no config key
+EPOCH_METRICS = ("epoch", "train_loss", "test_acc", "test_top5", "images_per_s")
+
+
+def column(path: str) -> str:
+    """The trials.csv column of a dotted config key: its short name, else its last part."""
+    return COLUMNS.get(path, path.rsplit(".", 1)[-1])
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside `path`; it replaces `path` only if the block succeeds."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_csv(df: Any, path: Path) -> None:
+    """A pandas DataFrame as CSV, atomically."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def write_json(obj: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=str))
+
+
+def read_study(run_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / STUDY).read_text())
+
+
+def collect(results: Iterable[Any], paths: Iterable[str]) -> tuple[Any, Any]:
+    """trials.csv and epochs.csv frames from Tune results (ray.tune.Result: config, metrics,
+    metrics_dataframe, error); `paths` are the dotted config keys the grid varies."""
+    import pandas as pd
+
+    columns = {p: column(p) for p in dict.fromkeys([*COLUMNS, *paths])}
+    trials, epochs = [], []
+    for result in results:
+        row = {name: functools.reduce(lambda d, k: d[k], path.split("."), result.config)
+               for path, name in columns.items()}
+        history = result.metrics_dataframe
+        if history is not None and "epoch" in history:  # a retried trial may report an epoch twice
+            history = history.drop_duplicates("epoch", keep="last")
+        done = history is not None and "test_acc" in history
+        last = history.iloc[-1] if done else {}
+        row.update(
+            trial_id=result.metrics.get("trial_id") if result.metrics else None,
+            status="error" if result.error else "ok",
+            epochs=int(last["epoch"]) if done else 0,
+            test_acc=last["test_acc"] if done else float("nan"),
+            best_test_acc=history["test_acc"].max() if done else float("nan"),
+            test_top5=last["test_top5"] if done else float("nan"),
+            best_test_top5=history["test_top5"].max() if done else float("nan"),
+            train_loss=last["train_loss"] if done else float("nan"),
+            images_per_s=history["images_per_s"].mean() if done else float("nan"),
+            node_id=last["node_id"] if done else None,
+        )
+        trials.append(row)
+        if done:
+            epochs.append(history[list(EPOCH_METRICS)].assign(trial_id=row["trial_id"],
+                                                              **{k: row[k] for k in columns.values()}))
+    epochs_df = pd.concat(epochs, ignore_index=True) if epochs else pd.DataFrame()
+    return pd.DataFrame(trials, columns=[*columns.values(), *TRIAL_METRICS]), epochs_df
