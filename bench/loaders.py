@@ -45,7 +45,7 @@ def build(args: dict[str, Any], full, backend: str, alpha: float, batch: int):
     noise = NoiseModel(NoiseSpec(alpha=alpha, seed=0), full.labels, full.num_classes)
     data = {"dataset": args["dataset"], "backend": backend.removesuffix("-norelabel"), "cache": args["cache"],
             "workers": args["workers"]}
-    return backends.make(data, args["dataset"], full, torch.arange(len(full)), noise, batch, 0, torch.device("cpu"),
+    return backends.make(data, args["dataset"], full, torch.arange(len(full)), [noise], batch, 0, torch.device("cpu"),
                          relabel=backend != "ffcv-norelabel")
 
 

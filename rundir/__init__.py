@@ -68,34 +68,43 @@ def read_study(run_dir: Path) -> dict[str, Any]:
 
 def collect(results: Iterable[Any], paths: Iterable[str]) -> tuple[Any, Any]:
     """trials.csv and epochs.csv frames from Tune results (ray.tune.Result: config, metrics,
-    metrics_dataframe, error); `paths` are the dotted config keys the grid varies."""
+    metrics_dataframe, error); `paths` are the dotted config keys the grid varies.
+
+    A Tune trial trains a group: its config is {"members": [config, ...]} (or one config) and each epoch
+    reports member k's metrics as members/k/<metric>. Each member gets its own row; `group` is the Tune
+    trial id, and a member's trial_id is <group>-<k>.
+    """
     import pandas as pd
 
     columns = {p: column(p) for p in dict.fromkeys([*COLUMNS, *paths])}
     trials, epochs = [], []
     for result in results:
-        row = {name: functools.reduce(lambda d, k: d[k], path.split("."), result.config)
-               for path, name in columns.items()}
+        group = result.metrics.get("trial_id") if result.metrics else None
         history = result.metrics_dataframe
         if history is not None and "epoch" in history:  # a retried trial may report an epoch twice
             history = history.drop_duplicates("epoch", keep="last")
-        done = history is not None and "test_acc" in history
-        last = history.iloc[-1] if done else {}
-        row.update(
-            trial_id=result.metrics.get("trial_id") if result.metrics else None,
-            status="error" if result.error else "ok",
-            epochs=int(last["epoch"]) if done else 0,
-            test_acc=last["test_acc"] if done else float("nan"),
-            best_test_acc=history["test_acc"].max() if done else float("nan"),
-            test_top5=last["test_top5"] if done else float("nan"),
-            best_test_top5=history["test_top5"].max() if done else float("nan"),
-            train_loss=last["train_loss"] if done else float("nan"),
-            images_per_s=history["images_per_s"].mean() if done else float("nan"),
-            node_id=last["node_id"] if done else None,
-        )
-        trials.append(row)
-        if done:
-            epochs.append(history[list(EPOCH_METRICS)].assign(trial_id=row["trial_id"],
-                                                              **{k: row[k] for k in columns.values()}))
+        for k, config in enumerate(result.config.get("members") or [result.config]):
+            row = {name: functools.reduce(lambda d, key: d[key], path.split("."), config)
+                   for path, name in columns.items()}
+            prefix = f"members/{k}/"
+            done = history is not None and f"{prefix}test_acc" in history
+            mine = (history[[prefix + m for m in EPOCH_METRICS]].set_axis(list(EPOCH_METRICS), axis=1)
+                    if done else None)
+            last = mine.iloc[-1] if done else {}
+            row.update(
+                trial_id=f"{group}-{k}" if group else None, group=group,
+                status="error" if result.error else "ok",
+                epochs=int(last["epoch"]) if done else 0,
+                test_acc=last["test_acc"] if done else float("nan"),
+                best_test_acc=mine["test_acc"].max() if done else float("nan"),
+                test_top5=last["test_top5"] if done else float("nan"),
+                best_test_top5=mine["test_top5"].max() if done else float("nan"),
+                train_loss=last["train_loss"] if done else float("nan"),
+                images_per_s=mine["images_per_s"].mean() if done else float("nan"),
+                node_id=history["node_id"].iloc[-1] if done else None,
+            )
+            trials.append(row)
+            if done:
+                epochs.append(mine.assign(trial_id=row["trial_id"], group=group, **{c: row[c] for c in columns.values()}))
     epochs_df = pd.concat(epochs, ignore_index=True) if epochs else pd.DataFrame()
     return pd.DataFrame(trials, columns=[*columns.values(), *TRIAL_METRICS]), epochs_df

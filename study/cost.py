@@ -1,19 +1,22 @@
-"""What a study costs before it runs: trials, examples per trial, and estimated GPU-hours.
+"""What a study costs before it runs: configs, trials (fused groups), examples, and estimated GPU-hours.
 
-Throughput per (dataset, arch, batch) comes from a measured table when one exists: any
-bench/results/train-*.json written by `python -m bench.train` on a CUDA device. Otherwise it comes
-from a model of one H100 running these nets in eager PyTorch:
-    step time = max(STEP_OVERHEAD_S, 3 * forward FLOPs * batch / SUSTAINED_FLOPS)
-STEP_OVERHEAD_S is the kernel-launch floor of a small net's forward + backward + Adadelta step.
-SUSTAINED_FLOPS is about 2x what FFCV's ResNet-18 ImageNet runs sustain on an A100 (≈ 2,850 img/s).
+Throughput per (dataset, arch, batch, group size K) comes from measured tables when they exist: the
+rows of bench/results/train-*.json (`python -m bench.train --fuse ...`) and gpu_check-*.json
+(`python -m bench.gpu_check`) taken on a CUDA device, in model-images/s. A group of K members is
+costed at the rate interpolated (log-log) between the measured sizes around K.
+Otherwise a model of one H200 running these nets, calibrated with bench/results/gpu_check-h200-*.json:
+    step time = max(STEP_OVERHEAD_S, K * 3 * forward FLOPs * batch / SUSTAINED_FLOPS)
+STEP_OVERHEAD_S is an unfused conv4 step (forward, backward, Adadelta: 48k images/s at batch 128);
+SUSTAINED_FLOPS is what fused groups of 64 sustained in bf16 (conv2 53, conv4 72, mlp1 33 TFLOP/s).
 Packed trials (resources.gpu < 1) share the overhead-bound part of a GPU but not its compute:
-    GPU-hours of a trial = steps * max(overhead * gpu_fraction, compute time).
+    GPU-hours of a group = steps * max(overhead * gpu_fraction, compute time).
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +27,8 @@ from loaders.datasets import NUM_CLASSES
 from loaders.noise import NoiseSpec
 from study import models
 
-STEP_OVERHEAD_S = 1.5e-3
-SUSTAINED_FLOPS = 30e12
+STEP_OVERHEAD_S = 2.7e-3
+SUSTAINED_FLOPS = 50e12
 # Full training sets at paper scale (the data need not be on this machine to cost a study).
 TRAIN_SIZE = {"mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167}
 RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
@@ -48,14 +51,16 @@ def forward_flops(arch: str, data: dict[str, Any], model_cfg: dict[str, Any]) ->
     return float(counter.get_total_flops())
 
 
-def measured_throughput() -> dict[tuple[str, str, int], float]:
-    """images/s per (dataset, arch, batch) from CUDA runs of bench.train, when present."""
-    table: dict[tuple[str, str, int], float] = {}
-    for path in sorted(glob.glob(str(RESULTS / "train-*.json"))):
+def measured_throughput() -> dict[tuple[str, str, int], dict[int, float]]:
+    """Model-images/s per (dataset, arch, batch) and group size K, from CUDA runs of the benchmarks."""
+    table: dict[tuple[str, str, int], dict[int, float]] = {}
+    for path in sorted(glob.glob(str(RESULTS / "train-*.json")) + glob.glob(str(RESULTS / "gpu_check-*.json"))):
         data = json.loads(Path(path).read_text())
         if "cuda" in str(data.get("device", "")).lower() or "nvidia" in str(data.get("device", "")).lower():
-            for row in data["rows"]:
-                table[(row["dataset"], row["arch"], row["batch_size"])] = row["images_per_s"]
+            for row in data.get("rows", data.get("table", [])):
+                if "error" not in row:
+                    rate = row.get("model_images_per_s", row["images_per_s"])
+                    table.setdefault((row["dataset"], row["arch"], row["batch_size"]), {})[row.get("fuse", 1)] = rate
     return table
 
 
@@ -66,24 +71,41 @@ def examples(config: dict[str, Any]) -> int:
     return NoiseSpec(alpha=alpha).n_virtual(n) * config["train"]["epochs"]
 
 
-def estimate(configs: list[dict[str, Any]], gpu_fraction: float) -> dict[str, Any]:
+def group_rate(rates: dict[int, float], k: int) -> float:
+    """Model-images/s of a group of k from the sizes measured: log-log interpolation between the two that
+    bracket k; the nearest measured size outside them (never extrapolated)."""
+    sizes = sorted(rates)
+    below, above = [s for s in sizes if s <= k], [s for s in sizes if s >= k]
+    if not below or not above:
+        return rates[sizes[0] if not below else sizes[-1]]
+    lo, hi = below[-1], above[0]
+    if lo == hi:
+        return rates[lo]
+    t = math.log(k / lo) / math.log(hi / lo)
+    return rates[lo] * (rates[hi] / rates[lo]) ** t
+
+
+def estimate(groups: list[list[dict[str, Any]]], gpu_fraction: float) -> dict[str, Any]:
+    """Cost of a study's trials, each a group of member configs (members share every example)."""
     measured = measured_throughput()
     flops: dict[tuple[str, str, tuple[int, int, int]], float] = {}
     gpu_s = 0.0
     sources = set()
-    per_trial = [examples(c) for c in configs]
-    for config, n_examples in zip(configs, per_trial):
+    per_config = [examples(c) for group in groups for c in group]
+    for group in groups:
+        config, k, n_examples = group[0], len(group), examples(group[0])
         dataset, arch, batch = config["data"]["dataset"], config["model"]["arch"], config["train"]["batch_size"]
-        steps = -(-n_examples // batch)
-        if (dataset, arch, batch) in measured:
-            gpu_s += n_examples / measured[(dataset, arch, batch)]
-            sources.add("measured (bench/results/train-*.json)")
+        rates = measured.get((dataset, arch, batch))
+        if rates:
+            gpu_s += n_examples * k / group_rate(rates, k)
+            sources.add("measured (bench/results/*.json)")
             continue
         key = (dataset, arch, image_shape(config["data"]))
         if key not in flops:
             flops[key] = forward_flops(arch, config["data"], config["model"])
-        compute_s = 3 * flops[key] * batch / SUSTAINED_FLOPS
-        gpu_s += steps * max(STEP_OVERHEAD_S * min(gpu_fraction, 1.0), compute_s)
-        sources.add(f"model: H100, {STEP_OVERHEAD_S * 1e3:.1f} ms/step floor, {SUSTAINED_FLOPS / 1e12:.0f} TFLOP/s")
-    return {"trials": len(configs), "examples_min": min(per_trial), "examples_max": max(per_trial),
-            "examples_total": sum(per_trial), "gpu_hours": gpu_s / 3600, "source": "; ".join(sorted(sources))}
+        compute_s = k * 3 * flops[key] * batch / SUSTAINED_FLOPS
+        gpu_s += -(-n_examples // batch) * max(STEP_OVERHEAD_S * min(gpu_fraction, 1.0), compute_s)
+        sources.add(f"model: H200, {STEP_OVERHEAD_S * 1e3:.1f} ms/step floor, {SUSTAINED_FLOPS / 1e12:.0f} TFLOP/s")
+    return {"configs": len(per_config), "trials": len(groups), "max_members": max(len(g) for g in groups),
+            "examples_min": min(per_config), "examples_max": max(per_config), "examples_total": sum(per_config),
+            "gpu_hours": gpu_s / 3600, "source": "; ".join(sorted(sources))}

@@ -24,6 +24,7 @@ from loaders.errors import UsageError
 from study import schema
 from study.cluster import check_address, check_resources, connect
 from study.grid import expand, grids_of, trial_base, with_value
+from study.groups import partition, replicate
 
 
 def compose(argv: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -56,17 +57,19 @@ def default_run_dir(choices: dict[str, str]) -> Path:
 
 
 def dry_run_text(cfg: dict[str, Any], choices: dict[str, str], grids: list[dict[str, list[Any]]],
-                 configs: list[dict[str, Any]]) -> str:
+                 groups: list[list[dict[str, Any]]]) -> str:
     from study.cost import estimate
 
     gpu = cfg["resources"]["gpu"] or 1.0  # a CPU preset is costed as if each trial had a whole GPU
-    cost = estimate(configs, gpu)
+    cost = estimate(groups, gpu)
     shape = " + ".join(" x ".join(f"{path} {len(values)}" for path, values in grid.items()) or "1"
                        for grid in grids)
+    replicates = f", x {cfg['replicates']} replicates" if cfg["replicates"] > 1 else ""
     return "\n".join([
         f"dry run: exp={choices['exp']} preset={choices['preset']} (nothing started, nothing written)",
-        f"trials: {cost['trials']} ({shape})",
-        f"examples per trial: {cost['examples_min']:,} to {cost['examples_max']:,} "
+        f"configs: {cost['configs']} ({shape}{replicates}), in {cost['trials']} trials "
+        f"(fused groups of up to {cost['max_members']} members)",
+        f"examples per config: {cost['examples_min']:,} to {cost['examples_max']:,} "
         f"(total {cost['examples_total']:.3g})",
         f"estimated GPU time: {cost['gpu_hours']:.3g} GPU-hours at {gpu} GPU per trial "
         f"[{cost['source']}]",
@@ -89,7 +92,7 @@ def ensure_data(configs: list[dict[str, Any]]) -> None:
 def prepare_betons(configs: list[dict[str, Any]]) -> None:
     """Every .beton the data.backend=ffcv trials read, written and checked once here: a corrupt file is
     one line and exit 2 rather than failed trials, and trials never race to write it."""
-    from study.trial import data_key, table_source
+    from loaders.data import data_key, table_source
 
     written = set()
     for c in configs:
@@ -112,13 +115,13 @@ def save_confusion(results: Any, base: dict[str, Any], run_dir: Path) -> None:
     to noise.confusion (default: the per-dataset path exp=structured reads)."""
     import numpy as np
 
-    from study.trial import noise_spec
+    from loaders.data import noise_spec
 
     matrices = [np.asarray(r.metrics["confusion"]) for r in results if not r.error and "confusion" in (r.metrics or {})]
     if not matrices:
         print("confusion matrix: no trial finished, nothing saved", flush=True)
         return
-    target = Path(noise_spec(base).confusion)
+    target = Path(noise_spec(base["noise"], base["data"]["dataset"]).confusion)
     target.parent.mkdir(parents=True, exist_ok=True)
     for path in (run_dir / "confusion.npy", target):  # atomic: exp=structured may read the shared copy any time
         with rundir.atomic_path(path) as tmp:
@@ -139,26 +142,36 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     base = trial_base(cfg)
     grids = grids_of(cfg)
     searched = list(dict.fromkeys(p for grid in grids for p in experiments.searched_paths(cfg, grid)))  # ordered
+    grouped = cfg["search"]["name"] == "grid" and cfg["scheduler"]["name"] == "none"  # else one config per trial
+    if not grouped and cfg["replicates"] > 1:
+        raise UsageError(f"replicates={cfg['replicates']} needs search=grid and scheduler=none (optuna and ASHA "
+                         "choose one config per trial): use replicates=1, or search.trials_per_cell")
     # Every grid trial; under optuna one per cell, with the base values of the keys Optuna draws.
-    configs = [config for grid in grids for config in
-               expand(base, grid if cfg["search"]["name"] == "grid" else
-                      {p: v for p, v in grid.items() if p not in searched})]
+    configs = replicate([config for grid in grids for config in
+                         expand(base, grid if grouped else {p: v for p, v in grid.items() if p not in searched})],
+                        cfg["replicates"])
     for config in configs:
         check(config)
+    # Rebuilt once by prepare_betons below: the trials only read those files (set per config: a grid.data.*
+    # key gives each trial a data section of its own).
+    quiet = [with_value(c, "data.rebuild", False) for c in configs]
     if cfg["dry_run"]:  # before the GPU and cluster checks: cost a GPU study from a laptop
-        print(dry_run_text(cfg, choices, grids, configs))
+        print(dry_run_text(cfg, choices, grids, partition(quiet, bool(cfg["resources"]["gpu"]))))
         return None
     resources_per_trial = check_resources(cfg)
     check_address(cfg)
-    plan = []
-    for i, grid in enumerate(grids):  # a union of grids is no single Tune grid: experiments of their own
-        for exp in experiments.plan(cfg, base, grid):
-            plan.append(exp if i == 0 else dataclasses.replace(exp, path=exp.path.replace("tune", f"tune-extra{i}", 1)))
+    if grouped:  # one Tune grid over the groups of every grid (grid_extra included)
+        groups = partition(quiet, resources_per_trial["gpu"] > 0)
+        print(f"trials: {len(groups)} groups of {len(quiet)} configs (train.fuse={cfg['train']['fuse']})", flush=True)
+        plan = [experiments.Experiment("tune", {"members": tune.grid_search(groups)})]
+    else:
+        plan = []
+        for i, grid in enumerate(grids):  # a union of grids is no single Tune grid: experiments of their own
+            for exp in experiments.plan(cfg, base, grid):
+                exp = dataclasses.replace(exp, param_space=with_value(exp.param_space, "data.rebuild", False))
+                plan.append(exp if i == 0 else dataclasses.replace(exp, path=exp.path.replace("tune", f"tune-extra{i}", 1)))
     ensure_data(configs)
     prepare_betons(configs)
-    # Rebuilt once by prepare_betons: the trials only read those files. Set in every trial config of the
-    # param spaces, since a grid.data.* key gives each trial a data section of its own.
-    plan = [dataclasses.replace(e, param_space=with_value(e.param_space, "data.rebuild", False)) for e in plan]
 
     run_dir = (resume_dir or Path(cfg["run_dir"] or default_run_dir(choices))).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)

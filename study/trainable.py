@@ -1,5 +1,9 @@
-"""The Tune function trainable: a thin wrapper that reports each epoch of a Trial to Tune, with a
-checkpoint every `train.checkpoint_every` epochs, and resumes from Tune's checkpoint after a failure."""
+"""The Tune function trainable: a thin wrapper that trains one group (study.trial.Trial) and reports
+each epoch to Tune, every member's metrics under `members/<k>/`, with a checkpoint of all members every
+`train.checkpoint_every` epochs; after a failure it resumes every member from Tune's checkpoint.
+
+A trial's config is {"members": [config, ...]} (search=grid: a fused group) or one config (optuna and
+ASHA choose one config per trial)."""
 
 from __future__ import annotations
 
@@ -18,24 +22,31 @@ from study.trial import Trial
 STATE_FILE = "trial.pt"
 
 
+def members(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The member configs of a Tune trial's config."""
+    return config["members"] if "members" in config else [config]
+
+
 def trainable(config: dict[str, Any]) -> None:
     # One intra-op thread per CPU Tune gave this trial, so packed trials do not oversubscribe cores.
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
-    trial = Trial(config)
+    trial = Trial(members(config))
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # a retry or a resumed study: continue after the last saved epoch
+    if checkpoint is not None:  # a retry or a resumed study: continue every member after the last saved epoch
         with checkpoint.as_directory() as folder:
             trial.load_state_dict(torch.load(Path(folder) / STATE_FILE, map_location=trial.device))
     node_id = ray.get_runtime_context().get_node_id()  # Tune adds hostname/node_ip; this tells nodes on one host apart
-    train = config["train"]
+    train = trial.configs[0]["train"]
     every, last = train["checkpoint_every"], train["epochs"]
 
-    def report(r: EpochReport) -> None:
-        metrics = {**dataclasses.asdict(r), "node_id": node_id}
-        if train.get("report_confusion") and r.epoch == last:  # exp=confusion sums these
-            metrics["confusion"] = trial.confusion().tolist()
-        if not every or (r.epoch % every and r.epoch != last):
+    def report(reports: list[EpochReport]) -> None:
+        best = max(reports, key=lambda r: r.test_acc)  # the top level is what Tune's table, ASHA and Optuna read
+        metrics = {**dataclasses.asdict(best), "node_id": node_id,
+                   "members": {str(k): dataclasses.asdict(r) for k, r in enumerate(reports)}}
+        if train.get("report_confusion") and best.epoch == last:  # exp=confusion sums these
+            metrics["confusion"] = trial.confusion().sum(0).tolist()
+        if not every or (best.epoch % every and best.epoch != last):
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:

@@ -93,6 +93,11 @@ class Trial:
     def loader(self):
         return self.data.loader
 
+    @property
+    def noise(self):
+        """The first member's noise model (the image table and its sources are every member's)."""
+        return self.data.noises[0]
+
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "epoch": self.epoch}
 

@@ -12,7 +12,8 @@ from loaders import datasets
 from loaders.errors import UsageError
 from loaders.noise import WHITE, NoiseModel, NoiseSpec, WhiteNoise
 from loaders.tensor import TensorLoader
-from study.trial import Trial, table_rows
+from loaders.data import table_rows
+from study.trial import Trial
 from tests.conftest import image_folders, trial_config
 
 CIFAR_MEAN, CIFAR_STD = datasets.STATS["cifar10"]
@@ -46,13 +47,13 @@ def test_white_noise_loader_keeps_clean_images_and_synthesises_the_rest() -> Non
     source, labels = noise(torch.arange(noise.n_virtual))
     assert (source[:n] == torch.arange(n)).all() and (source[n:] == WHITE).all()
     assert torch.equal(labels[:n], data.labels)
-    loader = TensorLoader(data, noise, batch_size=noise.n_virtual, seed=0, device=torch.device("cpu"))
+    loader = TensorLoader(data, [noise], batch_size=noise.n_virtual, seed=0, device=torch.device("cpu"))
     x, y = next(iter(loader))
     v = loader.order()
     raw = ((x - loader.shift) / loader.scale).round().to(torch.uint8)
     assert torch.equal(raw[v < n], images[v[v < n]])
     assert torch.equal(raw[v >= n], WhiteNoise(noise.spec.seed, (3, 8, 8), CIFAR_MEAN, CIFAR_STD)(v[v >= n]))
-    assert torch.equal(y, noise(v)[1])
+    assert torch.equal(y[0], noise(v)[1])
 
 
 def test_sources_without_a_class_get_uniform_labels() -> None:
@@ -136,7 +137,7 @@ def test_cifar10_white_noise_trial_runs(data_root: Path, cifar10: tuple) -> None
     config = trial_config(data_root, data={"dataset": "cifar10", "n_clean": 200, "n_test": 200},
                           noise={"alpha": 1, "source": "white"}, train={"epochs": 1},
                           model={"conv_channels": [4, 4]})
-    report = Trial(config).run(lambda r: None)
+    (report,) = Trial(config).run(lambda r: None)
     assert report.epoch == 1 and 0 <= report.test_acc <= 1
 
 

@@ -23,7 +23,8 @@ from loaders.ffcv_ops import Relabel
 from loaders.noise import SOURCES, NoiseModel, NoiseSpec, uniform_distribution
 from loaders.tensor import affine
 from study import schema
-from study.trial import Trial, table_rows
+from loaders.data import table_rows
+from study.trial import Trial
 from tests.conftest import REPO, image_folders, trial_config
 
 CPU = torch.device("cpu")
@@ -43,13 +44,13 @@ def epoch(loader) -> Counter:
     """Multiset of (image bytes hash, label) over one epoch."""
     pairs = Counter()
     for x, y in loader:
-        pairs.update(zip((hash(img.numpy().tobytes()) for img in x), y.tolist()))
+        pairs.update(zip((hash(img.numpy().tobytes()) for img in x), y[0].tolist()))  # one member
     return pairs
 
 
 def ffcv_loader(mnist, rows, noise, cache, **kw) -> VirtualLoader:
     path = beton.ensure("mnist", mnist, cache, rebuild=False, workers=2)
-    return VirtualLoader(path, rows.numpy(), noise, 128, 3, CPU, 2, mnist.mean, mnist.std, **kw)
+    return VirtualLoader(path, rows.numpy(), [noise], 128, 3, CPU, 2, mnist.mean, mnist.std, **kw)
 
 
 def test_ffcv_version_is_the_pinned_one() -> None:
@@ -82,7 +83,7 @@ def test_virtual_order_and_source_rows_give_each_copy_its_own_index(mnist, tmp_p
     small = datasets.ImageSet(mnist.images[:n], torch.arange(n), n, mnist.mean, mnist.std)
     path = beton.imageset_beton("rowids", "train", small, tmp_path, workers=1)
     noise = NoiseModel(NoiseSpec(alpha=3, seed=0), small.labels, n)
-    loader = VirtualLoader(path, None, noise, 32, 0, CPU, 1, (0.0,), (1 / 255,), relabel=False)
+    loader = VirtualLoader(path, None, [noise], 32, 0, CPU, 1, (0.0,), (1 / 255,), relabel=False)
     ffcv = loader.loader
     assert len(ffcv.reader.metadata) == n and len(ffcv.indices) == n  # nothing per copy ...
     assert ffcv.first_traversal_order is ffcv.traversal_order.buffer and len(ffcv) == -(-4 * n // 32)  # ... but this
@@ -90,8 +91,8 @@ def test_virtual_order_and_source_rows_give_each_copy_its_own_index(mnist, tmp_p
         loader.set_epoch(epoch)
         seen = Counter()
         for x, y in loader:
-            assert torch.equal(x.to(torch.uint8), small.images[y])
-            seen.update(y.tolist())
+            assert torch.equal(x.to(torch.uint8), small.images[y[0]])
+            seen.update(y[0].tolist())
         assert seen == Counter({row: 4 for row in range(n)})
 
 
@@ -113,7 +114,7 @@ def test_one_epoch_is_identical_across_backends(mnist, cache: Path, alpha: float
     name, full, rows = pooled(mnist, spec, clean)
     noise = lambda: NoiseModel(spec, mnist.labels[clean], 10, pool_labels=full.labels[rows[300:]])  # noqa: E731
     data = {"dataset": "mnist", "cache": str(cache), "workers": 2}
-    runs = {b: epoch(backends.make({**data, "backend": b}, name, full, rows, noise(), 128, 3, CPU))
+    runs = {b: epoch(backends.make({**data, "backend": b}, name, full, rows, [noise()], 128, 3, CPU))
             for b in ("tensor", "torch", "ffcv")}
     assert sum(runs["tensor"].values()) == spec.n_virtual(300)
     assert runs["ffcv"] == runs["tensor"] == runs["torch"]
@@ -151,11 +152,11 @@ def test_class_folder_jpeg_path(tmp_path: Path) -> None:
     clean = torch.from_numpy(Reader(str(path)).metadata["f1"].astype(np.int64))
     assert clean.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     noise = NoiseModel(NoiseSpec(alpha=2, seed=9), clean, 3)
-    loader = VirtualLoader(path, None, noise, 8, 0, CPU, 1, (0.5,) * 3, (0.25,) * 3, jpeg_size=24)
+    loader = VirtualLoader(path, None, [noise], 8, 0, CPU, 1, (0.5,) * 3, (0.25,) * 3, jpeg_size=24)
     labels = []
     for x, y in loader:
         assert x.shape[1:] == (3, 24, 24) and x.dtype == torch.float32
-        labels += y.tolist()
+        labels += y[0].tolist()
     assert sorted(labels) == sorted(noise(torch.arange(36))[1].tolist())
     with pytest.raises(UsageError, match="jpeg_quality=0"):
         beton.folder_beton(folder, tmp_path / "cache", 32, 0)
@@ -213,9 +214,9 @@ def test_full_imagenet_is_read_from_folder_betons_never_loaded(tmp_path: Path, m
     seen = []
     for x, y in trial.loader:
         assert x.shape[1:] == (3, 16, 16)
-        seen += y.tolist()
+        seen += y[0].tolist()
     assert sorted(seen) == sorted(trial.noise(torch.arange(2000))[1].tolist())
     assert sum(y.numel() for _, y in trial.test_batches()) == 1000
     reports = []
-    trial.run(reports.append)
+    trial.run(lambda rs: reports.append(rs[0]))
     assert len(reports) == 1 and 0 <= reports[0].test_acc <= 1

@@ -55,5 +55,5 @@ def test_h_alpha_trial_trains_on_clean_examples_only(data_root: Path) -> None:
                                model={"arch": "mlp1"}, data={"n_clean": 1000}))
     assert trial.noise.n_virtual == 1000  # the noise lives in the loss
     reports = []
-    trial.run(reports.append)
+    trial.run(lambda rs: reports.append(rs[0]))
     assert reports[-1].test_acc > 0.5, reports

@@ -1,0 +1,74 @@
+"""Replicates and fused groups: the study's trial configs partitioned into the members Tune trials train.
+
+A group's members see the same images in the same order and differ only in study.trial.MEMBER_KEYS:
+learning rate, weight init (train.seed) and noisy labels (noise.seed). Where noise.seed also picks the
+images (noise.source novel or white), it is part of the group key. train.fuse caps the group size:
+  auto  on CUDA (resources.gpu > 0): AUTO_MAX_K; on CPU: the largest K that bench.train measured
+        faster than the unfused trial for that architecture on a CPU (bench/results/train-*.json), else 1;
+  none  one config per trial;
+  K     at most K members.
+ResNets carry BatchNorm, whose running statistics fused training would share: they run with K = 1.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from study.grid import with_value
+from study.trial import shared_part
+
+AUTO_MAX_K = 64  # the largest group measured on one GPU (bench/results/gpu_check-h200-*.json)
+REPLICATE_STRIDE = 1000  # replicate r adds r * this to train.seed and noise.seed: apart from grid seeds
+RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
+
+
+def replicate(configs: Sequence[dict[str, Any]], replicates: int) -> list[dict[str, Any]]:
+    """Every config, then its replicates 1..R-1 with other weight-init and noise seeds."""
+    out = list(configs)
+    for r in range(1, replicates):
+        for config in configs:
+            shifted = with_value(config, "train.seed", config["train"]["seed"] + r * REPLICATE_STRIDE)
+            out.append(with_value(shifted, "noise.seed", (config["noise"]["seed"] + r * REPLICATE_STRIDE) % 2**32))
+    return out
+
+
+def cpu_gains() -> dict[str, int]:
+    """Per architecture, the largest group size that bench.train measured faster than unfused on a CPU."""
+    best: dict[str, int] = {}
+    for path in sorted(glob.glob(str(RESULTS / "train-*.json"))):
+        data = json.loads(Path(path).read_text())
+        if "cuda" in str(data.get("device", "")).lower() or "nvidia" in str(data.get("device", "")).lower():
+            continue
+        for row in data.get("rows", []):
+            if row.get("fuse", 1) > 1 and (row.get("vs_unfused") or 0) > 1:
+                best[row["arch"]] = max(best.get(row["arch"], 1), row["fuse"])
+    return best
+
+
+def max_members(fuse: Any, arch: str, on_gpu: bool) -> int:
+    """The group size cap of train.fuse for one architecture."""
+    if arch.startswith("resnet") or fuse == "none":
+        return 1
+    if fuse == "auto":
+        return AUTO_MAX_K if on_gpu else cpu_gains().get(arch, 1)
+    return int(fuse)
+
+
+def partition(configs: Sequence[dict[str, Any]], on_gpu: bool) -> list[list[dict[str, Any]]]:
+    """The configs as groups, in order of first appearance, each at most its train.fuse cap, balanced."""
+    keyed: dict[str, list[dict[str, Any]]] = {}
+    for config in configs:
+        key = shared_part(config)
+        if config["noise"]["source"] in ("novel", "white"):  # the seed picks images too: shared by members
+            key["noise"]["seed"] = config["noise"]["seed"]
+        keyed.setdefault(json.dumps(key, sort_keys=True, default=str), []).append(config)
+    groups = []
+    for members in keyed.values():
+        cap = max(1, max_members(members[0]["train"]["fuse"], members[0]["model"]["arch"], on_gpu))
+        count = -(-len(members) // cap)
+        groups += [members[i::count] for i in range(count)]  # balanced: sizes differ by at most one
+    return groups
