@@ -122,7 +122,9 @@ def fig9(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> 
     _, ax = plt.subplots(figsize=(6, 4.2))
     for target in TARGETS:
         crit = critical_clean(summary, target).dropna()
-        bounds = {}  # the CI's upper accuracy curve reaches the target first, its lower curve last
+        # The CI's upper accuracy curve reaches the target first, its lower curve last; where the lower
+        # curve never reaches it (no upper bound within the measured sizes) that point gets no bar.
+        bounds = {}
         for end, metric in (("low", "test_acc_ci_high"), ("high", "test_acc_ci_low")):
             bounds[end] = (critical_clean(summary, target, metric).reindex(crit.index) if metric in summary
                            else pd.Series(np.nan, index=crit.index))
