@@ -1,4 +1,7 @@
-"""One function per paper figure: each takes a run's summary (best LR per cell) and trials, writes figN.png."""
+"""One function per paper figure: each takes a run's summary (best LR per cell) and trials, writes figN.png
+and returns the (closed) Figure. Where a point averages several replicates, its 95% confidence interval
+(summary's <metric>_ci_low/_ci_high) is drawn as an error bar; with one replicate the CI is NaN and the
+line is drawn as before, with no bars."""
 
 from __future__ import annotations
 
@@ -13,18 +16,44 @@ import numpy as np
 import pandas as pd
 
 from rundir import atomic_path
-from analysis.summary import TARGETS, critical_clean
+from analysis.summary import TARGETS, aggregate, critical_clean
 
 ALPHA = "Number of noisy labels per clean label (α)"
 ARCH_LABELS = {"perceptron": "Perceptron", "mlp1": "MLP1", "mlp2": "MLP2", "mlp4": "MLP4", "conv2": "Conv2",
                "conv4": "Conv4", "conv6": "Conv6", "resnet18": "ResNet-18", "resnet101": "ResNet-101"}
-Figure = Callable[[pd.DataFrame, pd.DataFrame, Path, str], None]
+Figure = Callable[[pd.DataFrame, pd.DataFrame, Path, str], plt.Figure]
 
 
-def save(fig: plt.Figure, path: Path) -> None:
+def save(fig: plt.Figure, path: Path) -> plt.Figure:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
     plt.close(fig)
+    return fig
+
+
+def by_x(table: pd.DataFrame, x: str, metric: str) -> pd.DataFrame:
+    """Per x: the mean of `metric` over the rows (other cell keys averaged) and its CI bounds `low`, `high`.
+
+    The CI half-width of a mean of k independent config means is √(Σ h_i²) / k (h_i: each row's
+    half-width); NaN when any row has no CI (one replicate) or the table has no CI columns."""
+    low, high = f"{metric}_ci_low", f"{metric}_ci_high"
+    half = (table[high] - table[low]) / 2 if {low, high} <= set(table.columns) else np.nan
+    rows = table.assign(_half2=half ** 2).groupby(x)
+    out = pd.DataFrame({"mean": rows[metric].mean(),
+                        "half": rows["_half2"].agg(lambda h: np.sqrt(h.sum(min_count=len(h)))) / rows.size()})
+    out["low"], out["high"] = out["mean"] - out["half"], out["mean"] + out["half"]
+    return out.sort_index().reset_index()
+
+
+def curve(ax: plt.Axes, x: object, y: object, low: object, high: object, fmt: str = "-", **style: object) -> None:
+    """One line through (x, y); with error bars from low to high where those are finite (replicates),
+    a plain line where no point has a CI."""
+    y, low, high = (np.asarray(v, float) for v in (y, low, high))
+    if not (np.isfinite(low) | np.isfinite(high)).any():
+        ax.plot(x, y, fmt, **style)
+        return
+    yerr = np.clip(np.vstack([y - low, high - y]), 0, None)  # NaN (no CI) draws no bar at that point
+    ax.errorbar(x, y, yerr=yerr, fmt=fmt, capsize=3, elinewidth=1, **style)
 
 
 def lines(table: pd.DataFrame, x: str, hue: str, title: str, *, xlabel: str = ALPHA,
@@ -33,8 +62,8 @@ def lines(table: pd.DataFrame, x: str, hue: str, title: str, *, xlabel: str = AL
     """Accuracy (%) against x, one line per value of hue (the shape of most of the paper's figures)."""
     _, ax = plt.subplots(figsize=(6, 4.2))
     for key, rows in table.groupby(hue, sort=True):
-        rows = rows.groupby(x, as_index=False)[metric].mean().sort_values(x)  # other cell keys: averaged
-        ax.plot(rows[x], 100 * rows[metric], marker="o", label=label(key))
+        rows = by_x(rows, x, metric)  # other cell keys: averaged
+        curve(ax, rows[x], 100 * rows["mean"], 100 * rows["low"], 100 * rows["high"], marker="o", label=label(key))
     if chance is not None:
         ax.axhline(100 * chance, color="grey", ls=":", lw=1, label="chance")
     ax.set(xlabel=xlabel, ylabel=("Top-5 accuracy (%)" if metric == "test_top5" else "Prediction accuracy (%)"),
@@ -50,81 +79,86 @@ def arch_label(arch: object) -> str:
     return ARCH_LABELS.get(str(arch), str(arch))
 
 
-def fig1(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:
-    save(lines(summary, "alpha", "arch", f"MNIST, uniform label noise ({scale})",
-          label=arch_label, chance=0.1).figure, out / "fig1.png")
+def fig1(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
+    return save(lines(summary, "alpha", "arch", f"MNIST, uniform label noise ({scale})",
+                 label=arch_label, chance=0.1).figure, out / "fig1.png")
 
 
-def fig2(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:
-    save(lines(summary, "alpha", "arch", f"CIFAR-10, uniform label noise ({scale})",
-          label=arch_label, chance=0.1).figure, out / "fig2.png")
+def fig2(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
+    return save(lines(summary, "alpha", "arch", f"CIFAR-10, uniform label noise ({scale})",
+                 label=arch_label, chance=0.1).figure, out / "fig2.png")
 
 
-def fig3(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:
-    save(lines(summary, "alpha", "arch", f"ImageNet, uniform label noise ({scale})",
-          metric="test_top5", label=arch_label).figure, out / "fig3.png")
+def fig3(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
+    return save(lines(summary, "alpha", "arch", f"ImageNet, uniform label noise ({scale})",
+                 metric="test_top5", label=arch_label).figure, out / "fig3.png")
 
 
-def fig5(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:
+def fig5(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     alpha = ", ".join(f"{a:g}" for a in sorted(summary["alpha"].unique()))
-    save(lines(summary, "delta", "order", f"MNIST, structured noise, α = {alpha} ({scale})",
-          xlabel="Structure of the noise (δ)", label=lambda o: f"{o} order", chance=0.1).figure, out / "fig5.png")
+    return save(lines(summary, "delta", "order", f"MNIST, structured noise, α = {alpha} ({scale})",
+                 xlabel="Structure of the noise (δ)", label=lambda o: f"{o} order", chance=0.1).figure, out / "fig5.png")
 
 
-def fig6(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:
+def fig6(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     names = {"same": "CIFAR-10 (same dataset)", "cifar100": "CIFAR-100", "white": "White noise"}
-    save(lines(summary, "alpha", "source", f"CIFAR-10, sources of noisy examples ({scale})",
-          label=lambda s: names.get(str(s), str(s)), chance=0.1).figure, out / "fig6.png")
+    return save(lines(summary, "alpha", "source", f"CIFAR-10, sources of noisy examples ({scale})",
+                 label=lambda s: names.get(str(s), str(s)), chance=0.1).figure, out / "fig6.png")
 
 
-def fig7(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:
+def fig7(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     names = {"same": "Repeated images", "novel": "Novel images"}
-    save(lines(summary, "alpha", "source", f"MNIST, repeated vs novel noisy images ({scale})",
-          label=lambda s: names.get(str(s), str(s)), chance=0.1).figure, out / "fig7.png")
+    return save(lines(summary, "alpha", "source", f"MNIST, repeated vs novel noisy images ({scale})",
+                 label=lambda s: names.get(str(s), str(s)), chance=0.1).figure, out / "fig7.png")
 
 
-def fig8(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:
-    save(lines(summary, "n_clean", "alpha", f"MNIST, accuracy vs clean labels ({scale})",
-          xlabel="Number of clean training labels", logx=True, label=lambda a: f"α = {a:g}").figure, out / "fig8.png")
+def fig8(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
+    return save(lines(summary, "n_clean", "alpha", f"MNIST, accuracy vs clean labels ({scale})",
+                 xlabel="Number of clean training labels", logx=True, label=lambda a: f"α = {a:g}").figure, out / "fig8.png")
 
 
-def fig9(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:
+def fig9(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     """Critical clean labels for a target accuracy, interpolated from the Figure 8 curves."""
     _, ax = plt.subplots(figsize=(6, 4.2))
     for target in TARGETS:
         crit = critical_clean(summary, target).dropna()
-        ax.plot(crit.index, crit.values, marker="o", label=f"{100 * target:.0f}% accuracy")
+        # The CI's upper accuracy curve reaches the target first, its lower curve last; where the lower
+        # curve never reaches it (no upper bound within the measured sizes) that point gets no bar.
+        bounds = {}
+        for end, metric in (("low", "test_acc_ci_high"), ("high", "test_acc_ci_low")):
+            bounds[end] = (critical_clean(summary, target, metric).reindex(crit.index) if metric in summary
+                           else pd.Series(np.nan, index=crit.index))
+        curve(ax, crit.index, crit.values, bounds["low"], bounds["high"], marker="o", label=f"{100 * target:.0f}% accuracy")
     ax.set(xlabel=ALPHA, ylabel="Critical number of clean labels", title=f"MNIST, clean data needed ({scale})")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    save(ax.figure, out / "fig9.png")
+    return save(ax.figure, out / "fig9.png")
 
 
-def fig10(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:
-    save(lines(summary, "n_clean", "alpha", f"ImageNet, accuracy vs clean labels ({scale})",
-          xlabel="Number of clean training labels", logx=True, metric="test_top5", label=lambda a: f"α = {a:g}").figure, out / "fig10.png")
+def fig10(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
+    return save(lines(summary, "n_clean", "alpha", f"ImageNet, accuracy vs clean labels ({scale})",
+                 xlabel="Number of clean training labels", logx=True, metric="test_top5", label=lambda a: f"α = {a:g}").figure, out / "fig10.png")
 
 
-def fig11(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:
+def fig11(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     """Batch-size lines on noisy labels, plus the infinite-batch limit (H_alpha on clean labels)."""
     noisy = summary[summary["loss"] == "ce"]
     ax = lines(noisy, "alpha", "batch_size", f"MNIST, Conv2, batch size ({scale})",
                label=lambda b: f"batch {b}", chance=0.1)
-    h = summary[summary["loss"] == "h_alpha"].groupby("alpha", as_index=False)["test_acc"].mean()
-    ax.plot(h["alpha"], 100 * h["test_acc"], "k--", marker="s", label="H_α (infinite batch)")
+    h = by_x(summary[summary["loss"] == "h_alpha"], "alpha", "test_acc")
+    curve(ax, h["alpha"], 100 * h["mean"], 100 * h["low"], 100 * h["high"], "k--", marker="s", label="H_α (infinite batch)")
     ax.legend(fontsize=8)
-    save(ax.figure, out / "fig11.png")
+    return save(ax.figure, out / "fig11.png")
 
 
-def fig12(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:
+def fig12(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     """Every learning rate separately (no selection): the optimum moves down as alpha rises."""
-    ok = trials[trials["status"] == "ok"]
-    save(lines(ok, "alpha", "lr", f"CIFAR-10, Conv4, learning rate ({scale})",
-          label=lambda lr: f"lr {lr:g}", chance=0.1).figure, out / "fig12.png")
+    return save(lines(aggregate(trials), "alpha", "lr", f"CIFAR-10, Conv4, learning rate ({scale})",
+                 label=lambda lr: f"lr {lr:g}", chance=0.1).figure, out / "fig12.png")
 
 
-def confusion(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> None:
+def confusion(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     """exp=confusion: the summed test confusion matrix that orders structured noise (§3.2), row-normalised."""
     counts = np.load(out / "confusion.npy")
     rates = counts / counts.sum(1, keepdims=True).clip(min=1)
@@ -138,7 +172,7 @@ def confusion(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str
     ax.set(xlabel="Predicted class", ylabel="True class", xticks=range(m), yticks=range(m),
            title=f"Test confusion, % of each true class ({scale})")
     fig.colorbar(image, ax=ax, label="%")
-    save(fig, out / "confusion.png")
+    return save(fig, out / "confusion.png")
 
 
 FIGURES: dict[str, Figure] = {"confusion": confusion, "fig1": fig1, "fig2": fig2, "fig3": fig3, "fig5": fig5, "fig6": fig6, "fig7": fig7,

@@ -1,5 +1,12 @@
 """The paper's model selection (§3.4): for each cell of the study, the learning rate (or, after an Optuna
-search, the searched keys) that gives the best final test accuracy (averaged over seeds first)."""
+search, the searched keys) that gives the best final test accuracy, averaged over replicates first.
+
+Replicates are rows that differ only in rundir.REPLICATE_KEYS (train.seed and noise.seed). Per config
+(cell and searched values) `aggregate` gives, over its finished replicates, the mean, the sample standard
+deviation (ddof=1) and a 95% confidence interval of the mean (Student t: mean ± t_{0.975, n-1} · std / √n).
+With one replicate the std and both CI bounds are NaN (no spread can be estimated): figures then draw
+no error bar. Failed or unfinished replicates are left out, and `replicates` counts the ones used.
+"""
 
 from __future__ import annotations
 
@@ -13,23 +20,73 @@ import pandas as pd
 import rundir
 
 SEARCHED = ("lr",)  # chosen per cell unless study.json names its `searched` keys; other config columns define the cell
-AVERAGED = ("seed",)  # config columns averaged over, never a cell key
+REPLICATES = rundir.REPLICATE_KEYS  # config columns averaged over, never a cell key
+METRICS = ("test_acc", "best_test_acc", "test_top5")  # trials.csv metrics averaged over replicates
+WITH_CI = ("test_acc", "test_top5")  # those that also get _std, _ci_low and _ci_high columns
+
+# Student t quantile t_{0.975, df} (two-sided 95%), from standard tables: scipy is no dependency.
+# Between tabulated dfs the next smaller df is used (a slightly wider, conservative interval);
+# beyond 120 the normal quantile 1.96 (less than 1% narrower than the true t).
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+        20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
+        29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+
+
+def t975(df: int) -> float:
+    """t_{0.975, df}; NaN for df < 1 (one replicate: no interval)."""
+    if df < 1:
+        return float("nan")
+    if df > 120:
+        return 1.96
+    return T975[max(d for d in T975 if d <= df)]
+
+
+def config_columns(trials: pd.DataFrame) -> list[str]:
+    """Every config column but the replicate keys: rows equal on these are replicates of one config."""
+    return [c for c in trials.columns if c not in (*rundir.TRIAL_METRICS, *REPLICATES)]
 
 
 def cell_columns(trials: pd.DataFrame, searched: Sequence[str] = SEARCHED) -> list[str]:
-    return [c for c in trials.columns if c not in (*rundir.TRIAL_METRICS, *AVERAGED, *searched)]
+    return [c for c in config_columns(trials) if c not in searched]
+
+
+def aggregate(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per config over its finished replicates: config columns, then for each METRIC its mean
+    (same name), for WITH_CI also <metric>_std, <metric>_ci_low, <metric>_ci_high, and `replicates` (n)."""
+    keys = config_columns(trials)
+    ok = trials[trials["status"] == "ok"].dropna(subset=["test_acc"])
+    columns = [*keys]
+    for metric in METRICS:
+        columns += [metric] + ([f"{metric}_std", f"{metric}_ci_low", f"{metric}_ci_high"] if metric in WITH_CI else [])
+    columns.append("replicates")
+    if ok.empty:
+        return pd.DataFrame(columns=columns)
+    groups = ok.groupby(keys, dropna=False, sort=True) if keys else ok.groupby(lambda _: 0)
+    out = groups[list(METRICS)].mean()
+    for metric in WITH_CI:
+        n = groups[metric].count()
+        std = groups[metric].std(ddof=1)  # NaN when n == 1
+        half = n.map(lambda k: t975(k - 1)) * std / np.sqrt(n)
+        out[f"{metric}_std"] = std
+        out[f"{metric}_ci_low"] = out[metric] - half
+        out[f"{metric}_ci_high"] = out[metric] + half
+    out["replicates"] = groups["test_acc"].count()
+    out = out.reset_index() if keys else out.reset_index(drop=True)
+    return out[columns]
 
 
 def summarize(trials: pd.DataFrame, searched: Sequence[str] = SEARCHED) -> pd.DataFrame:
-    """One row per cell: the best searched values and their (seed-averaged) accuracies."""
+    """One row per cell: the searched values with the best replicate-mean test_acc, and that config's
+    replicate statistics (see `aggregate`)."""
     cells = cell_columns(trials, searched)
-    ok = trials[trials["status"] == "ok"].dropna(subset=["test_acc"])
-    if ok.empty:
-        return pd.DataFrame(columns=[*cells, *searched, "test_acc", "best_test_acc", "test_top5", "seeds"])
-    per_config = (ok.groupby(cells + list(searched), dropna=False)
-                    .agg(test_acc=("test_acc", "mean"), best_test_acc=("best_test_acc", "mean"),
-                         test_top5=("test_top5", "mean"), seeds=("test_acc", "size"))
-                    .reset_index())
+    per_config = aggregate(trials)
+    keys = [*cells, *(c for c in config_columns(trials) if c not in cells)]  # searched keys after the cell
+    per_config = per_config[[*keys, *(c for c in per_config.columns if c not in keys)]]
+    if per_config.empty:
+        return per_config
+    if not cells:
+        return per_config.loc[[per_config["test_acc"].idxmax()]].reset_index(drop=True)
     best = per_config.loc[per_config.groupby(cells, dropna=False)["test_acc"].idxmax()]
     return best.sort_values(cells).reset_index(drop=True)
 
