@@ -26,7 +26,7 @@ from study.train import EpochReport, Fused, Single, confusion_matrices, fit
 # What members of one group may differ in: learning rate, weight init, and which noisy label each copy
 # carries. Noise seeds that also pick images (novel, white) must be shared: see study.groups.
 MEMBER_KEYS = ("train.lr", "train.seed", "noise.seed")
-COMPILE_AUTO = "default"  # torch.compile mode of a fused step on CUDA under train.compile=auto
+COMPILE_AUTO = "reduce-overhead"  # fastest measured for a fused conv4 group on an H200 (bench/results/gpu_check-h200-1.json)
 
 
 def check(config: dict[str, Any]) -> None:

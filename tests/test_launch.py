@@ -113,6 +113,10 @@ def test_trials_never_rebuild_with_a_grid_data_key(data_root: Path, tmp_path: Pa
             main(["exp=dataset_size", "preset=smoke", "data.download=false", "data.rebuild=true", f"search={search}",
                   "data.backend=tensor", f"run_dir={tmp_path / search}"])
         plan = handed.value.args[0]
-        assert plan and all(e.param_space["data"]["rebuild"] is False for e in plan), search
-        if search == "grid":  # one experiment: n_clean is a Tune grid inside it
-            assert "grid_search" in plan[0].param_space["data"]["n_clean"]
+        if search == "grid":  # one experiment over the fused groups; n_clean varies between groups
+            groups = plan[0].param_space["members"]["grid_search"]
+            configs = [c for group in groups for c in group]
+            assert len(plan) == 1 and len({c["data"]["n_clean"] for c in configs}) > 1
+            assert all(c["data"]["rebuild"] is False for c in configs)
+        else:
+            assert plan and all(e.param_space["data"]["rebuild"] is False for e in plan), search

@@ -66,14 +66,17 @@ def test_numba_labels_equal_torch_labels(seed: int, dist: str, source: str) -> N
     matrix = uniform_distribution(m) if dist == "uniform" else rng.dirichlet(np.ones(m), size=m)
     clean = torch.from_numpy(rng.integers(0, m, n))
     pool = torch.from_numpy(rng.integers(-1 if source == "cifar100" else 0, m, 5 * n))  # cifar100: no class
-    noise = NoiseModel(NoiseSpec(alpha=5, seed=seed, source=source), clean, m, matrix, pool_labels=pool)
+    noise, other = (NoiseModel(NoiseSpec(alpha=5, seed=s, source=source), clean, m, matrix, pool_labels=pool)
+                    for s in (seed, seed ^ 0x5BD1E995))  # a group of two members: their labels side by side
     v = np.arange(6 * n, dtype=np.int64)
     if source != "novel":  # beyond n_virtual, as a stress test of the hash (novel's table ends at n_virtual)
         v = np.concatenate([v, rng.integers(0, 2**62, 50_000), 2**32 + np.arange(-100, 100), 2**33 + np.arange(100)])
     source, want = noise(torch.from_numpy(v))
-    relabel = Compiler.compile(Relabel(noise).generate_code())  # as FFCV's pipeline compiles and calls it
+    relabel = Compiler.compile(Relabel([noise, other]).generate_code())  # as FFCV's pipeline compiles and calls it
     decoded = noise.rows[source.clamp(min=0)].numpy().reshape(-1, 1).copy()  # what SourceRows' decoder yields
-    assert np.array_equal(relabel(decoded, None, v)[:, 0], want.numpy())
+    labels = relabel(decoded, np.empty((len(v), 2), np.int64), v)
+    assert np.array_equal(labels[:, 0], want.numpy())
+    assert np.array_equal(labels[:, 1], other(torch.from_numpy(v))[1].numpy())
 
 
 def test_virtual_order_and_source_rows_give_each_copy_its_own_index(mnist, tmp_path: Path) -> None:
@@ -216,7 +219,7 @@ def test_full_imagenet_is_read_from_folder_betons_never_loaded(tmp_path: Path, m
         assert x.shape[1:] == (3, 16, 16)
         seen += y[0].tolist()
     assert sorted(seen) == sorted(trial.noise(torch.arange(2000))[1].tolist())
-    assert sum(y.numel() for _, y in trial.test_batches()) == 1000
+    assert sum(y.numel() for _, y in trial.data.test_batches()) == 1000
     reports = []
     trial.run(lambda rs: reports.append(rs[0]))
     assert len(reports) == 1 and 0 <= reports[0].test_acc <= 1

@@ -177,4 +177,4 @@ def test_trial_reports_its_test_confusion_matrix(data_root: Path) -> None:
     trial.run(lambda r: None)
     (confusion,) = trial.confusion()  # one member
     assert confusion.shape == (M, M) and confusion.sum() == 300
-    np.testing.assert_array_equal(confusion.sum(1), np.bincount(torch.cat([y for _, y in trial.test_batches()]).numpy(), minlength=M))
+    np.testing.assert_array_equal(confusion.sum(1), np.bincount(torch.cat([y for _, y in trial.data.test_batches()]).numpy(), minlength=M))
