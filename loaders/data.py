@@ -35,8 +35,6 @@ def noise_spec(noise: dict[str, Any], dataset: str) -> NoiseSpec:
 
 def check_noise(noise: dict[str, Any], dataset: str) -> None:
     """The noise spec, its (alpha, delta) feasibility, its confusion artifact and its image source."""
-    if dataset not in datasets.DATASETS:
-        raise UsageError(f"data.dataset={dataset!r} is unknown: choose one of {', '.join(datasets.DATASETS)}")
     spec = noise_spec(noise, dataset)
     if spec.delta > 0 and spec.order != "random" and not Path(spec.confusion).is_file():
         make = "python -m study.launch exp=confusion" + (f" data.dataset={dataset}" if dataset != "mnist" else "")

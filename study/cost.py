@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +52,21 @@ def forward_flops(arch: str, data: dict[str, Any], model_cfg: dict[str, Any]) ->
     return float(counter.get_total_flops())
 
 
+def bench_rows(on_cuda: bool) -> Iterator[dict[str, Any]]:
+    """The rows of the committed benchmark tables (bench.train, bench.gpu_check) measured on CUDA, or on a CPU."""
+    for path in sorted(glob.glob(str(RESULTS / "train-*.json")) + glob.glob(str(RESULTS / "gpu_check-*.json"))):
+        data = json.loads(Path(path).read_text())
+        device = str(data.get("device", "")).lower()
+        if ("cuda" in device or "nvidia" in device) == on_cuda:
+            yield from (row for row in data.get("rows", data.get("table", [])) if "error" not in row)
+
+
 def measured_throughput() -> dict[tuple[str, str, int], dict[int, float]]:
     """Model-images/s per (dataset, arch, batch) and group size K, from CUDA runs of the benchmarks."""
     table: dict[tuple[str, str, int], dict[int, float]] = {}
-    for path in sorted(glob.glob(str(RESULTS / "train-*.json")) + glob.glob(str(RESULTS / "gpu_check-*.json"))):
-        data = json.loads(Path(path).read_text())
-        if "cuda" in str(data.get("device", "")).lower() or "nvidia" in str(data.get("device", "")).lower():
-            for row in data.get("rows", data.get("table", [])):
-                if "error" not in row:
-                    rate = row.get("model_images_per_s", row["images_per_s"])
-                    table.setdefault((row["dataset"], row["arch"], row["batch_size"]), {})[row.get("fuse", 1)] = rate
+    for row in bench_rows(on_cuda=True):
+        rate = row.get("model_images_per_s", row["images_per_s"])
+        table.setdefault((row["dataset"], row["arch"], row["batch_size"]), {})[row.get("fuse", 1)] = rate
     return table
 
 

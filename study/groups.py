@@ -12,18 +12,17 @@ ResNets carry BatchNorm, whose running statistics fused training would share: th
 
 from __future__ import annotations
 
-import glob
+import functools
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
+from study import cost
 from study.grid import with_value
 from study.trial import shared_part
 
 AUTO_MAX_K = 64  # the largest group measured on one GPU (bench/results/gpu_check-h200-*.json)
 REPLICATE_STRIDE = 1000  # replicate r adds r * this to train.seed and noise.seed: apart from grid seeds
-RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 
 
 def replicate(configs: Sequence[dict[str, Any]], replicates: int) -> list[dict[str, Any]]:
@@ -36,16 +35,13 @@ def replicate(configs: Sequence[dict[str, Any]], replicates: int) -> list[dict[s
     return out
 
 
+@functools.cache
 def cpu_gains() -> dict[str, int]:
     """Per architecture, the largest group size that bench.train measured faster than unfused on a CPU."""
     best: dict[str, int] = {}
-    for path in sorted(glob.glob(str(RESULTS / "train-*.json"))):
-        data = json.loads(Path(path).read_text())
-        if "cuda" in str(data.get("device", "")).lower() or "nvidia" in str(data.get("device", "")).lower():
-            continue
-        for row in data.get("rows", []):
-            if row.get("fuse", 1) > 1 and (row.get("vs_unfused") or 0) > 1:
-                best[row["arch"]] = max(best.get(row["arch"], 1), row["fuse"])
+    for row in cost.bench_rows(on_cuda=False):
+        if row.get("fuse", 1) > 1 and (row.get("vs_unfused") or 0) > 1:
+            best[row["arch"]] = max(best.get(row["arch"], 1), row["fuse"])
     return best
 
 

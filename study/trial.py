@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from loaders import backends, data
+from loaders import data
 from loaders.errors import UsageError
 from study import losses, models, schema
 from study.train import EpochReport, Fused, Single, confusion_matrices, fit
