@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from rundir import atomic_path
-from analysis.summary import TARGETS, aggregate, critical_clean
+from analysis.summary import TARGETS, aggregate, critical_clean, critical_points
 
 ALPHA = "Number of noisy labels per clean label (α)"
 ARCH_LABELS = {"perceptron": "Perceptron", "mlp1": "MLP1", "mlp2": "MLP2", "mlp4": "MLP4", "conv2": "Conv2",
@@ -118,17 +118,34 @@ def fig8(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> 
 
 
 def fig9(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
-    """Critical clean labels for a target accuracy, interpolated from the Figure 8 curves."""
+    """Critical clean labels for a target accuracy, interpolated from the Figure 8 curves. Censored points
+    (target met already at the smallest size measured, or never met at the largest) are open markers at
+    that size with an arrow towards where the true count lies (down: ≤ it, up: > it), off the line."""
     _, ax = plt.subplots(figsize=(6, 4.2))
-    for target in TARGETS:
-        crit = critical_clean(summary, target).dropna()
+    any_censored = False
+    for i, target in enumerate(TARGETS):
+        color = f"C{i}"
+        points = critical_points(summary, target)
+        crit = points["n_crit"][points["censored"] == ""]
         # The CI's upper accuracy curve reaches the target first, its lower curve last; where the lower
         # curve never reaches it (no upper bound within the measured sizes) that point gets no bar.
         bounds = {}
         for end, metric in (("low", "test_acc_ci_high"), ("high", "test_acc_ci_low")):
             bounds[end] = (critical_clean(summary, target, metric).reindex(crit.index) if metric in summary
                            else pd.Series(np.nan, index=crit.index))
-        curve(ax, crit.index, crit.values, bounds["low"], bounds["high"], marker="o", label=f"{100 * target:.0f}% accuracy")
+        label = f"{100 * target:.0f}% accuracy"
+        if len(crit):
+            curve(ax, crit.index, crit.values, bounds["low"], bounds["high"], marker="o", color=color, label=label)
+        for alpha, row in points[points["censored"] != ""].iterrows():
+            any_censored = True
+            ax.plot([alpha], [row["n_crit"]], "o", mfc="none", mec=color, ms=7,
+                    label=None if len(crit) else label)
+            factor = 0.55 if row["censored"] == "below" else 1.8
+            ax.annotate("", xy=(alpha, row["n_crit"] * factor), xytext=(alpha, row["n_crit"]),
+                        arrowprops={"arrowstyle": "->", "color": color, "lw": 1})
+            ax.plot([alpha], [row["n_crit"] * factor], alpha=0)  # the arrow's tip inside the axes
+    if any_censored:
+        ax.plot([], [], "o", mfc="none", mec="grey", label="censored: ↓ met at smallest size, ↑ never met")
     ax.set(xlabel=ALPHA, ylabel="Critical number of clean labels", title=f"MNIST, clean data needed ({scale})")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)

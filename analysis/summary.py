@@ -107,24 +107,40 @@ def missing(run_dir: Path) -> str | None:
     return f"{run_dir} is not a finished study run dir (no {absent[0]})" if absent else None
 
 
-def critical_clean(summary: pd.DataFrame, target: float, metric: str = "test_acc") -> pd.Series:
-    """Per alpha, the fewest clean labels that reach `target` accuracy (Figure 9).
+CENSORED = ("below", "above")  # target met already at the smallest size measured / never met at the largest
 
-    Interpolated linearly in log(n_clean) between the two measured sizes that bracket the target;
-    the smallest size measured when it already reaches it; NaN when no size does.
+
+def critical_points(summary: pd.DataFrame, target: float, metric: str = "test_acc") -> pd.DataFrame:
+    """Per alpha (the index), the fewest clean labels that reach `target` accuracy (Figure 9), with
+    censoring marked: columns `n_crit` and `censored`.
+
+    - bracketed: interpolated linearly in log(n_clean) between the two measured sizes around the target
+      (`censored` = "");
+    - met already at the smallest size measured: `n_crit` is that size, an upper bound only
+      (`censored` = "below": the true count is ≤ it);
+    - never met: `n_crit` is the largest size measured, a lower bound only (`censored` = "above").
     """
-    critical = {}
-    for alpha, rows in summary.groupby("alpha"):
-        curve = rows.groupby("n_clean")[metric].mean().sort_index()
+    rows = {}
+    for alpha, cell in summary.groupby("alpha"):
+        curve = cell.groupby("n_clean")[metric].mean().sort_index().dropna()
+        if curve.empty:
+            continue
         n, acc = np.log(curve.index.to_numpy(float)), curve.to_numpy(float)
         reached = np.flatnonzero(acc >= target)
         if not len(reached):
-            critical[alpha] = np.nan
-            continue
-        i = reached[0]
-        if i == 0:
-            critical[alpha] = float(np.exp(n[0]))
-            continue
-        frac = (target - acc[i - 1]) / (acc[i] - acc[i - 1])
-        critical[alpha] = float(np.exp(n[i - 1] + frac * (n[i] - n[i - 1])))
-    return pd.Series(critical, dtype=float).sort_index()
+            rows[alpha] = (float(curve.index[-1]), "above")
+        elif reached[0] == 0:
+            rows[alpha] = (float(curve.index[0]), "below")
+        else:
+            i = reached[0]
+            frac = (target - acc[i - 1]) / (acc[i] - acc[i - 1])
+            rows[alpha] = (float(np.exp(n[i - 1] + frac * (n[i] - n[i - 1]))), "")
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=["n_crit", "censored"])
+    return out.astype({"n_crit": float, "censored": str}).sort_index()
+
+
+def critical_clean(summary: pd.DataFrame, target: float, metric: str = "test_acc") -> pd.Series:
+    """Per alpha, the interpolated critical number of clean labels (see `critical_points`); NaN where it
+    is censored (met at the smallest size measured, or never met): no clamped value pretends to be one."""
+    points = critical_points(summary, target, metric)
+    return points["n_crit"].where(points["censored"] == "").astype(float)

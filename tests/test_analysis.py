@@ -12,7 +12,7 @@ import pytest
 import rundir
 from analysis import claims
 from analysis.figures import FIGURES
-from analysis.summary import critical_clean, summarize
+from analysis.summary import critical_clean, critical_points, summarize
 
 
 def trials_frame(**grid: list) -> pd.DataFrame:
@@ -43,7 +43,60 @@ def test_critical_clean_interpolates_in_log_n() -> None:
     crit = critical_clean(summary, 0.85)
     assert crit[10] == pytest.approx(10 ** 3.5)  # halfway between 1e3 and 1e4 in log n
     assert np.isnan(crit[50])
-    assert critical_clean(summary, 0.8)[10] == pytest.approx(1000)
+    assert np.isnan(critical_clean(summary, 0.8)[10])  # met at the smallest size: censored, never clamped
+    points = critical_points(summary, 0.8)
+    assert points.loc[10].tolist() == [1000, "below"] and points.loc[50].tolist() == [10000, "above"]
+    assert critical_points(summary, 0.85).loc[10, "censored"] == ""
+
+
+SIZES = [50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000]
+ALPHAS = [0, 1, 2, 5, 10, 20, 50]
+
+
+def power_law(p: float, coef: float = 100.0, sizes: list[int] = SIZES) -> pd.DataFrame:
+    """A summary whose critical count for 90% is exactly coef·α^p (for 80% and 85%, that over 10 and √10):
+    accuracy is linear in log10 n, so the log-n interpolation is exact."""
+    rows = []
+    for alpha in ALPHAS:
+        crit = coef * alpha ** p if alpha else coef / 4
+        for n in sizes:
+            acc = float(np.clip(0.9 + 0.1 * np.log10(n / crit), 0.1, 0.995))
+            rows.append({"alpha": alpha, "arch": "conv4", "batch_size": 128, "n_clean": n, "lr": 0.1, "test_acc": acc})
+    return pd.DataFrame(rows)
+
+
+FIG9 = next(c for c in claims.CLAIMS if c.figure == "fig9")
+
+
+@pytest.mark.parametrize("p,coef,verdict", [(1.3, 100, True),   # slightly faster than linear: held
+                                            (1.0, 200, False),  # the paper's own 2,000 at α=10, 10,000 at α=50: linear
+                                            (0.8, 100, False)])
+@pytest.mark.parametrize("sizes", [SIZES, SIZES[3:]], ids=["from50", "paper_grid_from500"])
+def test_fig9_slope_recovers_the_power_law(p: float, coef: float, verdict: bool, sizes: list[int]) -> None:
+    summary = power_law(p, coef, sizes)
+    if coef == 200:  # the paper's two numbers lie on this law
+        crit = critical_clean(summary, 0.9)
+        assert crit[10] == pytest.approx(2000) and crit[50] == pytest.approx(10000)
+    text, held = FIG9.check(summary, summary, FIG9.tolerance)
+    fits, censored = claims.growth(summary)
+    assert fits and all(slope == pytest.approx(p, abs=1e-6) for slope, _ in fits.values())
+    assert censored > 0 and "censored" in text and f"{p:.2f}" in text
+    assert held is verdict
+    assert FIG9.tolerance.low > 1 and "1.05–2" in FIG9.claim  # linear growth is no "faster than linear"
+
+
+def test_fig9_verdict_words_and_censored_markers(tmp_path: Path) -> None:
+    summary = power_law(1.0, 200)
+    trials = summary.assign(seed=0, trial_id=range(len(summary)), status="ok", epochs=1, best_test_acc=summary["test_acc"],
+                            test_top5=1.0, best_test_top5=1.0, train_loss=1.0, images_per_s=1.0, node_id="n")
+    rundir.write_csv(trials, tmp_path / rundir.TRIALS)
+    rundir.write_json({"exp": "dataset_size", "preset": "paper", "figures": ["fig8", "fig9"]}, tmp_path / rundir.STUDY)
+    table = claims.evaluate([tmp_path]).set_index("figure")
+    assert table.loc["fig9", "verdict"] == "contradicted" and "1.00" in table.loc["fig9", "measured"]
+    fig = FIGURES["fig9"](summarize(trials), trials, tmp_path, "test")
+    hollow = [l for l in fig.axes[0].get_lines() if l.get_markerfacecolor() == "none" and len(l.get_xdata())]
+    assert len(hollow) == sum(int((critical_points(summary, t)["censored"] != "").sum()) for t in (0.8, 0.85, 0.9))
+    assert fig.axes[0].texts or any(type(c).__name__ == "Annotation" for c in fig.axes[0].get_children())
 
 
 @pytest.mark.parametrize("figure,grid", [
@@ -78,8 +131,19 @@ def test_claims_verdicts_from_a_run_dir(tmp_path: Path) -> None:
     rundir.write_csv(trials, tmp_path / rundir.TRIALS)
     rundir.write_json({"exp": "uniform_mnist", "preset": "paper", "figures": ["fig1"]}, tmp_path / rundir.STUDY)
     table = claims.evaluate([tmp_path]).set_index("claim")
-    assert table.loc["MNIST: ConvNet > 90% at α = 100", "verdict"] == "not held"  # 0.95 - 0.4 = 55%
+    assert table.loc["MNIST: ConvNet > 90% at α = 100", "verdict"] == "contradicted"  # 0.95 - 0.4 = 55%
     assert table.loc["MNIST: perceptron ≈ 40% at α = 100 (30–50%)", "verdict"] == "held"
     assert (table[table["figure"] != "fig1"]["verdict"] == "not run").all()
     claims.write(claims.evaluate([tmp_path]), tmp_path)
     assert "| fig1 | MNIST: perceptron" in (tmp_path / "claims.md").read_text()
+
+
+def test_a_failed_premise_is_contradicted_with_the_numbers_and_only_no_data_is_not_run() -> None:
+    summary = pd.DataFrame({"alpha": [0, 10, 10, 10], "source": ["same", "same", "cifar100", "white"],
+                            "test_acc": [0.80, 0.81, 0.78, 0.80]})  # CIFAR-10 noise: no drop at all
+    claim = next(c for c in claims.CLAIMS if c.check is claims.cifar100_half_drop)
+    text, held = claim.check(summary, summary, claim.tolerance)
+    assert held is False and claims.verdict(held) == "contradicted"
+    assert "no drop" in text and "-1.0 points" in text and "2.0 points" in text
+    assert claim.check(summary[summary["source"] != "cifar100"], summary, claim.tolerance) is None  # no data
+    assert claims.verdict(None) == "inconclusive" and claims.verdict(True) == "held"
