@@ -94,10 +94,28 @@ def summarize(trials: pd.DataFrame, searched: Sequence[str] = SEARCHED) -> pd.Da
 TARGETS = (0.8, 0.85, 0.9)  # the accuracies Figure 9 finds the critical clean-label counts for
 
 
+# Training-set sizes, for data.n_clean = null (the whole training set): analysis imports no loaders/study
+# code, so the table is kept here (the same numbers as study/cost.py's TRAIN_SIZE).
+TRAIN_SIZE = {"mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167}
+
+
+def full_size(trials: pd.DataFrame, study: dict[str, Any]) -> pd.DataFrame:
+    """trials with an empty n_clean (null: the full training set, e.g. all of ImageNet in Figure 10)
+    replaced by the dataset's real training-set size (less data.n_val, the held-out rows), so that the
+    row is drawn at its size instead of vanishing as NaN."""
+    data = study.get("config", {}).get("data", {})
+    size = TRAIN_SIZE.get(str(data.get("dataset")))
+    if "n_clean" not in trials or size is None or data.get("stand_in"):
+        return trials
+    n = size - int(data.get("n_val") or 0)
+    return trials.assign(n_clean=trials["n_clean"].fillna(n))
+
+
 def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """A finished run's study.json, trials.csv and summary (with the run's own searched keys)."""
+    """A finished run's study.json, trials.csv (null n_clean as the full size) and summary (with the run's
+    own searched keys)."""
     study = rundir.read_study(run_dir)
-    trials = pd.read_csv(Path(run_dir) / rundir.TRIALS)
+    trials = full_size(pd.read_csv(Path(run_dir) / rundir.TRIALS), study)
     return study, trials, summarize(trials, study.get("searched", SEARCHED))
 
 

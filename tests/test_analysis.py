@@ -12,7 +12,7 @@ import pytest
 import rundir
 from analysis import claims
 from analysis.figures import FIGURES
-from analysis.summary import critical_clean, critical_points, summarize
+from analysis.summary import critical_clean, critical_points, read_run, summarize
 
 
 def trials_frame(**grid: list) -> pd.DataFrame:
@@ -147,3 +147,17 @@ def test_a_failed_premise_is_contradicted_with_the_numbers_and_only_no_data_is_n
     assert "no drop" in text and "-1.0 points" in text and "2.0 points" in text
     assert claim.check(summary[summary["source"] != "cifar100"], summary, claim.tolerance) is None  # no data
     assert claims.verdict(None) == "inconclusive" and claims.verdict(True) == "held"
+
+
+def test_fig10_draws_the_full_set_at_its_real_size(tmp_path: Path) -> None:
+    trials = trials_frame(alpha=[0, 5], n_clean=[100000, 400000, 1281167], arch=["resnet18"])
+    trials["n_clean"] = trials["n_clean"].astype(object).where(trials["n_clean"] < 1281167, None)  # null: full set
+    rundir.write_csv(trials, tmp_path / rundir.TRIALS)
+    rundir.write_json({"exp": "dataset_size_imagenet", "preset": "paper", "figures": ["fig10"],
+                       "config": {"data": {"dataset": "imagenet", "n_clean": None}}}, tmp_path / rundir.STUDY)
+    assert pd.read_csv(tmp_path / rundir.TRIALS)["n_clean"].isna().sum() == 2
+    study, read, summary = read_run(tmp_path)
+    assert sorted(summary["n_clean"].unique()) == [100000, 400000, 1281167]
+    fig = FIGURES["fig10"](summary, read, tmp_path, "test")
+    assert all(1281167 in line.get_xdata() for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 3)
+    assert sum(len(line.get_xdata()) == 3 for line in fig.axes[0].get_lines()) == 2
