@@ -1,5 +1,5 @@
 """One trial's data: given the data section, one noise section per group member and a device, the
-training loader, the test batches, the noise models and distributions, the image shape and the classes.
+training loader, the test batches, the held-out validation batches (data.n_val > 0), the noise models and distributions, the image shape and the classes.
 
 Members of a group share the images and their order; they may differ in noise.seed, which fixes which
 label each noisy copy carries, so each member gets its own noise model and the loader yields one label
@@ -72,15 +72,38 @@ def table_source(data: tuple[tuple[str, Any], ...], source: str) -> tuple[str, d
     return f"{d['dataset']}+cifar100", full.extend(pool)
 
 
-def table_rows(spec: NoiseSpec, n_full: int, n_source: int, clean_index: torch.Tensor) -> torch.Tensor:
+def table_rows(spec: NoiseSpec, n_full: int, n_source: int, clean_index: torch.Tensor,
+               val_index: torch.Tensor | None = None) -> torch.Tensor:
     """Rows of table_source's set that form the image table (see loaders.noise.NoiseModel): the clean
-    examples, then one unused training image per noisy copy (novel) or all of CIFAR-100 (cifar100)."""
+    examples, then one unused training image per noisy copy (novel: never a validation image) or all of
+    CIFAR-100 (cifar100)."""
     n_noisy = spec.n_virtual(clean_index.numel()) - clean_index.numel()
     if spec.source == "novel":
-        return torch.cat([clean_index, datasets.novel_index(n_full, clean_index, n_noisy, spec.seed)])
+        used = clean_index if val_index is None else torch.cat([clean_index, val_index])
+        novel = datasets.novel_index(n_full, used, n_noisy, spec.seed)
+        return torch.cat([clean_index, novel])
     if spec.source == "cifar100":
         return torch.cat([clean_index, torch.arange(n_full, n_source)])
     return clean_index
+
+
+VAL_SEED = 7919  # added to data.subset_seed for the held-out split, so it is drawn apart from the clean subset
+
+
+def clean_and_val(labels: torch.Tensor, data: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Training-set rows of the clean subset and of the held-out validation split.
+
+    data.n_val = 0 (default, the paper's protocol): no validation split, and the clean subset is exactly
+    what it was before n_val existed. n_val > 0: the validation split is carved out FIRST (stratified,
+    seeded by subset_seed + VAL_SEED), then data.n_clean is drawn (stratified, subset_seed) from the rows
+    left; so the validation images are never trained on, never diluted, never a novel noisy image, and
+    the same for every n_clean of a study."""
+    n_val = data.get("n_val") or 0
+    if not n_val:
+        return datasets.stratified_subset(labels, data["n_clean"], data["subset_seed"]), None
+    val = datasets.stratified_subset(labels, n_val, data["subset_seed"] + VAL_SEED)
+    rest = torch.from_numpy(np.setdiff1d(np.arange(labels.numel()), val.numpy()))
+    return rest[datasets.stratified_subset(labels[rest], data["n_clean"], data["subset_seed"])], val
 
 
 @dataclass
@@ -93,6 +116,7 @@ class TrainData:
     distributions: list[np.ndarray]  # each member's (m, m) per-copy noise distribution
     shape: tuple[int, int, int]
     num_classes: int
+    val_batches: Callable[[], Batches] | None = None  # the held-out clean split (data.n_val > 0), else None
 
 
 def build(data: dict[str, Any], noises: Sequence[dict[str, Any]], device: torch.device, batch_size: int,
@@ -117,16 +141,18 @@ def _in_memory(data: dict[str, Any], specs: list[NoiseSpec], dists: dict[int, np
     split = (data["dataset"], data["root"])
     extra = (data.get("stand_in", False), data.get("image_size", 224))
     full, test = load_split(*split, True, *extra), load_split(*split, False, *extra)
-    clean_index = datasets.stratified_subset(full.labels, data["n_clean"], data["subset_seed"])
+    clean_index, val_index = clean_and_val(full.labels, data)
     test_set = test.subset(datasets.stratified_subset(test.labels, data["n_test"], data["subset_seed"]))
     name, source = table_source(data_key(data), specs[0].source)
-    rows = table_rows(specs[0], len(full), len(source), clean_index)
+    rows = table_rows(specs[0], len(full), len(source), clean_index, val_index)
     n = clean_index.numel()
     noises = [NoiseModel(spec, full.labels[clean_index], full.num_classes, dists[spec.seed], source.labels[rows[n:]])
               for spec in specs]
     loader = backends.make(data, name, source, rows, noises, batch_size, order_seed, device)
+    val_set = None if val_index is None else full.subset(val_index)
     return TrainData(loader, lambda: batches(test_set, EVAL_BATCH, device), noises, [dists[s.seed] for s in specs],
-                     tuple(full.images.shape[1:]), full.num_classes)
+                     tuple(full.images.shape[1:]), full.num_classes,
+                     None if val_set is None else lambda: batches(val_set, EVAL_BATCH, device))
 
 
 def _from_folders(data: dict[str, Any], specs: list[NoiseSpec], dists: dict[int, np.ndarray], device: torch.device,
@@ -134,8 +160,8 @@ def _from_folders(data: dict[str, Any], specs: list[NoiseSpec], dists: dict[int,
     """Real ImageNet: both splits read through FFCV from JPEG .betons, only their labels in memory."""
     (train_path, labels), (test_path, test_labels) = backends.folder_split(data, "train"), backends.folder_split(data, "val")
     m = datasets.NUM_CLASSES["imagenet"]
-    clean_index = datasets.stratified_subset(labels, data["n_clean"], data["subset_seed"])
-    rows = table_rows(specs[0], len(labels), len(labels), clean_index)
+    clean_index, val_index = clean_and_val(labels, data)
+    rows = table_rows(specs[0], len(labels), len(labels), clean_index, val_index)
     pool = labels[rows[clean_index.numel():]]
     noises = [NoiseModel(spec, labels[clean_index], m, dists[spec.seed], pool) for spec in specs]
     loader = backends.folder_loader(data, train_path, rows, noises, batch_size, order_seed, device)
@@ -146,5 +172,13 @@ def _from_folders(data: dict[str, Any], specs: list[NoiseSpec], dists: dict[int,
     def test_batches() -> Batches:
         return ((x, y[0]) for x, y in test_loader)
 
+    val_batches = None
+    if val_index is not None:  # held-out training images, read from the training .beton with clean labels
+        clean_val = NoiseModel(NoiseSpec(), labels[val_index], m)
+        val_loader = backends.folder_loader(data, train_path, val_index, [clean_val], EVAL_BATCH, 0, device)
+
+        def val_batches() -> Batches:
+            return ((x, y[0]) for x, y in val_loader)
+
     size = data.get("image_size", 224)
-    return TrainData(loader, test_batches, noises, [dists[s.seed] for s in specs], (3, size, size), m)
+    return TrainData(loader, test_batches, noises, [dists[s.seed] for s in specs], (3, size, size), m, val_batches)

@@ -28,8 +28,10 @@ COLUMNS = {"noise.alpha": "alpha", "model.arch": "arch", "train.lr": "lr", "trai
            "train.seed": "seed", "noise.seed": "noise_seed"}  # config keys always in trials.csv
 REPLICATE_KEYS = ("seed", "noise_seed")  # rows that differ only in these are replicates of one config
 TRIAL_METRICS = ("trial_id", "group", "status", "epochs", "test_acc", "best_test_acc", "test_top5", "best_test_top5",
-                 "train_loss", "images_per_s", "node_id")  # every trials.csv column that is no config key
-EPOCH_METRICS = ("epoch", "train_loss", "test_acc", "test_top5", "images_per_s")
+                 "train_loss", "images_per_s", "node_id", "val_acc", "best_val_acc")  # every trials.csv column that is no config key
+EPOCH_METRICS = ("epoch", "train_loss", "test_acc", "test_top5", "images_per_s", "val_acc")
+# val_acc: top-1 on the held-out clean split (data.n_val > 0); NaN when the study has none (n_val = 0) or
+# reported none (a run from before val_acc existed)
 
 
 def column(path: str) -> str:
@@ -88,8 +90,8 @@ def collect(results: Iterable[Any], paths: Iterable[str]) -> tuple[Any, Any]:
                    for path, name in columns.items()}
             prefix = f"members/{k}/"
             done = history is not None and f"{prefix}test_acc" in history
-            mine = (history[[prefix + m for m in EPOCH_METRICS]].set_axis(list(EPOCH_METRICS), axis=1)
-                    if done else None)
+            mine = (history.reindex(columns=[prefix + m for m in EPOCH_METRICS]).set_axis(list(EPOCH_METRICS), axis=1)
+                    if done else None)  # reindex: a metric never reported (val_acc before it existed) is NaN
             last = mine.iloc[-1] if done else {}
             row.update(
                 trial_id=f"{group}-{k}" if group else None, group=group,
@@ -102,6 +104,8 @@ def collect(results: Iterable[Any], paths: Iterable[str]) -> tuple[Any, Any]:
                 train_loss=last["train_loss"] if done else float("nan"),
                 images_per_s=mine["images_per_s"].mean() if done else float("nan"),
                 node_id=history["node_id"].iloc[-1] if done else None,
+                val_acc=last["val_acc"] if done else float("nan"),
+                best_val_acc=mine["val_acc"].max() if done else float("nan"),
             )
             trials.append(row)
             if done:

@@ -77,6 +77,7 @@ SCHEMA: dict[str, Rule] = {
     "data.download": FLAG,
     "data.n_clean": at_least(0, integer=True, strict=True, null=True),
     "data.n_test": at_least(0, integer=True, strict=True, null=True),
+    "data.n_val": at_least(0, integer=True),
     "data.subset_seed": at_least(0, integer=True),
     "data.order_seed": at_least(0, integer=True),
     "data.stand_in": FLAG,

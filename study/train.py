@@ -5,7 +5,7 @@ in their learning rate, initial weights and noisy labels. K = 1 is a plain model
 (as in the paper, §3.4); K > 1 is `Fused`: the members' weights stacked, forward and backward under
 torch.func.vmap, Adadelta with one learning rate per member in one vectorised update (as HFTA fuses
 optimizers), the step compiled on CUDA. Epochs over the diluted set; each member's clean test accuracy
-(top-1 and top-5) after every epoch; bf16 autocast on CUDA. Each epoch is reported through a callback.
+(top-1 and top-5), and its held-out validation accuracy where there is a validation split, after every epoch; bf16 autocast on CUDA. Each epoch is reported through a callback.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class EpochReport:
     test_acc: float
     test_top5: float
     images_per_s: float  # training images per second this epoch through the group (evaluation excluded)
+    val_acc: float = float("nan")  # top-1 on the held-out clean split (data.n_val > 0); NaN without one
 
 
 def autocast(device: torch.device) -> torch.autocast:
@@ -168,8 +169,10 @@ def confusion_matrices(net: Net, test: Batches, classes: int) -> torch.Tensor:
 
 def fit(net: Net, train: Batches, test: Callable[[], Batches], epochs: int, to_target: losses.Targets,
         on_epoch: Callable[[list[EpochReport]], None], start_epoch: int = 0,
-        set_epoch: Callable[[int], None] | None = None) -> list[EpochReport]:
-    """Train every member for epochs start_epoch+1 .. epochs; returns the last reports, one per member."""
+        set_epoch: Callable[[int], None] | None = None,
+        val: Callable[[], Batches] | None = None) -> list[EpochReport]:
+    """Train every member for epochs start_epoch+1 .. epochs; returns the last reports, one per member.
+    With `val` (a held-out clean split) each member's val_acc is measured every epoch too."""
     reports: list[EpochReport] = []
     for epoch in range(start_epoch, epochs):
         if set_epoch is not None:
@@ -184,7 +187,8 @@ def fit(net: Net, train: Batches, test: Callable[[], Batches], epochs: int, to_t
         train_loss = (loss_sum / max(seen, 1)).cpu()  # syncs, so the time below is real
         images_per_s = seen / (time.perf_counter() - start)
         top1, top5 = evaluate(net, test())
-        reports = [EpochReport(epoch + 1, float(train_loss[k]), float(top1[k]), float(top5[k]), images_per_s)
-                   for k in range(len(top1))]
+        val_top1 = evaluate(net, val())[0] if val is not None else torch.full_like(top1, float("nan"))
+        reports = [EpochReport(epoch + 1, float(train_loss[k]), float(top1[k]), float(top5[k]), images_per_s,
+                               float(val_top1[k])) for k in range(len(top1))]
         on_epoch(reports)
     return reports

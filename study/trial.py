@@ -1,7 +1,8 @@
 """One Tune trial built from plain config dicts: a group of members trained together. No Ray, no Hydra.
 
 Config layout of a member (every key is set by the launcher from the Hydra config):
-  data:  dataset, root (absolute), download, n_clean (None = all), n_test (None = all), subset_seed,
+  data:  dataset, root (absolute), download, n_clean (None = all), n_test (None = all), n_val (0 = none),
+         subset_seed,
          order_seed, stand_in, image_size, backend, cache, rebuild, workers, max_resolution, jpeg_quality
   noise: alpha, seed, delta, order, source, confusion (None = the default artifact path)
   model: arch, mlp_hidden, conv_channels, fc_hidden
@@ -115,4 +116,5 @@ class Trial:
             on_epoch(reports)
 
         return fit(self.net, self.loader, self.data.test_batches, self.configs[0]["train"]["epochs"],
-                   self.to_target, report, start_epoch=self.epoch, set_epoch=self.loader.set_epoch)
+                   self.to_target, report, start_epoch=self.epoch, set_epoch=self.loader.set_epoch,
+                   val=self.data.val_batches)
