@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -215,7 +216,8 @@ def optimal_lr_falls(s: pd.DataFrame, t: pd.DataFrame, band: None) -> Measured:
     ok = t[t["status"] == "ok"]
     if ok["lr"].nunique() < 2 or ok["alpha"].nunique() < 2:
         return None
-    best = ok.groupby(["alpha", "lr"])["test_acc"].mean().groupby(level="alpha").idxmax().map(lambda k: k[1])
+    key = s["selected_on"].iloc[0] if "selected_on" in s and len(s) else "test_acc"  # the run's selection split
+    best = ok.groupby(["alpha", "lr"])[key].mean().groupby(level="alpha").idxmax().map(lambda k: k[1])
     return "best lr by α: " + ", ".join(f"{a:g}→{lr:g}" for a, lr in best.items()), bool(best.iloc[-1] < best.iloc[0])
 
 
@@ -257,44 +259,65 @@ def verdict(held: bool | None) -> str:
     return INCONCLUSIVE if held is None else HELD if held else CONTRADICTED
 
 
-def evaluate(run_dirs: list[Path]) -> pd.DataFrame:
-    """One row per claim, measured in the latest given run whose study drew its figure."""
-    return evaluate_runs([(Path(run_dir), *read_run(run_dir)) for run_dir in run_dirs])
+def evaluate(run_dirs: list[Path], select: str | None = None) -> pd.DataFrame:
+    """One row per claim, measured in the latest given run whose study drew its figure (each run's LR
+    chosen on `select`, by default val where the run has a held-out split, else test)."""
+    return evaluate_runs([(Path(run_dir), *read_run(run_dir, select)) for run_dir in run_dirs])
 
 
 def evaluate_runs(runs: list[tuple[Path, dict, pd.DataFrame, pd.DataFrame]]) -> pd.DataFrame:
     """evaluate() over runs already read: (run_dir, study, trials, summary) each."""
     rows = []
     for claim in CLAIMS:
-        row = {"figure": claim.figure, "claim": claim.claim, "measured": "", "scale": "", "run": "", "verdict": NOT_RUN}
+        row = {"figure": claim.figure, "claim": claim.claim, "measured": "", "scale": "", "run": "", "selected_on": "",
+               "verdict": NOT_RUN, "figure_file": ""}
         for run_dir, study, trials, summary in runs:
             result = claim.check(summary, trials, claim.tolerance) if claim.figure in study["figures"] else None
             if result is not None:
+                chosen = sorted(summary["selected_on"].dropna().unique()) if "selected_on" in summary else []
                 row.update(measured=result[0], scale=f"exp={study['exp']} preset={study['preset']}",
-                           run=run_dir.name, verdict=verdict(result[1]))
+                           run=run_dir.name, selected_on=", ".join(chosen), verdict=verdict(result[1]),
+                           figure_file=str(Path(run_dir).resolve() / f"{claim.figure}.png"))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def link(row: object, out: Path) -> str:
+    """The figure cell of claims.md: a link to the figure file, relative to claims.md, where it was measured."""
+    if not row.figure_file:
+        return row.figure
+    return f"[{row.figure}]({os.path.relpath(row.figure_file, Path(out).resolve())})"
+
+
 def write(claims: pd.DataFrame, out: Path) -> None:
     rundir.write_csv(claims, out / "claims.csv")
-    header = "| figure | claim | measured | scale | verdict |\n|---|---|---|---|---|\n"
-    body = "".join(f"| {r.figure} | {r.claim} | {r.measured} | {r.scale} | {r.verdict} |\n" for r in claims.itertuples())
+    header = ("| figure | claim | measured | scale | selected on | verdict |\n|---|---|---|---|---|---|\n")
+    body = "".join(f"| {link(r, out)} | {r.claim} | {r.measured} | {r.scale} | {r.selected_on} | {r.verdict} |\n"
+                   for r in claims.itertuples())
+    note = ("Verdicts: held; contradicted (outside the band, or the claim's premise fails: numbers given); "
+            "inconclusive (censored data bound the value only); not run (no data). `selected on`: the metric the "
+            "learning rate of each cell was chosen on (test_acc: the paper's rule; val_acc: the held-out split).\n\n")
     with rundir.atomic_path(out / "claims.md") as tmp:
-        tmp.write_text("# The paper's claims against this study\n\n" + header + body)
+        tmp.write_text("# The paper's claims against this study\n\n" + note + header + body)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.claims", description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("."), help="where claims.md and claims.csv go")
+    parser.add_argument("--select", choices=("test", "val"), default=None,
+                        help="the split the LR is chosen on (default: val where a run has val_acc, else test)")
     args = parser.parse_args(argv)
     for run_dir in args.run_dirs:
         if error := missing(run_dir):
             print(f"error: {error}", file=sys.stderr)
             return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    claims = evaluate(args.run_dirs)
+    try:
+        claims = evaluate(args.run_dirs, args.select)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     write(claims, args.out)
     print(claims[["figure", "claim", "measured", "verdict"]].to_string(index=False))
     return 0

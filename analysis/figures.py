@@ -24,7 +24,25 @@ ARCH_LABELS = {"perceptron": "Perceptron", "mlp1": "MLP1", "mlp2": "MLP2", "mlp4
 Figure = Callable[[pd.DataFrame, pd.DataFrame, Path, str], plt.Figure]
 
 
-def save(fig: plt.Figure, path: Path) -> plt.Figure:
+RULES = {"test_acc": "LR chosen on test_acc (the paper's rule)",
+         "val_acc": "LR chosen on held-out val_acc, test_acc shown"}
+
+
+def caption(out: Path, scale: str, summary: pd.DataFrame | None, rule: str | None = None) -> str:
+    """The line under a figure: the run dir's name, the scale, the selection rule and the replicates."""
+    if rule is None:
+        chosen = sorted(summary["selected_on"].dropna().unique()) if summary is not None and "selected_on" in summary else []
+        rule = "; ".join(RULES.get(c, f"chosen on {c}") for c in chosen) or "no selection"
+    n = summary["replicates"] if summary is not None and "replicates" in summary else pd.Series(dtype=float)
+    reps = ("replicates: n/a" if n.empty else f"replicates: {int(n.min())}" if n.min() == n.max()
+            else f"replicates: {int(n.min())}–{int(n.max())}")
+    return f"run {Path(out).resolve().name} · {scale} · {rule} · {reps}"
+
+
+def save(fig: plt.Figure, path: Path, text: str = "") -> plt.Figure:
+    """Write the figure as PNG, atomically, with `text` as a caption line under it."""
+    if text:
+        fig.text(0.5, 0, text, ha="center", va="top", fontsize=7, color="0.3", transform=fig.transFigure)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png")
     plt.close(fig)
@@ -81,40 +99,40 @@ def arch_label(arch: object) -> str:
 
 def fig1(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     return save(lines(summary, "alpha", "arch", f"MNIST, uniform label noise ({scale})",
-                 label=arch_label, chance=0.1).figure, out / "fig1.png")
+                 label=arch_label, chance=0.1).figure, out / "fig1.png", caption(out, scale, summary))
 
 
 def fig2(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     return save(lines(summary, "alpha", "arch", f"CIFAR-10, uniform label noise ({scale})",
-                 label=arch_label, chance=0.1).figure, out / "fig2.png")
+                 label=arch_label, chance=0.1).figure, out / "fig2.png", caption(out, scale, summary))
 
 
 def fig3(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     return save(lines(summary, "alpha", "arch", f"ImageNet, uniform label noise ({scale})",
-                 metric="test_top5", label=arch_label).figure, out / "fig3.png")
+                 metric="test_top5", label=arch_label).figure, out / "fig3.png", caption(out, scale, summary))
 
 
 def fig5(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     alpha = ", ".join(f"{a:g}" for a in sorted(summary["alpha"].unique()))
     return save(lines(summary, "delta", "order", f"MNIST, structured noise, α = {alpha} ({scale})",
-                 xlabel="Structure of the noise (δ)", label=lambda o: f"{o} order", chance=0.1).figure, out / "fig5.png")
+                 xlabel="Structure of the noise (δ)", label=lambda o: f"{o} order", chance=0.1).figure, out / "fig5.png", caption(out, scale, summary))
 
 
 def fig6(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     names = {"same": "CIFAR-10 (same dataset)", "cifar100": "CIFAR-100", "white": "White noise"}
     return save(lines(summary, "alpha", "source", f"CIFAR-10, sources of noisy examples ({scale})",
-                 label=lambda s: names.get(str(s), str(s)), chance=0.1).figure, out / "fig6.png")
+                 label=lambda s: names.get(str(s), str(s)), chance=0.1).figure, out / "fig6.png", caption(out, scale, summary))
 
 
 def fig7(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     names = {"same": "Repeated images", "novel": "Novel images"}
     return save(lines(summary, "alpha", "source", f"MNIST, repeated vs novel noisy images ({scale})",
-                 label=lambda s: names.get(str(s), str(s)), chance=0.1).figure, out / "fig7.png")
+                 label=lambda s: names.get(str(s), str(s)), chance=0.1).figure, out / "fig7.png", caption(out, scale, summary))
 
 
 def fig8(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     return save(lines(summary, "n_clean", "alpha", f"MNIST, accuracy vs clean labels ({scale})",
-                 xlabel="Number of clean training labels", logx=True, label=lambda a: f"α = {a:g}").figure, out / "fig8.png")
+                 xlabel="Number of clean training labels", logx=True, label=lambda a: f"α = {a:g}").figure, out / "fig8.png", caption(out, scale, summary))
 
 
 def fig9(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
@@ -150,12 +168,12 @@ def fig9(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> 
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return save(ax.figure, out / "fig9.png")
+    return save(ax.figure, out / "fig9.png", caption(out, scale, summary))
 
 
 def fig10(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     return save(lines(summary, "n_clean", "alpha", f"ImageNet, accuracy vs clean labels ({scale})",
-                 xlabel="Number of clean training labels", logx=True, metric="test_top5", label=lambda a: f"α = {a:g}").figure, out / "fig10.png")
+                 xlabel="Number of clean training labels", logx=True, metric="test_top5", label=lambda a: f"α = {a:g}").figure, out / "fig10.png", caption(out, scale, summary))
 
 
 def fig11(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
@@ -166,13 +184,14 @@ def fig11(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) ->
     h = by_x(summary[summary["loss"] == "h_alpha"], "alpha", "test_acc")
     curve(ax, h["alpha"], 100 * h["mean"], 100 * h["low"], 100 * h["high"], "k--", marker="s", label="H_α (infinite batch)")
     ax.legend(fontsize=8)
-    return save(ax.figure, out / "fig11.png")
+    return save(ax.figure, out / "fig11.png", caption(out, scale, summary))
 
 
 def fig12(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     """Every learning rate separately (no selection): the optimum moves down as alpha rises."""
     return save(lines(aggregate(trials), "alpha", "lr", f"CIFAR-10, Conv4, learning rate ({scale})",
-                 label=lambda lr: f"lr {lr:g}", chance=0.1).figure, out / "fig12.png")
+                 label=lambda lr: f"lr {lr:g}", chance=0.1).figure, out / "fig12.png",
+                caption(out, scale, aggregate(trials), "no selection: every lr drawn (test_acc)"))
 
 
 def confusion(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
@@ -189,7 +208,7 @@ def confusion(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str
     ax.set(xlabel="Predicted class", ylabel="True class", xticks=range(m), yticks=range(m),
            title=f"Test confusion, % of each true class ({scale})")
     fig.colorbar(image, ax=ax, label="%")
-    return save(fig, out / "confusion.png")
+    return save(fig, out / "confusion.png", caption(out, scale, None, "no selection (summed test confusion)"))
 
 
 FIGURES: dict[str, Figure] = {"confusion": confusion, "fig1": fig1, "fig2": fig2, "fig3": fig3, "fig5": fig5, "fig6": fig6, "fig7": fig7,

@@ -1,10 +1,15 @@
-"""Re-create a run's summary and figures from its result files:
+"""Re-create a run's summary, figures and claims from its result files:
 
-    python -m analysis.report <run_dir>
+    python -m analysis.report <run_dir> [--select test|val]
+
+--select picks the split each cell's learning rate is chosen on: test (the paper's rule) or val (the
+held-out split of data.n_val > 0). Default: val when the run measured val_acc, else test. summary.csv's
+`selected_on` column, every figure's caption and claims.md say which.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -16,10 +21,10 @@ from analysis.figures import FIGURES
 from analysis.summary import missing, read_run
 
 
-def make_report(run_dir: Path) -> pd.DataFrame:
+def make_report(run_dir: Path, select: str | None = None) -> pd.DataFrame:
     """Write summary.csv, the study's figures and claims.md/claims.csv into run_dir; return the summary."""
     run_dir = Path(run_dir)
-    study, trials, summary = read_run(run_dir)
+    study, trials, summary = read_run(run_dir, select)
     rundir.write_csv(summary, run_dir / rundir.SUMMARY)
     scale = f"preset={study['preset']}"
     for name in study["figures"]:
@@ -30,16 +35,20 @@ def make_report(run_dir: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m analysis.report <run_dir>", file=sys.stderr)
-        return 2
-    run_dir = Path(argv[0])
-    if error := missing(run_dir):
+    parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--select", choices=("test", "val"), default=None,
+                        help="the split the LR is chosen on (default: val when the run has val_acc, else test)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if error := missing(args.run_dir):
         print(f"error: {error}", file=sys.stderr)
         return 2
-    make_report(run_dir)
-    print(f"results: {run_dir.resolve()}")
+    try:
+        make_report(args.run_dir, args.select)
+    except ValueError as error:  # --select val on a run without a validation split
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"results: {args.run_dir.resolve()}")
     return 0
 
 

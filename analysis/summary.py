@@ -1,5 +1,6 @@
-"""The paper's model selection (§3.4): for each cell of the study, the learning rate (or, after an Optuna
-search, the searched keys) that gives the best final test accuracy, averaged over replicates first.
+"""Model selection: for each cell of the study, the learning rate (or, after an Optuna search, the searched
+keys) that gives the best final accuracy, averaged over replicates first, on the test set (the paper's
+rule, §3.4) or on the held-out validation split (data.n_val > 0; the default when the run has one).
 
 Replicates are rows that differ only in rundir.REPLICATE_KEYS (train.seed and noise.seed). Per config
 (cell and searched values) `aggregate` gives, over its finished replicates, the mean, the sample standard
@@ -21,7 +22,9 @@ import rundir
 
 SEARCHED = ("lr",)  # chosen per cell unless study.json names its `searched` keys; other config columns define the cell
 REPLICATES = rundir.REPLICATE_KEYS  # config columns averaged over, never a cell key
-METRICS = ("test_acc", "best_test_acc", "test_top5")  # trials.csv metrics averaged over replicates
+METRICS = ("test_acc", "best_test_acc", "test_top5", "val_acc", "best_val_acc")  # trials.csv metrics averaged over
+# replicates (val_acc, best_val_acc: where trials.csv has them, i.e. runs made since data.n_val exists)
+SELECT = {"test": "test_acc", "val": "val_acc"}  # --select: the replicate-mean last-epoch metric the LR is chosen on
 WITH_CI = ("test_acc", "test_top5")  # those that also get _std, _ci_low and _ci_high columns
 
 # Student t quantile t_{0.975, df} (two-sided 95%), from standard tables: scipy is no dependency.
@@ -56,14 +59,15 @@ def aggregate(trials: pd.DataFrame) -> pd.DataFrame:
     (same name), for WITH_CI also <metric>_std, <metric>_ci_low, <metric>_ci_high, and `replicates` (n)."""
     keys = config_columns(trials)
     ok = trials[trials["status"] == "ok"].dropna(subset=["test_acc"])
+    metrics = [m for m in METRICS if m in trials]
     columns = [*keys]
-    for metric in METRICS:
+    for metric in metrics:
         columns += [metric] + ([f"{metric}_std", f"{metric}_ci_low", f"{metric}_ci_high"] if metric in WITH_CI else [])
     columns.append("replicates")
     if ok.empty:
         return pd.DataFrame(columns=columns)
     groups = ok.groupby(keys, dropna=False, sort=True) if keys else ok.groupby(lambda _: 0)
-    out = groups[list(METRICS)].mean()
+    out = groups[metrics].mean()
     for metric in WITH_CI:
         n = groups[metric].count()
         std = groups[metric].std(ddof=1)  # NaN when n == 1
@@ -76,18 +80,36 @@ def aggregate(trials: pd.DataFrame) -> pd.DataFrame:
     return out[columns]
 
 
-def summarize(trials: pd.DataFrame, searched: Sequence[str] = SEARCHED) -> pd.DataFrame:
-    """One row per cell: the searched values with the best replicate-mean test_acc, and that config's
-    replicate statistics (see `aggregate`)."""
+def default_select(trials: pd.DataFrame) -> str:
+    """"val" when the run measured a held-out validation accuracy (data.n_val > 0), else "test"."""
+    return "val" if "val_acc" in trials and trials["val_acc"].notna().any() else "test"
+
+
+def summarize(trials: pd.DataFrame, searched: Sequence[str] = SEARCHED, select: str | None = None) -> pd.DataFrame:
+    """One row per cell: the searched values with the best replicate-mean last-epoch accuracy on the
+    selection split, and that config's replicate statistics (see `aggregate`).
+
+    select="test" is the paper's rule (§3.4: the LR with the best test accuracy; optimistic, since the
+    test set then both chooses and scores); select="val" chooses on the held-out validation split
+    (data.n_val > 0) and reports the test accuracy of that choice. None: `default_select`. The column
+    `selected_on` names the metric each row was chosen on."""
+    select = select or default_select(trials)
+    if select not in SELECT:
+        raise ValueError(f"select={select!r} is unknown: choose one of {', '.join(SELECT)}")
+    key = SELECT[select]
+    if key not in trials or trials[key].isna().all():
+        raise ValueError(f"select={select} needs {key} in trials.csv, and this run measured none "
+                         "(it ran with data.n_val=0): use select=test")
     cells = cell_columns(trials, searched)
     per_config = aggregate(trials)
     keys = [*cells, *(c for c in config_columns(trials) if c not in cells)]  # searched keys after the cell
-    per_config = per_config[[*keys, *(c for c in per_config.columns if c not in keys)]]
+    per_config = per_config[[*keys, *(c for c in per_config.columns if c not in keys)]].assign(selected_on=key)
     if per_config.empty:
         return per_config
+    ranked = per_config.dropna(subset=[key])  # a config whose selection metric is missing cannot be chosen
     if not cells:
-        return per_config.loc[[per_config["test_acc"].idxmax()]].reset_index(drop=True)
-    best = per_config.loc[per_config.groupby(cells, dropna=False)["test_acc"].idxmax()]
+        return ranked.loc[[ranked[key].idxmax()]].reset_index(drop=True)
+    best = ranked.loc[ranked.groupby(cells, dropna=False)[key].idxmax()]
     return best.sort_values(cells).reset_index(drop=True)
 
 
@@ -111,12 +133,12 @@ def full_size(trials: pd.DataFrame, study: dict[str, Any]) -> pd.DataFrame:
     return trials.assign(n_clean=trials["n_clean"].fillna(n))
 
 
-def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+def read_run(run_dir: Path, select: str | None = None) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """A finished run's study.json, trials.csv (null n_clean as the full size) and summary (with the run's
-    own searched keys)."""
+    own searched keys, chosen on `select`: see `summarize`)."""
     study = rundir.read_study(run_dir)
     trials = full_size(pd.read_csv(Path(run_dir) / rundir.TRIALS), study)
-    return study, trials, summarize(trials, study.get("searched", SEARCHED))
+    return study, trials, summarize(trials, study.get("searched", SEARCHED), select)
 
 
 def missing(run_dir: Path) -> str | None:

@@ -135,7 +135,7 @@ def test_claims_verdicts_from_a_run_dir(tmp_path: Path) -> None:
     assert table.loc["MNIST: perceptron ≈ 40% at α = 100 (30–50%)", "verdict"] == "held"
     assert (table[table["figure"] != "fig1"]["verdict"] == "not run").all()
     claims.write(claims.evaluate([tmp_path]), tmp_path)
-    assert "| fig1 | MNIST: perceptron" in (tmp_path / "claims.md").read_text()
+    assert "| [fig1](fig1.png) | MNIST: perceptron" in (tmp_path / "claims.md").read_text()
 
 
 def test_a_failed_premise_is_contradicted_with_the_numbers_and_only_no_data_is_not_run() -> None:

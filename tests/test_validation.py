@@ -1,0 +1,142 @@
+"""Held-out validation (data.n_val): the split, val_acc per member and epoch, the run-dir columns, and model
+selection on it (analysis --select val|test), with the rule named in summary.csv, the captions and claims.md."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import rundir
+from analysis import claims, report
+from analysis.figures import FIGURES
+from analysis.summary import summarize
+from loaders import datasets
+from loaders.data import clean_and_val
+from study import schema
+from study.trial import Trial
+from tests.conftest import trial_config
+from tests.test_replicates import replicate_rows
+
+
+def test_val_split_is_carved_out_before_n_clean_stratified_seeded_and_disjoint() -> None:
+    labels = torch.arange(6000) % 10
+    data = {"n_clean": 1000, "subset_seed": 3}
+    clean0, none = clean_and_val(labels, {**data, "n_val": 0})
+    assert none is None and torch.equal(clean0, datasets.stratified_subset(labels, 1000, 3))  # n_val=0: as before
+    clean, val = clean_and_val(labels, {**data, "n_val": 500})
+    assert len(clean) == 1000 and len(val) == 500 and not set(clean.tolist()) & set(val.tolist())
+    assert torch.bincount(labels[val]).tolist() == [50] * 10  # stratified
+    again_clean, again_val = clean_and_val(labels, {**data, "n_val": 500})
+    assert torch.equal(again_val, val) and torch.equal(again_clean, clean)  # seeded
+    _, val_other_n = clean_and_val(labels, {**data, "n_clean": 3000, "n_val": 500})
+    assert torch.equal(val_other_n, val)  # one validation split for every n_clean of a study
+    everything, val_all = clean_and_val(labels, {"n_clean": None, "subset_seed": 3, "n_val": 500})
+    assert len(everything) == 5500 and not set(everything.tolist()) & set(val_all.tolist())
+
+
+def test_schema_declares_n_val() -> None:
+    schema.check({"data": {"n_val": 0}})
+    schema.check({"data": {"n_val": 500}})
+    with pytest.raises(Exception, match="data.n_val"):
+        schema.check({"data": {"n_val": -1}})
+
+
+def test_every_member_reports_val_acc_each_epoch(data_root: Path) -> None:
+    torch.set_num_threads(2)
+    configs = []
+    for lr, seed in ((0.5, 0), (0.1, 1)):
+        config = trial_config(data_root, model={"arch": "mlp1"}, noise={"alpha": 1.0},
+                              data={"n_clean": 300, "n_test": 300, "n_val": 200}, train={"epochs": 2, "lr": lr, "seed": seed})
+        configs.append(config)
+    trial = Trial(configs)
+    reports = []
+    trial.run(lambda rs: reports.append(rs))
+    assert [len(r) for r in reports] == [2, 2]
+    assert all(0 < r.val_acc <= 1 for epoch in reports for r in epoch)
+    assert sum(len(y) for _, y in trial.data.val_batches()) == 200
+    plain = Trial(trial_config(data_root, model={"arch": "mlp1"}, data={"n_clean": 300, "n_test": 300}, train={"epochs": 1}))
+    assert plain.data.val_batches is None
+    assert math.isnan(plain.run(lambda rs: None)[0].val_acc)
+
+
+def result(members: int, val: bool) -> SimpleNamespace:
+    """A ray.tune.Result-shaped object for rundir.collect."""
+    history = {"epoch": [1, 2], "node_id": ["n", "n"], "trial_id": ["g", "g"]}
+    for k in range(members):
+        history.update({f"members/{k}/epoch": [1, 2], f"members/{k}/train_loss": [1.0, 0.5], f"members/{k}/test_acc": [0.5, 0.6],
+                        f"members/{k}/test_top5": [0.9, 0.95], f"members/{k}/images_per_s": [10.0, 10.0]})
+        if val:
+            history[f"members/{k}/val_acc"] = [0.7, 0.65]
+    config = {"noise": {"alpha": 0, "seed": 0}, "model": {"arch": "mlp1"}, "train": {"lr": 0.1, "batch_size": 128, "seed": 0}}
+    return SimpleNamespace(config={"members": [config] * members}, metrics={"trial_id": "g"},
+                           metrics_dataframe=pd.DataFrame(history), error=None)
+
+
+def test_rundir_collects_val_acc_and_best_val_acc_nan_without() -> None:
+    trials, epochs = rundir.collect([result(2, True), result(1, False)], [])
+    assert {"val_acc", "best_val_acc"} <= set(trials.columns) and "val_acc" in epochs
+    assert trials["val_acc"].tolist()[:2] == [0.65, 0.65] and trials["best_val_acc"].tolist()[:2] == [0.7, 0.7]
+    assert math.isnan(trials["val_acc"].iloc[2]) and math.isnan(trials["best_val_acc"].iloc[2])
+
+
+# val_acc prefers lr 1.0 at alpha 0 while test_acc prefers lr 0.1 (replicate means, test_replicates.ACC)
+ACC = {(0, 0.1): [0.80, 0.82, 0.84], (0, 1.0): [0.70, 0.75, 0.90], (100, 0.1): [0.30, 0.35, 0.55], (100, 1.0): [0.45, 0.46, 0.50]}
+VAL = {(0, 0.1): 0.5, (0, 1.0): 0.9, (100, 0.1): 0.6, (100, 1.0): 0.4}
+
+
+def with_val(trials: pd.DataFrame) -> pd.DataFrame:
+    val = trials.apply(lambda r: VAL[(r["alpha"], r["lr"])], axis=1)
+    return trials.assign(val_acc=val, best_val_acc=val)
+
+
+def test_select_val_chooses_on_val_and_reports_test_of_that_choice() -> None:
+    trials = with_val(replicate_rows(ACC))
+    by_val = summarize(trials, select="val").set_index("alpha")
+    by_test = summarize(trials, select="test").set_index("alpha")
+    assert by_val["lr"].to_dict() == {0: 1.0, 100: 0.1} and by_test["lr"].to_dict() == {0: 0.1, 100: 1.0}
+    assert by_val.loc[0, "test_acc"] == pytest.approx(np.mean(ACC[(0, 1.0)]))  # the test accuracy of the val choice
+    assert set(by_val["selected_on"]) == {"val_acc"} and set(by_test["selected_on"]) == {"test_acc"}
+    assert set(summarize(trials)["selected_on"]) == {"val_acc"}  # default: val when the run has it
+    no_val = replicate_rows(ACC).assign(val_acc=np.nan, best_val_acc=np.nan)
+    assert set(summarize(no_val)["selected_on"]) == {"test_acc"}
+    with pytest.raises(ValueError, match="n_val=0"):
+        summarize(no_val, select="val")
+
+
+def run_dir(path: Path, trials: pd.DataFrame, figures: list[str]) -> Path:
+    path.mkdir(exist_ok=True)
+    rundir.write_csv(trials, path / rundir.TRIALS)
+    rundir.write_json({"exp": "uniform_mnist", "preset": "smoke", "figures": figures, "config": {"data": {"dataset": "mnist"}}},
+                      path / rundir.STUDY)
+    return path
+
+
+def test_report_select_flag_summary_captions_and_claims_links(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = run_dir(tmp_path / "uniform_mnist-smoke-x", with_val(replicate_rows(ACC)), ["fig1"])
+    for select, column in (("val", "val_acc"), ("test", "test_acc"), (None, "val_acc")):
+        assert report.main([str(run)] + ([f"--select={select}"] if select else [])) == 0
+        summary = pd.read_csv(run / rundir.SUMMARY)
+        assert set(summary["selected_on"]) == {column}
+        md = (run / "claims.md").read_text()
+        assert f"| {column} |" in md and "[fig1](fig1.png)" in md
+    fig = FIGURES["fig1"](summarize(with_val(replicate_rows(ACC))), None, run, "preset=smoke")
+    (text,) = [t.get_text() for t in fig.texts]
+    assert "uniform_mnist-smoke-x" in text and "preset=smoke" in text and "val_acc" in text and "replicates: 3" in text
+    no_val = run_dir(tmp_path / "old", replicate_rows(ACC), ["fig1"])
+    assert report.main([str(no_val), "--select", "val"]) == 2
+    assert "n_val=0" in capsys.readouterr().err
+    assert report.main([str(no_val)]) == 0 and set(pd.read_csv(no_val / rundir.SUMMARY)["selected_on"]) == {"test_acc"}
+
+
+def test_claims_link_to_figures_relative_to_out(tmp_path: Path) -> None:
+    run = run_dir(tmp_path / "run", replicate_rows(ACC), ["fig1"])
+    out = tmp_path / "report"
+    out.mkdir()
+    assert claims.main([str(run), "--out", str(out)]) == 0
+    assert "[fig1](../run/fig1.png)" in (out / "claims.md").read_text()
