@@ -140,3 +140,33 @@ def test_claims_link_to_figures_relative_to_out(tmp_path: Path) -> None:
     out.mkdir()
     assert claims.main([str(run), "--out", str(out)]) == 0
     assert "[fig1](../run/fig1.png)" in (out / "claims.md").read_text()
+
+
+@pytest.mark.slow
+def test_smoke_study_with_n_val_selects_on_val(data_root: Path, tmp_path: Path) -> None:
+    """A real smoke study through Tune with data.n_val=500: val_acc in trials.csv, summary.csv chosen on it,
+    and `analysis.report --select val|test` both work on the run."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = subprocess.run([sys.executable, "-m", "study.launch", "exp=uniform_mnist", "preset=smoke", "data.n_val=500",
+                           "data.n_clean=1000", "grid.noise.alpha=[0,10]", "grid.model.arch=[mlp1]",
+                           "grid.train.lr=[0.1,0.5]", "train.epochs=1", f"run_dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, cwd=REPO, timeout=900,
+                          env={**os.environ, "STUDY_DATA_ROOT": str(data_root)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = Path(proc.stdout.strip().splitlines()[-1].removeprefix("results: "))
+    trials = pd.read_csv(run / rundir.TRIALS)
+    assert trials["val_acc"].between(0.2, 1).all() and (trials["best_val_acc"] >= trials["val_acc"]).all()
+    assert pd.read_csv(run / rundir.EPOCHS)["val_acc"].notna().all()
+    summary = pd.read_csv(run / rundir.SUMMARY)
+    assert set(summary["selected_on"]) == {"val_acc"} and summary["val_acc"].notna().all() and len(summary) == 2
+    for select in ("test", "val"):
+        out = subprocess.run([sys.executable, "-m", "analysis.report", str(run), "--select", select],
+                             capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert set(pd.read_csv(run / rundir.SUMMARY)["selected_on"]) == {f"{select}_acc"}
+        assert "| selected on |" in (run / "claims.md").read_text()  # no fig1 claim is measured on this tiny grid
