@@ -76,6 +76,30 @@ def dry_run_text(cfg: dict[str, Any], choices: dict[str, str], grids: list[dict[
     ])
 
 
+def check_plan(configs: list[dict[str, Any]]) -> None:
+    """What each trial's data would reject (split sizes, novel-image capacity, a data.root one may not read),
+    checked once per distinct data section and noise source and alpha, from the known split sizes."""
+    from loaders.data import check_sizes
+
+    seen = set()
+    for c in configs:
+        clean_only = c["train"]["loss"] == "h_alpha"
+        key = (tuple(sorted(c["data"].items())), c["noise"]["source"], c["noise"]["alpha"], clean_only)
+        if key not in seen:
+            seen.add(key)
+            check_sizes(c["data"], c["noise"], clean_only)
+
+
+def check_run_dir(path: Path) -> None:
+    """run_dir is a folder, or a path whose first existing ancestor is one."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise UsageError(f"run_dir={str(path)!r} is invalid: it must be a folder or a path that does not "
+                                 f"exist yet ({p} is a file)")
+            return
+
+
 def ensure_data(configs: list[dict[str, Any]]) -> None:
     """Every dataset the trials read is on disk, or (smoke) will be a stand-in: say so in one line."""
     needed = set()
@@ -84,7 +108,12 @@ def ensure_data(configs: list[dict[str, Any]]) -> None:
         for name in {data["dataset"], *(["cifar100"] if c["noise"]["source"] == "cifar100" else [])}:
             needed.add((name, data["root"], data["download"], data["stand_in"]))
     for name, root, download, stand_in in sorted(needed):
-        if datasets.ensure_available(name, Path(root), download, stand_in):
+        try:
+            stand_in = datasets.ensure_available(name, Path(root), download, stand_in)
+        except PermissionError as exc:
+            raise UsageError(f"data.root={root!r} is invalid: it must be a folder you may read and write "
+                             f"({exc.strerror}: {exc.filename})") from None
+        if stand_in:
             print(f"data: {name} is not under {root}: using a small generated stand-in with its image shape and "
                   f"classes (data.stand_in=true; results say nothing about {name})", flush=True)
 
@@ -152,12 +181,15 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
                         cfg["replicates"])
     for config in configs:
         check(config)
+    check_plan(configs)  # what the trials' data would reject, before anything is written
     # Rebuilt once by prepare_betons below: the trials only read those files (set per config: a grid.data.*
     # key gives each trial a data section of its own).
     quiet = [with_value(c, "data.rebuild", False) for c in configs]
     if cfg["dry_run"]:  # before the GPU and cluster checks: cost a GPU study from a laptop
         print(dry_run_text(cfg, choices, grids, partition(quiet, bool(cfg["resources"]["gpu"]))))
         return None
+    run_dir = (resume_dir or Path(cfg["run_dir"] or default_run_dir(choices))).resolve()
+    check_run_dir(run_dir)
     resources_per_trial = check_resources(cfg)
     check_address(cfg)
     if grouped:  # one Tune grid over the groups of every grid (grid_extra included)
@@ -173,7 +205,6 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     ensure_data(configs)
     prepare_betons(configs)
 
-    run_dir = (resume_dir or Path(cfg["run_dir"] or default_run_dir(choices))).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"run dir: {run_dir}", flush=True)
     if resume_dir is None:
