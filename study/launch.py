@@ -100,6 +100,27 @@ def check_run_dir(path: Path) -> None:
             return
 
 
+MAX_LOCAL_HOURS = 24  # a local study estimated to take longer stops unless force=true
+
+
+def cost_guard(cfg: dict[str, Any], groups: list[list[dict[str, Any]]], resources: dict[str, float]) -> None:
+    """A local study: one line with its estimate on this machine; over MAX_LOCAL_HOURS it stops unless force=true."""
+    import torch
+
+    from study.cost import local_hours
+
+    cpus = cfg["ray"]["num_cpus"] or os.cpu_count() or 1
+    gpus = torch.cuda.device_count() if resources["gpu"] else 0
+    hours, device = local_hours(groups, resources["cpu"], cpus, resources["gpu"], gpus)
+    n_configs = sum(len(g) for g in groups)
+    print(f"estimate: {n_configs} configs in {len(groups)} trials, about {hours:.3g} hours on this machine "
+          f"({device}; dry_run=true for the details)", flush=True)
+    if hours > MAX_LOCAL_HOURS and not cfg.get("force"):
+        raise UsageError(f"this study would take about {hours:.3g} hours on this machine ({device}), over "
+                         f"{MAX_LOCAL_HOURS}: shrink its grid or scale, run it on a cluster (ray.address), or pass "
+                         "force=true to run it anyway")
+
+
 def ensure_data(configs: list[dict[str, Any]]) -> None:
     """Every dataset the trials read is on disk, or (smoke) will be a stand-in: say so in one line."""
     needed = set()
@@ -192,8 +213,11 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     check_run_dir(run_dir)
     resources_per_trial = check_resources(cfg)
     check_address(cfg)
+    per_cell = cfg["search"]["trials_per_cell"] if cfg["search"]["name"] == "optuna" else 1
+    groups = partition(quiet, resources_per_trial["gpu"] > 0) if grouped else [[c] for c in quiet for _ in range(per_cell)]
+    if not cfg["ray"]["address"] and resume_dir is None:
+        cost_guard(cfg, groups, resources_per_trial)
     if grouped:  # one Tune grid over the groups of every grid (grid_extra included)
-        groups = partition(quiet, resources_per_trial["gpu"] > 0)
         print(f"trials: {len(groups)} groups of {len(quiet)} configs (train.fuse={cfg['train']['fuse']})", flush=True)
         plan = [experiments.Experiment("tune", {"members": tune.grid_search(groups)})]
     else:

@@ -68,3 +68,34 @@ def test_max_failures_minus_one_retries_forever() -> None:
     schema.check_value("max_failures", -1)
     with pytest.raises(UsageError, match=r"max_failures=-2 is invalid: it must be an integer >= -1 \(-1: retry forever\)"):
         schema.check_value("max_failures", -2)
+
+
+def test_cost_guard_stops_a_study_of_days(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [a for a in SMOKE if not a.startswith(("grid.noise.alpha", "grid.model", "train.epochs"))]
+    err = fails([*argv, "grid.noise.alpha=[100000]", "grid.model.arch=[conv4]", "train.epochs=10", "ray.num_cpus=2"],
+                capsys, tmp_path / "run")
+    assert "hours on this machine (2 CPU cores), over 24:" in err and "force=true to run it anyway" in err
+
+
+def test_cost_guard_prints_the_estimate_and_force_runs_anyway(monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from study import cost
+
+    monkeypatch.setattr(cost, "local_hours", lambda *args: (100.0, "2 CPU cores"))
+    cfg = {"ray": {"num_cpus": 2}, "force": True}
+    launch.cost_guard(cfg, [[{}], [{}, {}]], {"cpu": 1, "gpu": 0})
+    assert capsys.readouterr().out == ("estimate: 3 configs in 2 trials, about 100 hours on this machine "
+                                       "(2 CPU cores; dry_run=true for the details)\n")
+    with pytest.raises(UsageError, match="about 100 hours on this machine .* over 24: .* force=true"):
+        launch.cost_guard({**cfg, "force": False}, [[{}]], {"cpu": 1, "gpu": 0})
+
+
+def test_local_hours_from_cpu_rows() -> None:
+    from study import cost
+
+    config = {"data": {"dataset": "mnist", "n_clean": 1000}, "noise": {"alpha": 0.0}, "model": {"arch": "perceptron"},
+              "train": {"batch_size": 128, "epochs": 1, "loss": "ce"}}
+    rate = cost._cpu_rates()[("mnist", "perceptron", 128)][1]
+    hours, device = cost.local_hours([[config]], 1, 2, 0, 0)
+    assert device == "2 CPU cores" and hours == pytest.approx(1000 / rate / 3600)
+    assert cost.cpu_factor() > 10  # conv4: a CUDA device is ~48 CPU cores
