@@ -88,6 +88,8 @@ def collect(results: Iterable[Any], paths: Iterable[str]) -> tuple[Any, Any]:
     columns = {p: column(p) for p in dict.fromkeys([*COLUMNS, *paths])}
     trials, epochs = [], []
     for result in results:
+        if not result.config:  # a trial an interrupted study never started: no config, no metrics
+            continue
         group = result.metrics.get("trial_id") if result.metrics else None
         history = result.metrics_dataframe
         if history is not None and "epoch" in history:  # a retried trial may report an epoch twice

@@ -10,9 +10,12 @@ holds trials.csv, epochs.csv, and the analysis' summary and figures. Bad input: 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import itertools
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -74,6 +77,73 @@ def dry_run_text(cfg: dict[str, Any], choices: dict[str, str], grids: list[dict[
         f"estimated GPU time: {cost['gpu_hours']:.3g} GPU-hours at {gpu} GPU per trial "
         f"[{cost['source']}]",
     ])
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM ended the study: Tune saved its state, `resume=<run_dir>` finishes it."""
+
+    def __init__(self, signum: int, run_dir: Path, finished: int, total: int) -> None:
+        self.signum, self.run_dir, self.finished, self.total = signum, run_dir, finished, total
+        super().__init__(f"interrupted by {signal.Signals(signum).name}: {finished} of {total} trials finished; "
+                         f"finish the study with: {sys.executable} -m study.launch resume={run_dir}")
+
+    @property
+    def code(self) -> int:
+        return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM, as a shell reports a process they ended
+
+
+@contextlib.contextmanager
+def stoppable() -> Any:
+    """While Tune runs: the first SIGINT or SIGTERM asks Tune to stop (through its SIGUSR1 handler: it saves
+    the experiment state and returns) and is recorded in the yielded list; a second one, or one while no Tune
+    loop listens, raises KeyboardInterrupt."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        tune_listens = signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+        if len(received) > 1 or not tune_listens:
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    disabled = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours, above: SIGTERM too, and it records the signal
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if disabled is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = disabled
+
+
+def finished_trials(results: list[Any]) -> int:
+    """Tune trials that ran every epoch without an error."""
+    done = 0
+    for r in results:
+        config = (r.config or {}).get("members", [r.config])[0] if r.config else None
+        done += bool(config and not r.error and r.metrics and r.metrics.get("epoch") == config["train"]["epochs"])
+    return done
+
+
+LOCKS: dict[Path, int] = {}  # run dir -> the open .lock this process holds
+
+
+def lock(run_dir: Path) -> None:
+    """Hold <run_dir>/.lock for the rest of this process: a second launcher on the same run dir is refused."""
+    if run_dir in LOCKS:
+        return
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UsageError(f"{run_dir} is in use: its study is still running (another launcher holds "
+                         f"{run_dir / '.lock'}); wait for it to end, or stop it (Ctrl-C) and resume then") from None
+    LOCKS[run_dir] = fd
 
 
 def check_plan(configs: list[dict[str, Any]]) -> None:
@@ -230,6 +300,7 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     prepare_betons(configs)
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock(run_dir)
     print(f"run dir: {run_dir}", flush=True)
     if resume_dir is None:
         trials = len(configs) * (cfg["search"]["trials_per_cell"] if cfg["search"]["name"] == "optuna" else 1)
@@ -241,11 +312,16 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep the driver's working directory
     connect(cfg)
     try:
-        results = experiments.fit(plan, tune.with_resources(trainable, resources_per_trial), cfg, run_dir,
-                                  restore=resume_dir is not None)
+        with stoppable() as received:
+            results = experiments.fit(plan, tune.with_resources(trainable, resources_per_trial), cfg, run_dir,
+                                      restore=resume_dir is not None)
+    except KeyboardInterrupt:  # a second signal, or one no Tune loop listened to: Tune's last saved state stands
+        raise Interrupted((received or [signal.SIGINT])[-1], run_dir, 0, len(configs)) from None
     finally:
         ray.shutdown()
     results = list(itertools.chain(*results))
+    if received:
+        raise Interrupted(received[0], run_dir, finished_trials(results), len(results))
     if base["train"]["report_confusion"]:
         save_confusion(results, base, run_dir)
     trials, epochs = rundir.collect(results, [path for grid in grids for path in grid])
@@ -262,6 +338,7 @@ def resume(run_dir: Path) -> Path:
     run_dir = run_dir.resolve()
     if not (run_dir / rundir.STUDY).is_file():
         raise UsageError(f"resume={run_dir} is not a study run dir: it has no {rundir.STUDY}")
+    lock(run_dir)  # before anything else: a study still running there is not run twice
     study = rundir.read_study(run_dir)
     if not any(tune.Tuner.can_restore(run_dir / p) for p in study.get("experiments", ["tune"])):
         raise UsageError(f"resume={run_dir} holds no Tune experiment state to restore: start the study afresh")
@@ -276,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return exc.code
+    except KeyboardInterrupt:  # before the study started: nothing to resume
+        print("interrupted before the study started: nothing ran", file=sys.stderr, flush=True)
+        return 130
     if run_dir is not None:
         print(f"results: {run_dir}")
     return 0

@@ -99,3 +99,20 @@ def test_local_hours_from_cpu_rows() -> None:
     hours, device = cost.local_hours([[config]], 1, 2, 0, 0)
     assert device == "2 CPU cores" and hours == pytest.approx(1000 / rate / 3600)
     assert cost.cpu_factor() > 10  # conv4: a CUDA device is ~48 CPU cores
+
+
+def test_resume_of_a_run_dir_in_use_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import fcntl
+    import json
+    import os
+
+    (tmp_path / "study.json").write_text(json.dumps({"experiments": ["tune"], "config": {}}))
+    fd = os.open(tmp_path / ".lock", os.O_RDWR | os.O_CREAT)  # what a running launcher holds
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        assert launch.main([f"resume={tmp_path}"]) == 2
+    finally:
+        os.close(fd)
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {tmp_path} is in use: its study is still running (another launcher holds "
+                   f"{tmp_path / '.lock'}); wait for it to end, or stop it (Ctrl-C) and resume then")

@@ -26,3 +26,14 @@ def test_atomic_writes_follow_the_umask(mask: int, tmp_path: Path) -> None:
     for name in ("study.json", "trials.csv", "fig.png"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask, name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png", "study.json", "trials.csv"]  # no temp files left
+
+
+def test_collect_skips_trials_an_interrupted_study_never_started() -> None:
+    from types import SimpleNamespace
+
+    unstarted = SimpleNamespace(config=None, metrics=None, metrics_dataframe=None, error=None)
+    pending = SimpleNamespace(config={"members": [{"noise": {"alpha": 0, "seed": 0}, "model": {"arch": "mlp1"},
+                                                   "train": {"lr": 0.1, "batch_size": 128, "seed": 0}}]},
+                              metrics=None, metrics_dataframe=None, error=None)
+    trials, epochs = rundir.collect([unstarted, pending], [])
+    assert len(trials) == 1 and trials["epochs"].tolist() == [0] and epochs.empty
