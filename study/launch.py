@@ -316,12 +316,12 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
             results = experiments.fit(plan, tune.with_resources(trainable, resources_per_trial), cfg, run_dir,
                                       restore=resume_dir is not None)
     except KeyboardInterrupt:  # a second signal, or one no Tune loop listened to: Tune's last saved state stands
-        raise Interrupted((received or [signal.SIGINT])[-1], run_dir, 0, len(configs)) from None
+        raise Interrupted((received or [signal.SIGINT])[-1], run_dir, 0, len(groups)) from None
     finally:
         ray.shutdown()
     results = list(itertools.chain(*results))
     if received:
-        raise Interrupted(received[0], run_dir, finished_trials(results), len(results))
+        raise Interrupted(received[0], run_dir, finished_trials(results), len(groups))
     if base["train"]["report_confusion"]:
         save_confusion(results, base, run_dir)
     trials, epochs = rundir.collect(results, [path for grid in grids for path in grid])
