@@ -47,6 +47,28 @@ def check_noise(noise: dict[str, Any], dataset: str) -> None:
         raise UsageError(f"noise.source=cifar100 is for data.dataset=cifar10 (same image shape), not {dataset}")
 
 
+def check_sizes(data: dict[str, Any], noise: dict[str, Any], clean_only: bool = False) -> None:
+    """What build() would reject about sizes, from the split sizes alone (nothing loaded): data.n_clean and
+    data.n_test against the splits, and the unused training images noise.source=novel takes; and a data.root
+    that may not be read. clean_only: H_alpha, whose training set has no noisy copies."""
+    name, root = data["dataset"], Path(data["root"])
+    try:
+        datasets.present(name, root)  # stats under the root: one may not read it
+        sizes = datasets.split_sizes(name, root, data.get("stand_in", False))
+    except PermissionError as exc:
+        raise UsageError(f"data.root={data['root']!r} is invalid: it must be a folder you may read "
+                         f"({exc.strerror}: {exc.filename})") from None
+    if sizes is None:  # an ImageNet folder tree: build() checks it once listed
+        return
+    kind = f"stand-in {name}" if sizes == datasets.STAND_IN_SIZE.get(name) and not datasets.present(name, root) else name
+    for key, n, split in (("data.n_clean", sizes[0], "training"), ("data.n_test", sizes[1], "test")):
+        datasets.check_subset_size(data.get(key.split(".")[1]), n, key, f" (the {kind} {split} split)")
+    spec = noise_spec(noise, name)
+    if spec.source == "novel" and not clean_only:
+        n = data.get("n_clean") or sizes[0]
+        datasets.check_novel(sizes[0] - n, n, spec.n_virtual(n) - n, spec.alpha)
+
+
 @functools.lru_cache(maxsize=4)
 def load_split(name: str, root: str, train: bool, stand_in: bool = False, image_size: int = 224) -> datasets.ImageSet:
     """Cached per process, so trials that share a Tune actor read the files once."""
@@ -100,10 +122,10 @@ def clean_and_val(labels: torch.Tensor, data: dict[str, Any]) -> tuple[torch.Ten
     the same for every n_clean of a study."""
     n_val = data.get("n_val") or 0
     if not n_val:
-        return datasets.stratified_subset(labels, data["n_clean"], data["subset_seed"]), None
-    val = datasets.stratified_subset(labels, n_val, data["subset_seed"] + VAL_SEED)
+        return datasets.stratified_subset(labels, data["n_clean"], data["subset_seed"], "data.n_clean"), None
+    val = datasets.stratified_subset(labels, n_val, data["subset_seed"] + VAL_SEED, "data.n_val")
     rest = torch.from_numpy(np.setdiff1d(np.arange(labels.numel()), val.numpy()))
-    return rest[datasets.stratified_subset(labels[rest], data["n_clean"], data["subset_seed"])], val
+    return rest[datasets.stratified_subset(labels[rest], data["n_clean"], data["subset_seed"], "data.n_clean")], val
 
 
 @dataclass
@@ -142,7 +164,7 @@ def _in_memory(data: dict[str, Any], specs: list[NoiseSpec], dists: dict[int, np
     extra = (data.get("stand_in", False), data.get("image_size", 224))
     full, test = load_split(*split, True, *extra), load_split(*split, False, *extra)
     clean_index, val_index = clean_and_val(full.labels, data)
-    test_set = test.subset(datasets.stratified_subset(test.labels, data["n_test"], data["subset_seed"]))
+    test_set = test.subset(datasets.stratified_subset(test.labels, data["n_test"], data["subset_seed"], "data.n_test"))
     name, source = table_source(data_key(data), specs[0].source)
     rows = table_rows(specs[0], len(full), len(source), clean_index, val_index)
     n = clean_index.numel()
@@ -165,7 +187,7 @@ def _from_folders(data: dict[str, Any], specs: list[NoiseSpec], dists: dict[int,
     pool = labels[rows[clean_index.numel():]]
     noises = [NoiseModel(spec, labels[clean_index], m, dists[spec.seed], pool) for spec in specs]
     loader = backends.folder_loader(data, train_path, rows, noises, batch_size, order_seed, device)
-    test_rows = datasets.stratified_subset(test_labels, data["n_test"], data["subset_seed"])
+    test_rows = datasets.stratified_subset(test_labels, data["n_test"], data["subset_seed"], "data.n_test")
     clean_test = NoiseModel(NoiseSpec(), test_labels[test_rows], m)  # alpha = 0: every label clean
     test_loader = backends.folder_loader(data, test_path, test_rows, [clean_test], EVAL_BATCH, 0, device)
 

@@ -47,6 +47,9 @@ TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "ima
 FOLDER_MAX_IMAGES = 20_000  # 20k 224x224 RGB images are 3 GB of uint8
 # Stand-in sizes (train, test): enough for smoke subsets, small enough to generate in a second.
 STAND_IN_SIZE = {"cifar10": (5000, 2000), "cifar100": (5000, 2000), "imagenet": (3000, 2000)}
+# The real splits (train, test): what a plan is checked against before anything runs.
+SPLIT_SIZE = {"mnist": (60_000, 10_000), "cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000),
+              "imagenet": (1_281_167, 50_000)}
 
 
 @dataclass
@@ -224,13 +227,29 @@ def generated_stand_in(name: str, train: bool, image_size: int = 224) -> ImageSe
     return ImageSet(images, labels.long(), m, mean, std)
 
 
-def stratified_subset(labels: torch.Tensor, size: int | None, seed: int) -> torch.Tensor:
+def split_sizes(name: str, root: Path, stand_in: bool) -> tuple[int, int] | None:
+    """(train, test) sizes of the splits a trial will load, without loading them: the generated stand-in's
+    when the files are absent and data.stand_in is set, else the real dataset's; None for an ImageNet folder
+    tree on disk (its size is known only by listing it). A root one may not read: PermissionError."""
+    if name == "imagenet" and present(name, root):
+        return None
+    if stand_in and name != "mnist" and not present(name, root):
+        return STAND_IN_SIZE[name]
+    return SPLIT_SIZE[name]
+
+
+def check_subset_size(size: int | None, n: int, key: str = "subset size", where: str = "") -> None:
+    """A subset of `size` examples (None: all) can be drawn from a split of n: else one line naming the key."""
+    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and 0 < size <= n):
+        raise UsageError(f"{key}={size!r} is invalid: it must be an integer in [1, {n}]{where}")
+
+
+def stratified_subset(labels: torch.Tensor, size: int | None, seed: int, key: str = "subset size") -> torch.Tensor:
     """Indices of a class-balanced random subset of `size` examples (all indices when size is None)."""
     n = int(labels.numel())
+    check_subset_size(size, n, key)
     if size is None:
         return torch.arange(n)
-    if not (isinstance(size, int) and 0 < size <= n):
-        raise UsageError(f"subset size {size!r} is invalid: it must be an integer in [1, {n}]")
     rng = np.random.default_rng(seed)
     labels_np = labels.numpy()
     classes = np.unique(labels_np)
@@ -243,12 +262,18 @@ def stratified_subset(labels: torch.Tensor, size: int | None, seed: int) -> torc
     return torch.from_numpy(np.sort(pooled))
 
 
+def check_novel(n_rest: int, n_clean: int, count: int, alpha: float | None = None) -> None:
+    """noise.source=novel draws `count` images from the n_rest training images outside the n_clean clean ones."""
+    if count > n_rest:
+        head = f"noise.alpha={alpha!r} is invalid: " if alpha is not None else ""
+        raise UsageError(f"{head}noise.source=novel needs {count} unused training images (n_clean x alpha) but only "
+                         f"{n_rest} lie outside the {n_clean} clean ones: lower noise.alpha to at most "
+                         f"{n_rest / max(n_clean, 1):g} or data.n_clean")
+
+
 def novel_index(n_total: int, clean_index: torch.Tensor, count: int, seed: int) -> torch.Tensor:
     """`count` distinct training indices outside the clean subset, in a seeded random order: the
     images of noise.source=novel (Fig. 7), one per noisy copy, never repeated."""
     rest = np.setdiff1d(np.arange(n_total), clean_index.numpy())
-    if count > rest.size:
-        raise UsageError(f"noise.source=novel needs {count} unused training images (n_clean x alpha) but only "
-                         f"{rest.size} lie outside the {clean_index.numel()} clean ones: lower noise.alpha "
-                         f"to at most {rest.size / max(clean_index.numel(), 1):g} or data.n_clean")
+    check_novel(rest.size, clean_index.numel(), count)
     return torch.from_numpy(np.random.default_rng([seed, 7]).permutation(rest)[:count])

@@ -39,14 +39,23 @@ def column(path: str) -> str:
     return COLUMNS.get(path, path.rsplit(".", 1)[-1])
 
 
+def umask() -> int:
+    """This process's umask (os.umask can only be read by setting it: set it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; it replaces `path` only if the block succeeds."""
+    """Yield a temp path beside `path`; it replaces `path` only if the block succeeds, with the permissions
+    the umask gives a new file (0666 & ~umask), as open() would."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600: the rest of a lab reads results on shared storage
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -81,6 +90,8 @@ def collect(results: Iterable[Any], paths: Iterable[str]) -> tuple[Any, Any]:
     columns = {p: column(p) for p in dict.fromkeys([*COLUMNS, *paths])}
     trials, epochs = [], []
     for result in results:
+        if not result.config:  # a trial an interrupted study never started: no config, no metrics
+            continue
         group = result.metrics.get("trial_id") if result.metrics else None
         history = result.metrics_dataframe
         if history is not None and "epoch" in history:  # a retried trial may report an epoch twice

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from typing import Any
@@ -21,6 +22,15 @@ def check_resources(cfg: dict[str, Any]) -> dict[str, float]:
                              "or resources.allow_cpu_fallback=true to run these trials on CPU")
         print(f"note: no GPU visible, resources.gpu={gpu} becomes 0 (resources.allow_cpu_fallback=true)", file=sys.stderr)
         gpu = 0
+    if not cfg["ray"]["address"]:  # a local Ray has what this machine has: more would stay pending for ever
+        cpus = cfg["ray"]["num_cpus"] or os.cpu_count() or 1
+        if cpu > cpus:
+            raise UsageError(f"resources.cpu={cpu!r} is invalid: it must be at most {cpus}, the CPUs of the local Ray "
+                             "(ray.num_cpus, else this machine's cores); or join a cluster with ray.address")
+        gpus = torch.cuda.device_count() if gpu else 0
+        if gpu > gpus:
+            raise UsageError(f"resources.gpu={gpu!r} is invalid: it must be at most {gpus}, the GPUs visible to the "
+                             "local Ray; or join a cluster with ray.address")
     return {"cpu": cpu, "gpu": gpu}
 
 

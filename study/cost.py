@@ -115,3 +115,52 @@ def estimate(groups: list[list[dict[str, Any]]], gpu_fraction: float) -> dict[st
     return {"configs": len(per_config), "trials": len(groups), "max_members": max(len(g) for g in groups),
             "examples_min": min(per_config), "examples_max": max(per_config), "examples_total": sum(per_config),
             "gpu_hours": gpu_s / 3600, "source": "; ".join(sorted(sources))}
+
+
+def _cpu_rates() -> dict[tuple[str, str, int], dict[int, float]]:
+    """Model-images/s per CPU core per (dataset, arch, batch) and group size K, from CPU runs of bench.train
+    (a table's rate divided by the threads it ran with: trials are costed as if rates scale with cores)."""
+    table: dict[tuple[str, str, int], dict[int, float]] = {}
+    for path in sorted(glob.glob(str(RESULTS / "train-*.json"))):
+        data = json.loads(Path(path).read_text())
+        device = str(data.get("device", "")).lower()
+        if "cuda" in device or "nvidia" in device:
+            continue
+        threads = data.get("threads") or 1
+        for row in data.get("rows", []):
+            if "error" not in row:
+                rate = row.get("model_images_per_s", row["images_per_s"]) / threads
+                table.setdefault((row["dataset"], row["arch"], row["batch_size"]), {})[row.get("fuse", 1)] = rate
+    return table
+
+
+def cpu_factor(cpu: dict[tuple[str, str, int], dict[int, float]] | None = None) -> float:
+    """CPU-core-seconds per GPU-second for configs no CPU row covers: the largest ratio of a CUDA rate to a
+    CPU core's rate, unfused, over the (dataset, arch, batch) both tables measured (conv4 on MNIST: ~48),
+    so an unmeasured net is costed like the most compute-bound measured one; CPU_FACTOR when none is."""
+    cpu = _cpu_rates() if cpu is None else cpu
+    ratios = [rates[1] / cpu[key][1] for key, rates in measured_throughput().items() if 1 in rates and 1 in cpu.get(key, {})]
+    return max(ratios, default=CPU_FACTOR)
+
+
+CPU_FACTOR = 50.0  # fallback of cpu_factor: a CPU core is ~50x slower than one GPU on a ConvNet step
+
+
+def local_hours(groups: list[list[dict[str, Any]]], cpus_per_trial: float, cpus: int, gpu_per_trial: float,
+                gpus: int) -> tuple[float, str]:
+    """Estimated wall-clock hours of a study on this machine, and on what: GPU trials from estimate() over
+    the GPUs here; CPU trials from the CPU rows of bench.train (per core, trials running side by side on
+    the cores), or the GPU estimate times cpu_factor() where no CPU row covers their net."""
+    if gpu_per_trial > 0 and gpus > 0:
+        return estimate(groups, gpu_per_trial)["gpu_hours"] / gpus, f"{gpus} GPU"
+    rates, factor, core_s = _cpu_rates(), None, 0.0
+    for group in groups:
+        config, k = group[0], len(group)
+        measured = rates.get((config["data"]["dataset"], config["model"]["arch"], config["train"]["batch_size"]))
+        if measured:
+            core_s += examples(config) * k / group_rate(measured, k)
+        else:
+            factor = cpu_factor(rates) if factor is None else factor
+            core_s += estimate([group], 1.0)["gpu_hours"] * 3600 * factor
+    side_by_side = min(max(1, int(cpus // cpus_per_trial)), len(groups)) * cpus_per_trial  # cores busy at once
+    return core_s / min(side_by_side, cpus) / 3600, f"{cpus} CPU cores"

@@ -10,9 +10,12 @@ holds trials.csv, epochs.csv, and the analysis' summary and figures. Bad input: 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import itertools
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -76,6 +79,118 @@ def dry_run_text(cfg: dict[str, Any], choices: dict[str, str], grids: list[dict[
     ])
 
 
+class Interrupted(Exception):
+    """SIGINT or SIGTERM ended the study: Tune saved its state, `resume=<run_dir>` finishes it."""
+
+    def __init__(self, signum: int, run_dir: Path, finished: int, total: int) -> None:
+        self.signum, self.run_dir, self.finished, self.total = signum, run_dir, finished, total
+        super().__init__(f"interrupted by {signal.Signals(signum).name}: {finished} of {total} trials finished; "
+                         f"finish the study with: {sys.executable} -m study.launch resume={run_dir}")
+
+    @property
+    def code(self) -> int:
+        return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM, as a shell reports a process they ended
+
+
+@contextlib.contextmanager
+def stoppable() -> Any:
+    """While Tune runs: the first SIGINT or SIGTERM asks Tune to stop (through its SIGUSR1 handler: it saves
+    the experiment state and returns) and is recorded in the yielded list; a second one, or one while no Tune
+    loop listens, raises KeyboardInterrupt."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        tune_listens = signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+        if len(received) > 1 or not tune_listens:
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    disabled = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours, above: SIGTERM too, and it records the signal
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if disabled is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = disabled
+
+
+def finished_trials(results: list[Any]) -> int:
+    """Tune trials that ran every epoch without an error."""
+    done = 0
+    for r in results:
+        config = (r.config or {}).get("members", [r.config])[0] if r.config else None
+        done += bool(config and not r.error and r.metrics and r.metrics.get("epoch") == config["train"]["epochs"])
+    return done
+
+
+LOCKS: dict[Path, int] = {}  # run dir -> the open .lock this process holds
+
+
+def lock(run_dir: Path) -> None:
+    """Hold <run_dir>/.lock for the rest of this process: a second launcher on the same run dir is refused."""
+    if run_dir in LOCKS:
+        return
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UsageError(f"{run_dir} is in use: its study is still running (another launcher holds "
+                         f"{run_dir / '.lock'}); wait for it to end, or stop it (Ctrl-C) and resume then") from None
+    LOCKS[run_dir] = fd
+
+
+def check_plan(configs: list[dict[str, Any]]) -> None:
+    """What each trial's data would reject (split sizes, novel-image capacity, a data.root one may not read),
+    checked once per distinct data section and noise source and alpha, from the known split sizes."""
+    from loaders.data import check_sizes
+
+    seen = set()
+    for c in configs:
+        clean_only = c["train"]["loss"] == "h_alpha"
+        key = (tuple(sorted(c["data"].items())), c["noise"]["source"], c["noise"]["alpha"], clean_only)
+        if key not in seen:
+            seen.add(key)
+            check_sizes(c["data"], c["noise"], clean_only)
+
+
+def check_run_dir(path: Path) -> None:
+    """run_dir is a folder, or a path whose first existing ancestor is one."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise UsageError(f"run_dir={str(path)!r} is invalid: it must be a folder or a path that does not "
+                                 f"exist yet ({p} is a file)")
+            return
+
+
+MAX_LOCAL_HOURS = 24  # a local study estimated to take longer stops unless force=true
+
+
+def cost_guard(cfg: dict[str, Any], groups: list[list[dict[str, Any]]], resources: dict[str, float]) -> None:
+    """A local study: one line with its estimate on this machine; over MAX_LOCAL_HOURS it stops unless force=true."""
+    import torch
+
+    from study.cost import local_hours
+
+    cpus = cfg["ray"]["num_cpus"] or os.cpu_count() or 1
+    gpus = torch.cuda.device_count() if resources["gpu"] else 0
+    hours, device = local_hours(groups, resources["cpu"], cpus, resources["gpu"], gpus)
+    n_configs = sum(len(g) for g in groups)
+    print(f"estimate: {n_configs} configs in {len(groups)} trials, about {hours:.3g} hours on this machine "
+          f"({device}; dry_run=true for the details)", flush=True)
+    if hours > MAX_LOCAL_HOURS and not cfg.get("force"):
+        raise UsageError(f"this study would take about {hours:.3g} hours on this machine ({device}), over "
+                         f"{MAX_LOCAL_HOURS}: shrink its grid or scale, run it on a cluster (ray.address), or pass "
+                         "force=true to run it anyway")
+
+
 def ensure_data(configs: list[dict[str, Any]]) -> None:
     """Every dataset the trials read is on disk, or (smoke) will be a stand-in: say so in one line."""
     needed = set()
@@ -84,7 +199,12 @@ def ensure_data(configs: list[dict[str, Any]]) -> None:
         for name in {data["dataset"], *(["cifar100"] if c["noise"]["source"] == "cifar100" else [])}:
             needed.add((name, data["root"], data["download"], data["stand_in"]))
     for name, root, download, stand_in in sorted(needed):
-        if datasets.ensure_available(name, Path(root), download, stand_in):
+        try:
+            stand_in = datasets.ensure_available(name, Path(root), download, stand_in)
+        except PermissionError as exc:
+            raise UsageError(f"data.root={root!r} is invalid: it must be a folder you may read and write "
+                             f"({exc.strerror}: {exc.filename})") from None
+        if stand_in:
             print(f"data: {name} is not under {root}: using a small generated stand-in with its image shape and "
                   f"classes (data.stand_in=true; results say nothing about {name})", flush=True)
 
@@ -152,16 +272,22 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
                         cfg["replicates"])
     for config in configs:
         check(config)
+    check_plan(configs)  # what the trials' data would reject, before anything is written
     # Rebuilt once by prepare_betons below: the trials only read those files (set per config: a grid.data.*
     # key gives each trial a data section of its own).
     quiet = [with_value(c, "data.rebuild", False) for c in configs]
     if cfg["dry_run"]:  # before the GPU and cluster checks: cost a GPU study from a laptop
         print(dry_run_text(cfg, choices, grids, partition(quiet, bool(cfg["resources"]["gpu"]))))
         return None
+    run_dir = (resume_dir or Path(cfg["run_dir"] or default_run_dir(choices))).resolve()
+    check_run_dir(run_dir)
     resources_per_trial = check_resources(cfg)
     check_address(cfg)
+    per_cell = cfg["search"]["trials_per_cell"] if cfg["search"]["name"] == "optuna" else 1
+    groups = partition(quiet, resources_per_trial["gpu"] > 0) if grouped else [[c] for c in quiet for _ in range(per_cell)]
+    if not cfg["ray"]["address"] and resume_dir is None:
+        cost_guard(cfg, groups, resources_per_trial)
     if grouped:  # one Tune grid over the groups of every grid (grid_extra included)
-        groups = partition(quiet, resources_per_trial["gpu"] > 0)
         print(f"trials: {len(groups)} groups of {len(quiet)} configs (train.fuse={cfg['train']['fuse']})", flush=True)
         plan = [experiments.Experiment("tune", {"members": tune.grid_search(groups)})]
     else:
@@ -173,8 +299,8 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     ensure_data(configs)
     prepare_betons(configs)
 
-    run_dir = (resume_dir or Path(cfg["run_dir"] or default_run_dir(choices))).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock(run_dir)
     print(f"run dir: {run_dir}", flush=True)
     if resume_dir is None:
         trials = len(configs) * (cfg["search"]["trials_per_cell"] if cfg["search"]["name"] == "optuna" else 1)
@@ -186,11 +312,16 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep the driver's working directory
     connect(cfg)
     try:
-        results = experiments.fit(plan, tune.with_resources(trainable, resources_per_trial), cfg, run_dir,
-                                  restore=resume_dir is not None)
+        with stoppable() as received:
+            results = experiments.fit(plan, tune.with_resources(trainable, resources_per_trial), cfg, run_dir,
+                                      restore=resume_dir is not None)
+    except KeyboardInterrupt:  # a second signal, or one no Tune loop listened to: Tune's last saved state stands
+        raise Interrupted((received or [signal.SIGINT])[-1], run_dir, 0, len(groups)) from None
     finally:
         ray.shutdown()
     results = list(itertools.chain(*results))
+    if received:
+        raise Interrupted(received[0], run_dir, finished_trials(results), len(groups))
     if base["train"]["report_confusion"]:
         save_confusion(results, base, run_dir)
     trials, epochs = rundir.collect(results, [path for grid in grids for path in grid])
@@ -207,6 +338,7 @@ def resume(run_dir: Path) -> Path:
     run_dir = run_dir.resolve()
     if not (run_dir / rundir.STUDY).is_file():
         raise UsageError(f"resume={run_dir} is not a study run dir: it has no {rundir.STUDY}")
+    lock(run_dir)  # before anything else: a study still running there is not run twice
     study = rundir.read_study(run_dir)
     if not any(tune.Tuner.can_restore(run_dir / p) for p in study.get("experiments", ["tune"])):
         raise UsageError(f"resume={run_dir} holds no Tune experiment state to restore: start the study afresh")
@@ -221,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return exc.code
+    except KeyboardInterrupt:  # before the study started: nothing to resume
+        print("interrupted before the study started: nothing ran", file=sys.stderr, flush=True)
+        return 130
     if run_dir is not None:
         print(f"results: {run_dir}")
     return 0

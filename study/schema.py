@@ -131,6 +131,7 @@ SCHEMA: dict[str, Rule] = {
     "ray.address": Rule("null, auto or host:port", lambda v: v is None or isinstance(v, str)),
     "ray.num_cpus": at_least(0, integer=True, strict=True, null=True),
     "dry_run": FLAG,
+    "force": FLAG,
     "run_dir": PATH,
     "resume": PATH,
 }
