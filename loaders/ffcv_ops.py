@@ -1,7 +1,7 @@
 """The noise function compiled for numba, and the FFCV Operations that give each copy its own index.
 
 The hash and the source map are loaders.noise's own `_mul32`/`_fmix32`/`_source`, compiled by numba
-from the same source; only `hash32`'s three lines are restated (the torch version builds a tensor).
+from the same source; only `hash32`'s four lines are restated (the torch version builds a tensor).
 Constants and the threshold table come from loaders.noise, so a label here is bit-identical to
 NoiseModel's.
 """
@@ -25,15 +25,16 @@ from loaders import noise
 register_jitable(noise._mul32)  # numba resolves the global _mul32 inside _fmix32 to this
 _fmix32 = register_jitable(noise._fmix32)
 _source = register_jitable(noise._source)
-MASK32, KEY_SALT, STREAM_LABEL = noise.MASK32, noise.KEY_SALT, noise.STREAM_LABEL
+MASK32, KEY_SALT, HIGH_SALT, STREAM_LABEL = noise.MASK32, noise.KEY_SALT, noise.HIGH_SALT, noise.STREAM_LABEL
 
 
 @nb.njit(cache=False)
 def hash32(seed: int, v: int, stream: int) -> int:
     """loaders.noise.hash32 for one int64 v >= 0."""
     key = _fmix32((seed ^ stream) & MASK32)
-    h = _fmix32((v & MASK32) ^ key)
-    return _fmix32(h ^ (v >> 32) ^ _fmix32(key ^ KEY_SALT))
+    high = v >> 32
+    h = _fmix32(_fmix32((v & MASK32) ^ key) ^ high ^ _fmix32(key ^ KEY_SALT))
+    return h if high == 0 else _fmix32(h ^ _fmix32(high ^ key ^ HIGH_SALT))
 
 
 @nb.njit(cache=False)

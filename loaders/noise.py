@@ -36,6 +36,7 @@ ORDERS = ("confusing", "reverse", "random")
 SOURCES = ("same", "cifar100", "white", "novel")
 WHITE = -1  # source index of a synthesised white-noise image
 KEY_SALT = 0x27D4EB2F  # separates the key that mixes v's high word from the one that mixes its low word
+HIGH_SALT = 0x165667B1  # the key of the round that mixes v's high word alone (v >= 2**32)
 
 
 @dataclass(frozen=True)
@@ -226,10 +227,16 @@ def _source(v: torch.Tensor | int, n: int, n_pool: int, kind: int) -> torch.Tens
 
 
 def hash32(seed: int, v: torch.Tensor, stream: int) -> torch.Tensor:
-    """Counter-based hash of (seed, stream, v) for int64 v >= 0 -> int64 values in [0, 2**32)."""
+    """Counter-based hash of (seed, stream, v) for int64 v >= 0 -> int64 values in [0, 2**32).
+
+    Past 2**32 the high word, which the first rounds only xor in, gets a round of its own and one more
+    round of the whole: without it, hashes of v and v + 2**33 were dependent (chi-square p ~ 1e-16 over
+    3M pairs). Below 2**32 (high word 0) the hash is what it always was: labels there never change.
+    """
     key = _fmix32((seed ^ stream) & MASK32)  # a Python int: no device tensor per batch
-    h = _fmix32((v & MASK32) ^ key)
-    return _fmix32(h ^ (v >> 32) ^ _fmix32(key ^ KEY_SALT))
+    high = v >> 32
+    h = _fmix32(_fmix32((v & MASK32) ^ key) ^ high ^ _fmix32(key ^ KEY_SALT))
+    return torch.where(high == 0, h, _fmix32(h ^ _fmix32(high ^ key ^ HIGH_SALT)))
 
 
 class NoiseModel:
