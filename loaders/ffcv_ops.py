@@ -60,17 +60,19 @@ class Relabel(Operation):
         super().__init__()
         first = noise_models[0]
         self.n, self.n_pool, self.kind = first.n, max(first.n_pool, 1), first.kind
+        self.start, self.a, self.b = first.spread
         self.seeds = np.array([model.spec.seed for model in noise_models], np.int64)
         self.tables = np.stack([model.table_np for model in noise_models])
 
     def generate_code(self) -> Callable:
         n, n_pool, kind, seeds, tables = self.n, self.n_pool, self.kind, self.seeds, self.tables
+        start, a, b = self.start, self.a, self.b
         m = tables.shape[1] - 1
 
         def relabel(rows, out, indices):
             for i in range(rows.shape[0]):
                 v = np.int64(indices[i])
-                row = m if _source(v, n, n_pool, kind) < 0 else rows[i, 0]  # white noise: the uniform row
+                row = m if _source(v, n, n_pool, kind, start, a, b) < 0 else rows[i, 0]  # white noise: the uniform row
                 for k in range(seeds.shape[0]):
                     out[i, k] = label(v, row, n, tables[k], seeds[k])
             return out
@@ -95,6 +97,7 @@ class SourceRows(Operation):
         super().__init__()
         self.decoder = decoder
         self.n, self.n_pool, self.kind = noise_model.n, max(noise_model.n_pool, 1), noise_model.kind
+        self.start, self.a, self.b = noise_model.spread
 
     def accept_field(self, field) -> None:
         self.decoder.accept_field(field)
@@ -107,12 +110,12 @@ class SourceRows(Operation):
 
     def generate_code(self) -> Callable:
         decode = Compiler.compile(self.decoder.generate_code())
-        n, n_pool, kind = self.n, self.n_pool, self.kind
+        n, n_pool, kind, start, a, b = self.n, self.n_pool, self.kind, self.start, self.a, self.b
 
         def decode_rows(indices, destination, metadata, storage_state):
             rows = np.empty(indices.shape[0], np.int64)
             for i in range(indices.shape[0]):
-                rows[i] = max(_source(np.int64(indices[i]), n, n_pool, kind), 0)  # white: any row, replaced later
+                rows[i] = max(_source(np.int64(indices[i]), n, n_pool, kind, start, a, b), 0)  # white: any row, replaced later
             return decode(rows, destination, metadata, storage_state)
 
         return decode_rows

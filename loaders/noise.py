@@ -30,6 +30,7 @@ TWO32 = 1 << 32
 # Distinct hash streams so that later draws (e.g. a source image) never reuse the label variate.
 STREAM_LABEL = 0x1B873593
 STREAM_ORDER = 0x2C1B3C6D
+STREAM_SPREAD = 0x3A8F05C5  # the permutation that spreads a fractional alpha's extra copies
 STREAM_PIXEL = (0x297A2D39, 0x165667B1)  # the two uniforms of one Box-Muller normal
 
 ORDERS = ("confusing", "reverse", "random")
@@ -211,14 +212,32 @@ def _fmix32(x: torch.Tensor | int) -> torch.Tensor | int:
     return x ^ (x >> 16)
 
 
-def _source(v: torch.Tensor | int, n: int, n_pool: int, kind: int) -> torch.Tensor | int:
-    """Image-table index of virtual index v (NoiseModel's docstring), kind = SOURCES.index(source).
+def spread(n: int, n_virtual: int) -> tuple[int, int, int]:
+    """(start, a, b) of the last, partial round of noisy copies under a fractional alpha (source same): copies
+    v >= start take image (a * (v % n) + b) % n, a seeded affine permutation of the n images (gcd(a, n) = 1),
+    so the n_noisy % n extra copies go to distinct images spread over the set, not to images 0, 1, 2, ...
+    Seeded by n alone (stream STREAM_SPREAD), not the noise seed: members of a fused group, which differ in
+    noise.seed, share their images. Integer alpha: start = n_virtual, no copy is moved."""
+    start = n + (n_virtual - n) // n * n if n else n_virtual
+    if n <= 1 or start >= n_virtual:
+        return n_virtual, 1, 0
+    rng = np.random.default_rng([n, STREAM_SPREAD])
+    a = int(rng.integers(1, n))
+    while math.gcd(a, n) != 1:
+        a = int(rng.integers(1, n))
+    return start, a, int(rng.integers(0, n))
+
+
+def _source(v: torch.Tensor | int, n: int, n_pool: int, kind: int, start: int, a: int, b: int) -> torch.Tensor | int:
+    """Image-table index of virtual index v (NoiseModel's docstring), kind = SOURCES.index(source); (start, a, b)
+    from `spread`.
 
     Operators only, like the hash, so that loaders.ffcv_ops compiles this very function for numba.
     """
     noisy = v >= n
-    if kind == 0:  # same
-        return v % n
+    if kind == 0:  # same: the last, partial round of copies spread over the images
+        i = v % n
+        return i + (v >= start) * ((a * i + b) % n - i)
     if kind == 1:  # cifar100: the pool's images in turn
         return v + noisy * (n + (v - n) % n_pool - v)
     if kind == 2:  # white
@@ -245,7 +264,8 @@ class NoiseModel:
     Image table seen by the loader: rows 0..n-1 are the clean images; `pool_labels`, when given, are
     the true classes of extra images appended after them (-1: no class, e.g. CIFAR-100 images for a
     CIFAR-10 study). Source of noisy copy v >= n, per spec.source:
-      same:     v % n, the clean images repeated;
+      same:     v % n, the clean images repeated; under a fractional alpha the last, partial round
+                goes to images spread by a seeded permutation (`spread`);
       novel:    v itself: the table holds one unused training image per noisy copy (no repetition);
       cifar100: n + (v - n) % len(pool), the other dataset's images in turn;
       white:    -1 (WHITE), a white-noise image the loader synthesises from v (WhiteNoise).
@@ -259,6 +279,7 @@ class NoiseModel:
         self.n = int(clean_labels.numel())
         self.m = num_classes
         self.n_virtual = spec.n_virtual(self.n)
+        self.spread = spread(self.n, self.n_virtual)  # (start, a, b) of `_source` for source same
         pool = torch.zeros(0, dtype=torch.int64) if pool_labels is None else pool_labels.long().cpu()
         self.n_pool = int(pool.numel())
         needed = {"novel": self.n_virtual - self.n, "cifar100": 1 if self.n_virtual > self.n else 0}.get(spec.source, 0)
@@ -283,7 +304,7 @@ class NoiseModel:
 
     def source(self, v: torch.Tensor) -> torch.Tensor:
         """Index into the image table of each virtual index (WHITE for a synthesised image)."""
-        return _source(v, self.n, max(self.n_pool, 1), self.kind)
+        return _source(v, self.n, max(self.n_pool, 1), self.kind, *self.spread)
 
     def __call__(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Virtual indices (int64, any shape) -> (source image index, label), both int64."""

@@ -32,7 +32,10 @@ def test_diluted_size_and_clean_copy(alpha: float) -> None:
     noise = model(alpha)
     assert noise.n_virtual == 1000 + round(alpha * 1000)
     source, labels = noise(torch.arange(noise.n_virtual))
-    assert torch.equal(source, torch.arange(noise.n_virtual) % 1000)
+    whole = 1000 * (1 + int(alpha))  # the complete rounds of copies: image v % n
+    assert torch.equal(source[:whole], torch.arange(whole) % 1000)
+    # Every image is used floor or ceil(1 + alpha) times: the partial round's extra copies are distinct.
+    assert set(torch.bincount(source, minlength=1000).tolist()) <= {1 + int(alpha), 2 + int(alpha)}
     assert torch.equal(labels[:1000], torch.arange(1000) % M)  # copy 0 keeps its clean label
     # Clean fraction (copy 0) is n / (n (1 + alpha)) = 1 / (1 + alpha), up to rounding of alpha * n.
     assert abs(1000 / noise.n_virtual - 1 / (1 + alpha)) < 1e-3
@@ -91,3 +94,12 @@ def test_labels_independent_across_the_high_word(shift: int) -> None:
     table = torch.bincount(a * M + b, minlength=M * M).double().view(M, M).numpy()
     expected = np.outer(table.sum(1), table.sum(0)) / table.sum()
     assert ((table - expected) ** 2 / expected).sum() < 131.0  # 81 dof: p = 2e-4
+
+
+def test_fractional_alpha_spreads_its_extra_copies() -> None:
+    """alpha = 0.5: the 500 extra copies go to 500 distinct images spread over the set (issue 11), not to
+    images 0..499, and the choice depends on n alone, so fused members (other noise seeds) share it."""
+    extra = model(0.5).source(torch.arange(1000, 1500))
+    assert len(set(extra.tolist())) == 500 and extra.max() >= 900 and extra.min() <= 100
+    assert sum(i < 500 for i in extra.tolist()) < 400  # not simply the first half
+    assert torch.equal(extra, model(0.5, seed=9).source(torch.arange(1000, 1500)))
