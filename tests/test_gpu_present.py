@@ -60,3 +60,15 @@ def test_single_step_on_cuda_equals_cpu_within_bf16() -> None:
                                    rtol=3e-2, atol=3e-2)
     for name, w in cpu.weights(0).items():
         torch.testing.assert_close(gpu.weights(0)[name].float().cpu(), w, rtol=5e-2, atol=5e-3)
+
+
+def test_h_alpha_targets_on_cuda_equal_cpu() -> None:
+    from loaders.noise import uniform_distribution
+    from study import losses
+
+    dists = torch.from_numpy(uniform_distribution(10))[None].repeat(2, 1, 1)
+    y = torch.randint(0, 10, (2, 64))
+    cpu = losses.targets("h_alpha", 4.0, dists)(y)
+    gpu = losses.targets("h_alpha", 4.0, dists.to(CUDA))(y.to(CUDA))
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu)
