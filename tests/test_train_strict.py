@@ -125,3 +125,25 @@ def test_different_train_seed_gives_a_different_run(data_root: Path) -> None:
     config = group(data_root, 1, 1)
     b = reports_of(Trial({**config, "train": {**config["train"], "seed": 5}}))
     assert a != b
+
+
+def test_confusion_matrices_by_hand() -> None:
+    from study.train import confusion_matrices
+
+    flip = identity_net(8)
+    with torch.no_grad():
+        flip.weight.copy_(torch.eye(8).flip(0))
+    counts = confusion_matrices(Fused([identity_net(8), flip], [1.0, 1.0], CPU), [(LOGITS[:4], TRUE[:4]),
+                                                                                (LOGITS[4:], TRUE[4:])], 8)
+    expected = torch.zeros(2, 8, 8, dtype=torch.int64)
+    for k, predicted in enumerate(([0, 0, 0, 7, 7, 1], [7, 7, 7, 0, 0, 6])):
+        for t, p in zip(TRUE.tolist(), predicted):
+            expected[k, t, p] += 1  # row = true class, column = predicted
+    assert counts.dtype == torch.int64 and torch.equal(counts, expected)
+    single = confusion_matrices(Single(identity_net(8), 1.0, CPU), [(LOGITS, TRUE)], 8)
+    assert torch.equal(single, expected[:1])
+
+
+def test_fused_rejects_models_with_buffers() -> None:
+    with pytest.raises(ValueError, match=r"^Fused trains models without buffers only \(no BatchNorm\)$"):
+        Fused([nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))] * 2, [1.0, 1.0], CPU)
