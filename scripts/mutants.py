@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,11 +78,14 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int) -> 
             f.write("\n".join(config) + "\n")
         mutmut = [sys.executable, "-m", "mutmut"]
         start = time.time()
+        # Its own process group: on --timeout, mutmut's forkserver and workers are stopped with it.
+        run = subprocess.Popen([*mutmut, "run", "--max-children", str(children)], cwd=work, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            run = subprocess.run([*mutmut, "run", "--max-children", str(children)], cwd=work, capture_output=True,
-                                 text=True, timeout=timeout_s)
-            finished = run.returncode == 0
+            finished = run.wait(timeout=timeout_s) == 0
         except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
             finished = False
         elapsed = time.time() - start
         listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, capture_output=True, text=True)
@@ -93,6 +97,8 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int) -> 
         not_killed = {}
         for name, state in sorted(status.items()):
             if state not in KILLED:
+                if state == "not checked":
+                    continue
                 diff = subprocess.run([*mutmut, "show", name], cwd=work, capture_output=True, text=True).stdout
                 not_killed[name] = {"status": state,
                                     "diff": [l for l in diff.splitlines() if l[:1] in "+-" and l[:3] not in ("+++", "---")],
@@ -102,10 +108,12 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int) -> 
         counts[state] = counts.get(state, 0) + 1
     killed = sum(counts.get(s, 0) for s in KILLED)
     harmless = sum(1 for m in not_killed.values() if m["judged"] != "not judged")
-    return {"tests": tests, "finished": finished, "seconds": round(elapsed, 1), "mutants": len(status),
-            "counts": counts, "killed": killed, "killed_share": round(killed / len(status), 4) if status else None,
+    checked = len(status) - counts.get("not checked", 0)  # a run stopped by --timeout leaves some unchecked
+    return {"tests": tests, "finished": finished, "seconds": round(elapsed, 1), "mutants": checked,
+            "unchecked": len(status) - checked,
+            "counts": counts, "killed": killed, "killed_share": round(killed / checked, 4) if checked else None,
             "judged_harmless": harmless,
-            "killed_share_of_non_equivalent": round(killed / (len(status) - harmless), 4) if len(status) > harmless else None,
+            "killed_share_of_non_equivalent": round(killed / (checked - harmless), 4) if checked > harmless else None,
             "not_killed": not_killed}
 
 
@@ -129,7 +137,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"), "mutants": total, "killed": killed,
         "killed_share": round(killed / total, 4) if total else None,
         "judged_harmless": sum(r["judged_harmless"] for r in modules.values()),
-        "note": "killed_share counts mutmut's 'killed' only; every other mutant (survived, timeout, ...) is listed per "
+        "note": "mutants = those checked; killed_share counts mutmut's 'killed' only; every other mutant (survived, timeout, ...) is listed per "
                 "module with its diff and, where a person judged it harmless, why (JUDGED in scripts/mutants.py)",
         "modules": modules,
     }
