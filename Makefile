@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STUDY_DATA_ROOT ?= $(if $(wildcard ../shared/datasets/MNIST),$(abspath ../shared/datasets),)
 export STUDY_DATA_ROOT
 
-.PHONY: setup demo test
+.PHONY: setup demo test mutants
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt scripts/bootstrap.sh
 	bash scripts/bootstrap.sh
@@ -16,3 +16,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -ra
+
+# Mutation testing of the core modules with their fast tests -> bench/results/mutants.json (long: run
+# some modules with `make mutants MODULES="study/losses.py"`).
+MODULES ?=
+mutants: setup $(VENV)/.dev-installed
+	$(PY) scripts/mutants.py $(MODULES)
+$(VENV)/.dev-installed: pyproject.toml
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
