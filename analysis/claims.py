@@ -216,7 +216,7 @@ def optimal_lr_falls(s: pd.DataFrame, t: pd.DataFrame, band: None) -> Measured:
     ok = t[t["status"] == "ok"]
     if ok["lr"].nunique() < 2 or ok["alpha"].nunique() < 2:
         return None
-    key = s["selected_on"].iloc[0] if "selected_on" in s and len(s) else "test_acc"  # the run's selection split
+    key = s["selected_on"].iloc[0].split()[0] if "selected_on" in s and len(s) else "test_acc"  # the selection split
     best = ok.groupby(["alpha", "lr"])[key].mean().groupby(level="alpha").idxmax().map(lambda k: k[1])
     return "best lr by α: " + ", ".join(f"{a:g}→{lr:g}" for a, lr in best.items()), bool(best.iloc[-1] < best.iloc[0])
 

@@ -1,10 +1,11 @@
 """Re-create a run's summary, figures and claims from its result files:
 
-    python -m analysis.report <run_dir> [--select test|val]
+    python -m analysis.report <run_dir> [--select test|val] [--epoch last|best]
 
 --select picks the split each cell's learning rate is chosen on: test (the paper's rule) or val (the
 held-out split of data.n_val > 0). Default: val when the run measured val_acc, else test. summary.csv's
-`selected_on` column, every figure's caption and claims.md say which.
+`selected_on` column, every figure's caption and claims.md say which. --epoch best scores each trial
+at its epoch of best accuracy on that split (early stopping) instead of its last epoch.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import pandas as pd
 import rundir
 from analysis import claims
 from analysis.figures import FIGURES
-from analysis.summary import missing, read_run
+from analysis.summary import EPOCHS, missing, read_run
 
 
-def make_report(run_dir: Path, select: str | None = None) -> pd.DataFrame:
+def make_report(run_dir: Path, select: str | None = None, epoch: str = "last") -> pd.DataFrame:
     """Write summary.csv, the study's figures and claims.md/claims.csv into run_dir; return the summary."""
     run_dir = Path(run_dir)
-    study, trials, summary = read_run(run_dir, select)
+    study, trials, summary = read_run(run_dir, select, epoch)
     rundir.write_csv(summary, run_dir / rundir.SUMMARY)
     scale = f"preset={study['preset']}"
     for name in study["figures"]:
@@ -39,12 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--select", choices=("test", "val"), default=None,
                         help="the split the LR is chosen on (default: val when the run has val_acc, else test)")
+    parser.add_argument("--epoch", choices=EPOCHS, default="last",
+                        help="score each trial at its last epoch (the paper's rule) or at its best on the selection split")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if error := missing(args.run_dir):
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        make_report(args.run_dir, args.select)
+        make_report(args.run_dir, args.select, args.epoch)
     except ValueError as error:  # --select val on a run without a validation split
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ SEARCHED = ("lr",)  # chosen per cell unless study.json names its `searched` key
 REPLICATES = rundir.REPLICATE_KEYS  # config columns averaged over, never a cell key
 METRICS = ("test_acc", "best_test_acc", "test_top5", "val_acc", "best_val_acc")  # trials.csv metrics averaged over
 # replicates (val_acc, best_val_acc: where trials.csv has them, i.e. runs made since data.n_val exists)
+EPOCHS = ("last", "best")  # --epoch: each trial scored at its last epoch (the paper's), or at its best on the selection split
 SELECT = {"test": "test_acc", "val": "val_acc"}  # --select: the replicate-mean last-epoch metric the LR is chosen on
 WITH_CI = ("test_acc", "test_top5")  # those that also get _std, _ci_low and _ci_high columns
 
@@ -133,11 +134,32 @@ def full_size(trials: pd.DataFrame, study: dict[str, Any]) -> pd.DataFrame:
     return trials.assign(n_clean=trials["n_clean"].fillna(n))
 
 
-def read_run(run_dir: Path, select: str | None = None) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+def at_best_epoch(trials: pd.DataFrame, epochs: pd.DataFrame, key: str) -> pd.DataFrame:
+    """trials with each one's per-epoch metrics taken at its epoch of best `key` (early stopping on that
+    split) instead of its last epoch."""
+    best = epochs.dropna(subset=[key])
+    best = best.loc[best.groupby("trial_id")[key].idxmax()].set_index("trial_id")
+    out = trials.set_index("trial_id")
+    for metric in ("test_acc", "test_top5", "val_acc"):
+        if metric in best and metric in out:
+            out.loc[best.index.intersection(out.index), metric] = best[metric]
+    return out.reset_index()[trials.columns]
+
+
+def read_run(run_dir: Path, select: str | None = None,
+             epoch: str = "last") -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """A finished run's study.json, trials.csv (null n_clean as the full size) and summary (with the run's
-    own searched keys, chosen on `select`: see `summarize`)."""
+    own searched keys, chosen on `select`: see `summarize`). epoch="best": each trial is scored at its
+    epoch of best selection accuracy (`at_best_epoch`), and `selected_on` says so."""
+    if epoch not in EPOCHS:
+        raise ValueError(f"epoch={epoch!r} is unknown: choose one of {', '.join(EPOCHS)}")
     study = rundir.read_study(run_dir)
     trials = full_size(pd.read_csv(Path(run_dir) / rundir.TRIALS), study)
+    if epoch == "best":
+        key = SELECT[select or default_select(trials)]
+        trials = at_best_epoch(trials, pd.read_csv(Path(run_dir) / rundir.EPOCHS), key)
+        summary = summarize(trials, study.get("searched", SEARCHED), select)
+        return study, trials, summary.assign(selected_on=summary["selected_on"] + " at its best epoch")
     return study, trials, summarize(trials, study.get("searched", SEARCHED), select)
 
 

@@ -170,3 +170,31 @@ def test_smoke_study_with_n_val_selects_on_val(data_root: Path, tmp_path: Path) 
         assert out.returncode == 0, out.stderr
         assert set(pd.read_csv(run / rundir.SUMMARY)["selected_on"]) == {f"{select}_acc"}
         assert "| selected on |" in (run / "claims.md").read_text()  # no fig1 claim is measured on this tiny grid
+
+
+def test_best_epoch_scores_each_trial_at_its_best_validation_epoch(tmp_path: Path) -> None:
+    """--epoch best: lr 0.1 peaks on val at epoch 1 and then collapses, lr 0.5 ends best: last-epoch selection
+    picks 0.5, best-epoch selection picks 0.1 and reports 0.1's epoch-1 test accuracy."""
+    import json
+
+    import pandas as pd
+
+    from analysis.summary import read_run
+
+    trials = pd.DataFrame({"alpha": [0, 0], "arch": ["conv4"] * 2, "lr": [0.1, 0.5], "batch_size": [128] * 2,
+                           "seed": [0, 0], "noise_seed": [0, 0], "trial_id": ["g-0", "g-1"], "group": ["g", "g"],
+                           "status": ["ok"] * 2, "epochs": [2, 2], "test_acc": [0.40, 0.80], "best_test_acc": [0.9, 0.8],
+                           "test_top5": [0.9, 0.95], "best_test_top5": [0.99, 0.95], "val_acc": [0.41, 0.79],
+                           "best_val_acc": [0.92, 0.79], "train_loss": [1.0] * 2, "images_per_s": [1.0] * 2,
+                           "node_id": ["n"] * 2})
+    epochs = pd.DataFrame({"trial_id": ["g-0", "g-0", "g-1", "g-1"], "epoch": [1, 2, 1, 2],
+                           "test_acc": [0.88, 0.40, 0.70, 0.80], "test_top5": [0.99, 0.9, 0.9, 0.95],
+                           "val_acc": [0.92, 0.41, 0.71, 0.79]})
+    trials.to_csv(tmp_path / "trials.csv", index=False)
+    epochs.to_csv(tmp_path / "epochs.csv", index=False)
+    (tmp_path / "study.json").write_text(json.dumps({"exp": "x", "preset": "smoke", "config": {}, "figures": []}))
+    _, _, last = read_run(tmp_path, "val")
+    _, _, best = read_run(tmp_path, "val", epoch="best")
+    assert last["lr"].tolist() == [0.5] and last["test_acc"].tolist() == [0.80]
+    assert best["lr"].tolist() == [0.1] and best["test_acc"].tolist() == [0.88]
+    assert best["selected_on"].tolist() == ["val_acc at its best epoch"]
