@@ -98,7 +98,7 @@ def summarize(trials: pd.DataFrame, searched: Sequence[str] = SEARCHED, select: 
     if select not in SELECT:
         raise ValueError(f"select={select!r} is unknown: choose one of {', '.join(SELECT)}")
     key = SELECT[select]
-    if key not in trials or trials[key].isna().all():
+    if select == "val" and (key not in trials or trials[key].isna().all()):
         raise ValueError(f"select={select} needs {key} in trials.csv, and this run measured none "
                          "(it ran with data.n_val=0): use select=test")
     cells = cell_columns(trials, searched)
@@ -108,6 +108,8 @@ def summarize(trials: pd.DataFrame, searched: Sequence[str] = SEARCHED, select: 
     if per_config.empty:
         return per_config
     ranked = per_config.dropna(subset=[key])  # a config whose selection metric is missing cannot be chosen
+    if ranked.empty:  # no trial finished: nothing to choose
+        return ranked
     if not cells:
         return ranked.loc[[ranked[key].idxmax()]].reset_index(drop=True)
     best = ranked.loc[ranked.groupby(cells, dropna=False)[key].idxmax()]

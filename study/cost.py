@@ -48,7 +48,7 @@ def forward_flops(arch: str, data: dict[str, Any], model_cfg: dict[str, Any]) ->
                            model_cfg["fc_hidden"])
         x = torch.zeros(1, *shape)
     with FlopCounterMode(display=False) as counter:
-        net(x)
+        net.eval()(x)  # eval: BatchNorm takes one image at any feature-map size; the FLOPs are the same
     return float(counter.get_total_flops())
 
 

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import fcntl
 import itertools
+import json
 import os
 import signal
 import sys
@@ -151,6 +152,8 @@ def check_plan(configs: list[dict[str, Any]]) -> None:
     checked once per distinct data section and noise source and alpha, from the known split sizes."""
     from loaders.data import check_sizes
 
+    from study.cost import forward_flops, image_shape
+
     seen = set()
     for c in configs:
         clean_only = c["train"]["loss"] == "h_alpha"
@@ -158,6 +161,14 @@ def check_plan(configs: list[dict[str, Any]]) -> None:
         if key not in seen:
             seen.add(key)
             check_sizes(c["data"], c["noise"], clean_only)
+        shape, model = image_shape(c["data"]), json.dumps(c["model"], sort_keys=True)
+        if (shape, model) not in seen:  # the architecture on the dataset's images, on the meta device (no memory)
+            seen.add((shape, model))
+            try:
+                forward_flops(c["model"]["arch"], c["data"], c["model"])
+            except RuntimeError as exc:  # e.g. a kernel or pool larger than the feature map
+                raise UsageError(f"model.arch={c['model']['arch']!r} does not fit data.dataset={c['data']['dataset']} "
+                                 f"images of shape {shape}: {str(exc).splitlines()[0][:160]}") from None
 
 
 def check_run_dir(path: Path) -> None:

@@ -34,6 +34,7 @@ def fails(argv: list[str], capsys: pytest.CaptureFixture[str], run: Path) -> str
     (["exp=repeated", "grid.noise.alpha=[1000]", "grid.noise.source=[same,novel]"],
      "noise.alpha=1000 is invalid: noise.source=novel needs 500000 unused training images (n_clean x alpha) but "
      "only 59500 lie outside the 500 clean ones: lower noise.alpha to at most 119 or data.n_clean"),
+    (["grid.model.arch=[conv4]", "model.conv_channels=[4]"], "model.conv_channels has 1 widths; conv4 needs 4"),
     (["resources.cpu=64", "ray.num_cpus=2"], "resources.cpu=64 is invalid: it must be at most 2, the CPUs of the "
                                              "local Ray"),
 ])

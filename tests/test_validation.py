@@ -198,3 +198,19 @@ def test_best_epoch_scores_each_trial_at_its_best_validation_epoch(tmp_path: Pat
     assert last["lr"].tolist() == [0.5] and last["test_acc"].tolist() == [0.80]
     assert best["lr"].tolist() == [0.1] and best["test_acc"].tolist() == [0.88]
     assert best["selected_on"].tolist() == ["val_acc at its best epoch"]
+
+
+def test_summary_of_a_run_where_no_trial_finished_is_empty() -> None:
+    """Every trial failed (test_acc NaN): the paper's rule has nothing to choose, and says so with an empty
+    summary rather than a ValueError about a missing validation split."""
+    import pandas as pd
+
+    from analysis.summary import summarize
+
+    trials = pd.DataFrame({"alpha": [0, 0], "arch": ["conv4"] * 2, "lr": [0.1, 0.5], "batch_size": [128] * 2,
+                           "seed": [0, 0], "noise_seed": [0, 0], "trial_id": ["g-0", "g-1"], "group": ["g", "g"],
+                           "status": ["error"] * 2, "epochs": [0, 0], "test_acc": [float("nan")] * 2,
+                           "best_test_acc": [float("nan")] * 2, "test_top5": [float("nan")] * 2,
+                           "best_test_top5": [float("nan")] * 2, "train_loss": [float("nan")] * 2,
+                           "images_per_s": [float("nan")] * 2, "node_id": [None] * 2})
+    assert summarize(trials, select="test").empty
