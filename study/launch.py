@@ -25,7 +25,7 @@ from typing import Any
 import rundir
 from loaders import backends, datasets
 from loaders.errors import UsageError
-from study import schema
+from study import schema, slices
 from study.cluster import check_address, check_resources, connect
 from study.grid import expand, grids_of, trial_base, with_value
 from study.groups import partition, replicate
@@ -121,13 +121,33 @@ def stoppable() -> Any:
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = disabled
 
 
-def finished_trials(results: list[Any]) -> int:
-    """Tune trials that ran every epoch without an error."""
-    done = 0
+def finished_ids(results: list[Any]) -> set[str]:
+    """The ids of the Tune trials that ran every epoch without an error."""
+    done = set()
     for r in results:
         config = (r.config or {}).get("members", [r.config])[0] if r.config else None
-        done += bool(config and not r.error and r.metrics and r.metrics.get("epoch") == config["train"]["epochs"])
+        if config and not r.error and r.metrics and r.metrics.get("epoch") == config["train"]["epochs"]:
+            done.add(r.metrics["trial_id"])
     return done
+
+
+def finished_trials(results: list[Any]) -> int:
+    """Tune trials that ran every epoch without an error."""
+    return len(finished_ids(results))
+
+
+def stop_at_budget(cfg: dict[str, Any], results: list[Any], paths: list[str], run_dir: Path, total: int) -> None:
+    """The budget ended this slice: trials.csv (and the analysis) for the finished trials, epochs.csv for every
+    epoch reported, then BudgetSpent with the counts and the resume command."""
+    from analysis import report
+
+    done = finished_ids(results)
+    started = sum(bool(r.metrics and r.metrics.get("epoch")) for r in results)
+    trials, epochs = rundir.collect(results, paths)
+    rundir.write_csv(trials[trials["group"].isin(done)], run_dir / rundir.TRIALS)
+    rundir.write_csv(epochs, run_dir / rundir.EPOCHS)
+    report.make_report(run_dir)
+    raise slices.BudgetSpent(cfg["budget"], run_dir, len(done), started - len(done), total)
 
 
 LOCKS: dict[Path, int] = {}  # run dir -> the open .lock this process holds
@@ -296,6 +316,7 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     check_address(cfg)
     per_cell = cfg["search"]["trials_per_cell"] if cfg["search"]["name"] == "optuna" else 1
     groups = partition(quiet, resources_per_trial["gpu"] > 0) if grouped else [[c] for c in quiet for _ in range(per_cell)]
+    slices.check_budget(cfg, grouped, len(groups))
     if not cfg["ray"]["address"] and resume_dir is None:
         cost_guard(cfg, groups, resources_per_trial)
     if grouped:  # one Tune grid over the groups of every grid (grid_extra included)
@@ -322,10 +343,13 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
 
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep the driver's working directory
     connect(cfg)
+    # A resumed run dir may have moved to another data root: its restored trials read this launch's.
+    moved_root = base["data"]["root"] if resume_dir and not any("data.root" in g for g in grids) else None
     try:
-        with stoppable() as received:
-            results = experiments.fit(plan, tune.with_resources(trainable, resources_per_trial), cfg, run_dir,
-                                      restore=resume_dir is not None)
+        with stoppable() as received, slices.budget_timer(slices.seconds(cfg["budget"])) as spent:
+            results = experiments.fit(plan, tune.with_resources(tune.with_parameters(trainable, data_root=moved_root),
+                                                                resources_per_trial),
+                                      cfg, run_dir, restore=resume_dir is not None)
     except KeyboardInterrupt:  # a second signal, or one no Tune loop listened to: Tune's last saved state stands
         raise Interrupted((received or [signal.SIGINT])[-1], run_dir, 0, len(groups)) from None
     finally:
@@ -333,6 +357,8 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     results = list(itertools.chain(*results))
     if received:
         raise Interrupted(received[0], run_dir, finished_trials(results), len(groups))
+    if spent and finished_trials(results) < len(groups):
+        stop_at_budget(cfg, results, [path for grid in grids for path in grid], run_dir, len(groups))
     if base["train"]["report_confusion"]:
         save_confusion(results, base, run_dir)
     trials, epochs = rundir.collect(results, [path for grid in grids for path in grid])
@@ -342,8 +368,9 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     return run_dir
 
 
-def resume(run_dir: Path) -> Path:
-    """Finish an interrupted study with the config it was started with."""
+def resume(run_dir: Path, overrides: dict[str, Any]) -> Path:
+    """Finish an interrupted or budget-stopped study with the config it was started with, but for the
+    slices.PORTABLE `overrides` (another budget, data root or cluster: the run dir may have moved)."""
     from ray import tune
 
     run_dir = run_dir.resolve()
@@ -353,20 +380,44 @@ def resume(run_dir: Path) -> Path:
     study = rundir.read_study(run_dir)
     if not any(tune.Tuner.can_restore(run_dir / p) for p in study.get("experiments", ["tune"])):
         raise UsageError(f"resume={run_dir} holds no Tune experiment state to restore: start the study afresh")
-    return run_study(study["config"], {"exp": study["exp"], "preset": study["preset"]}, resume_dir=run_dir)
+    return run_study(slices.with_overrides(study["config"], overrides), {"exp": study["exp"], "preset": study["preset"]},
+                     resume_dir=run_dir)
+
+
+def held_study(cfg: dict[str, Any], choices: dict[str, str]) -> bool:
+    """run_dir= names a folder that already holds a study with Tune state: the same study (else one line), to be
+    continued as resume= would (a requeued job re-running its command picks up where it left off)."""
+    from ray import tune
+
+    if not cfg["run_dir"] or cfg["dry_run"] or not (Path(cfg["run_dir"]) / rundir.STUDY).is_file():
+        return False
+    study = rundir.read_study(Path(cfg["run_dir"]))
+    slices.same_study({**study["config"], "exp": study["exp"], "preset": study["preset"]},
+                      {**cfg, "exp": choices["exp"], "preset": choices["preset"]}, cfg["run_dir"])
+    return any(tune.Tuner.can_restore(Path(cfg["run_dir"]) / p) for p in study.get("experiments", ["tune"]))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         cfg, choices = compose(argv)
-        run_dir = resume(Path(cfg["resume"])) if cfg["resume"] else run_study(cfg, choices)
+        if cfg["resume"]:
+            schema.check_value("budget", cfg["budget"])
+            run_dir = resume(Path(cfg["resume"]), slices.resume_overrides(argv, cfg))
+        elif held_study(cfg, choices):
+            print(f"run dir {cfg['run_dir']} holds this study: continuing it (as resume= would)", flush=True)
+            run_dir = resume(Path(cfg["run_dir"]), slices.portable(cfg))
+        else:
+            run_dir = run_study(cfg, choices)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Interrupted as exc:
         print(exc, file=sys.stderr, flush=True)
         return exc.code
+    except slices.BudgetSpent as exc:
+        print(exc, flush=True)
+        return slices.EXIT_BUDGET
     except KeyboardInterrupt:  # before the study started: nothing to resume
         print("interrupted before the study started: nothing ran", file=sys.stderr, flush=True)
         return 130

@@ -11,6 +11,7 @@ they are checked: study.trial.check, loaders.noise, study.cluster.
 from __future__ import annotations
 
 import math
+import re
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,9 @@ def choice(values: Sequence[Any]) -> Rule:
 FLAG = Rule("true or false", lambda v: isinstance(v, bool))
 PATH = Rule("null or a path", lambda v: v is None or isinstance(v, str))
 POSITIVE = at_least(0, integer=True, strict=True)
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh])$")  # budget=: a number of seconds, minutes or hours
+BUDGET = Rule("null or a duration > 0: a number and s, m or h, e.g. 90s, 12m, 3h",
+              lambda v: v is None or (isinstance(v, str) and bool(DURATION.match(v)) and float(v[:-1]) > 0))
 GRID_VALUES = Rule("a non-empty list", lambda v: isinstance(v, list) and len(v) > 0)  # each key of a grid
 
 SCHEMA: dict[str, Rule] = {
@@ -134,6 +138,7 @@ SCHEMA: dict[str, Rule] = {
     "force": FLAG,
     "run_dir": PATH,
     "resume": PATH,
+    "budget": BUDGET,
 }
 
 

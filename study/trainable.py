@@ -27,11 +27,15 @@ def members(config: dict[str, Any]) -> list[dict[str, Any]]:
     return config["members"] if "members" in config else [config]
 
 
-def trainable(config: dict[str, Any]) -> None:
+def trainable(config: dict[str, Any], data_root: str | None = None) -> None:
+    """`data_root`: set when a resumed run dir reads its data from another root than it started with."""
     # One intra-op thread per CPU Tune gave this trial, so packed trials do not oversubscribe cores.
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
-    trial = Trial(members(config))
+    configs = members(config)
+    if data_root:
+        configs = [{**c, "data": {**c["data"], "root": data_root}} for c in configs]
+    trial = Trial(configs)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry or a resumed study: continue every member after the last saved epoch
         with checkpoint.as_directory() as folder:
