@@ -4,6 +4,8 @@
 <run_dir>/trials.csv   one row per trial: its config columns (COLUMNS), then TRIAL_METRICS
 <run_dir>/epochs.csv   one row per trial and epoch: EPOCH_METRICS, trial_id, the config columns
 <run_dir>/summary.csv, figN.png, claims.md   written by analysis.report
+<run_dir>/provenance.json   where and how it ran: one entry per launch (device, commit, command, wall time,
+                            GPU-minutes), and their totals
 
 study/ writes these files and analysis/ reads them; this module imports neither (nor loaders/).
 """
@@ -23,6 +25,7 @@ STUDY = "study.json"
 TRIALS = "trials.csv"
 EPOCHS = "epochs.csv"
 SUMMARY = "summary.csv"
+PROVENANCE = "provenance.json"
 
 COLUMNS = {"noise.alpha": "alpha", "model.arch": "arch", "train.lr": "lr", "train.batch_size": "batch_size",
            "train.seed": "seed", "noise.seed": "noise_seed"}  # config keys always in trials.csv
@@ -73,8 +76,12 @@ def write_json(obj: Any, path: Path) -> None:
         tmp.write_text(json.dumps(obj, indent=2, default=str))
 
 
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
 def read_study(run_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / STUDY).read_text())
+    return read_json(Path(run_dir) / STUDY)
 
 
 def collect(results: Iterable[Any], paths: Iterable[str]) -> tuple[Any, Any]:

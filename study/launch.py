@@ -25,7 +25,7 @@ from typing import Any
 import rundir
 from loaders import backends, datasets
 from loaders.errors import UsageError
-from study import schema, slices
+from study import provenance, schema, slices
 from study.cluster import check_address, check_resources, connect
 from study.grid import expand, grids_of, trial_base, with_value
 from study.groups import partition, replicate
@@ -342,7 +342,9 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
                            "experiments": [e.path for e in plan]}, run_dir / rundir.STUDY)
 
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep the driver's working directory
+    started = time.time()
     connect(cfg)
+    cluster = ray.cluster_resources()  # for provenance.json: the GPUs and their kind this launch could use
     # A resumed run dir may have moved to another data root: its restored trials read this launch's.
     moved_root = base["data"]["root"] if resume_dir and not any("data.root" in g for g in grids) else None
     try:
@@ -355,6 +357,8 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     finally:
         ray.shutdown()
     results = list(itertools.chain(*results))
+    outcome = "interrupted" if received else "budget spent" if spent and finished_trials(results) < len(groups) else "finished"
+    provenance.record(run_dir, started, cluster, resources_per_trial["gpu"], outcome)
     if received:
         raise Interrupted(received[0], run_dir, finished_trials(results), len(groups))
     if spent and finished_trials(results) < len(groups):
