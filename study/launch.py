@@ -396,8 +396,8 @@ def held_study(cfg: dict[str, Any], choices: dict[str, str]) -> bool:
     if not cfg["run_dir"] or cfg["dry_run"] or not (Path(cfg["run_dir"]) / rundir.STUDY).is_file():
         return False
     study = rundir.read_study(Path(cfg["run_dir"]))
-    slices.same_study({**study["config"], "exp": study["exp"], "preset": study["preset"]},
-                      {**cfg, "exp": choices["exp"], "preset": choices["preset"]}, cfg["run_dir"])
+    slices.same_study({"exp": study["exp"], "preset": study["preset"], **study["config"]},  # names first
+                      {"exp": choices["exp"], "preset": choices["preset"], **cfg}, cfg["run_dir"])
     return any(tune.Tuner.can_restore(Path(cfg["run_dir"]) / p) for p in study.get("experiments", ["tune"]))
 
 

@@ -1,0 +1,91 @@
+"""study.pack on a run dir made by hand: the archive round-trips every file byte for byte under another path
+(TensorBoard logs only with --logs, never the lock), --small copies exactly the result files, and bad input
+is one line, exit 2, with nothing written."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from study import pack
+
+FILES = {
+    "study.json": b'{"exp": "uniform_mnist"}', "trials.csv": b"alpha,lr\n0,0.1\n", "epochs.csv": b"epoch\n1\n",
+    "summary.csv": b"alpha\n0\n", "fig1.png": b"\x89PNG", "claims.md": b"# claims", "claims.csv": b"figure\n",
+    "provenance.json": b"{}", "confusion.npy": b"\x93NUMPY",
+    "tune/experiment_state-1.json": b"{}", "tune/tuner.pkl": b"\x80\x04",
+    "tune/study_trial_a_00000/result.json": b'{"epoch": 1}\n',
+    "tune/study_trial_a_00000/checkpoint_000000/trial.pt": os.urandom(4096),
+    "tune/study_trial_a_00000/events.out.tfevents.1.vm": b"tb" * 1000,
+}
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "runs" / "uniform_mnist-paper"
+    for name, data in FILES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    (root / ".lock").touch()  # left by a launcher that ended: not held
+    return root
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("fmt", [".tar.gz", ".tar.zst"])
+@pytest.mark.parametrize("logs", [False, True])
+def test_round_trip_at_another_path(fmt: str, logs: bool, run_dir: Path, tmp_path: Path) -> None:
+    if fmt == ".tar.zst" and shutil.which("zstd") is None:
+        pytest.skip("no zstd program")
+    archive = tmp_path / f"run{fmt}"
+    assert pack.main([str(run_dir), str(archive), *(["--logs"] if logs else [])]) == 0
+    moved = tmp_path / "elsewhere" / "deep" / "run"
+    assert pack.main(["--unpack", str(archive), str(moved)]) == 0
+    want = {k: v for k, v in FILES.items() if logs or "tfevents" not in k}
+    assert tree(moved) == want
+    assert [p.name for p in moved.parent.iterdir()] == ["run"]  # no temp folder left beside it
+
+
+def test_small_copies_exactly_the_result_files(run_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "paper" / "uniform_mnist"
+    target.mkdir(parents=True)
+    (target / "stale.csv").write_text("from an earlier copy")
+    assert pack.main(["--small", str(run_dir), str(target)]) == 0
+    assert sorted(tree(target)) == sorted([*pack.SMALL, "fig1.png"])
+    assert tree(target) == {k: v for k, v in FILES.items() if k in tree(target)}
+    assert sorted(p.name for p in target.parent.iterdir()) == ["uniform_mnist"]
+
+
+def one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    return err
+
+
+def test_bad_input(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert pack.main([str(run_dir), str(tmp_path / "run.zip")]) == 2
+    assert one_line(capsys) == f"error: {tmp_path / 'run.zip'} is invalid: an archive must end in .tar.gz or .tar.zst"
+    assert pack.main([str(tmp_path), str(tmp_path / "x.tar.gz")]) == 2
+    assert "has no study.json" in one_line(capsys)
+    archive = tmp_path / "run.tar.gz"
+    assert pack.main([str(run_dir), str(archive)]) == 0
+    assert pack.main(["--unpack", str(archive), str(run_dir)]) == 2
+    assert "exists: unpack into a new folder" in one_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.tar.gz", "runs"]  # nothing half-written
+
+
+def test_a_running_study_is_not_packed(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fd = os.open(run_dir / ".lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as study.launch.lock holds it while the study runs
+    try:
+        assert pack.main([str(run_dir), str(tmp_path / "run.tar.gz")]) == 2
+    finally:
+        os.close(fd)
+    assert "is in use" in one_line(capsys)
+    assert not (tmp_path / "run.tar.gz").exists()
