@@ -344,7 +344,6 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep the driver's working directory
     started = time.time()
     connect(cfg)
-    cluster = ray.cluster_resources()  # for provenance.json: the GPUs and their kind this launch could use
     # A resumed run dir may have moved to another data root: its restored trials read this launch's.
     moved_root = base["data"]["root"] if resume_dir and not any("data.root" in g for g in grids) else None
     try:
@@ -352,16 +351,18 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
             results = experiments.fit(plan, tune.with_resources(tune.with_parameters(trainable, data_root=moved_root),
                                                                 resources_per_trial),
                                       cfg, run_dir, restore=resume_dir is not None)
+        cluster = ray.cluster_resources()  # for provenance.json: the GPUs (and their kind) the study could use
     except KeyboardInterrupt:  # a second signal, or one no Tune loop listened to: Tune's last saved state stands
         raise Interrupted((received or [signal.SIGINT])[-1], run_dir, 0, len(groups)) from None
     finally:
         ray.shutdown()
     results = list(itertools.chain(*results))
-    outcome = "interrupted" if received else "budget spent" if spent and finished_trials(results) < len(groups) else "finished"
+    done = finished_trials(results)
+    outcome = "interrupted" if received else "budget spent" if spent and done < len(groups) else "finished"
     provenance.record(run_dir, started, cluster, resources_per_trial["gpu"], outcome)
     if received:
-        raise Interrupted(received[0], run_dir, finished_trials(results), len(groups))
-    if spent and finished_trials(results) < len(groups):
+        raise Interrupted(received[0], run_dir, done, len(groups))
+    if outcome == "budget spent":
         stop_at_budget(cfg, results, [path for grid in grids for path in grid], run_dir, len(groups))
     if base["train"]["report_confusion"]:
         save_confusion(results, base, run_dir)
