@@ -20,10 +20,10 @@ from tests.test_faults import TINY, finished, rows, started
 
 pytestmark = pytest.mark.slow
 EPOCHS = 30
-# Two trials, one at a time: n_clean=100 takes seconds, n_clean=2000 about a minute on one CPU, so the budget
+# Two trials, one at a time: n_clean=100 takes seconds, n_clean=3000 over a minute on one CPU, so the budget
 # lands inside the second (or, on a slow machine, the first).
 SLICED = ["exp=uniform_mnist", "preset=smoke", "grid.model.arch=[conv2]", "grid.noise.alpha=[4]", "grid.train.lr=[0.1]",
-          "+grid.data.n_clean=[100,2000]", "data.n_test=500", "figures=[]", f"train.epochs={EPOCHS}", "ray.num_cpus=1",
+          "+grid.data.n_clean=[100,3000]", "data.n_test=500", "figures=[]", f"train.epochs={EPOCHS}", "ray.num_cpus=1",
           "max_concurrent_trials=1", "train.fuse=none"]
 
 
@@ -49,14 +49,14 @@ def run(args: list[str], env: dict[str, str], log: Path) -> tuple[int, str]:
 def test_budget_pack_move_resume(data_root: Path, env: dict[str, str], tmp_path: Path) -> None:
     first, log = tmp_path / "a" / "run", tmp_path / "launch.log"
     data = mnist_at(tmp_path / "data1", data_root)
-    code, text = run([*SLICED, "data.download=false", f"data.root={data}", f"run_dir={first}", "budget=30s"], env, log)
+    code, text = run([*SLICED, "data.download=false", f"data.root={data}", f"run_dir={first}", "budget=40s"], env, log)
     assert code == 75 and "Traceback" not in text, text[-3000:]
     before = rows(first)
     done = {name for name, rs in before.items() if rs[-1]["epoch"] == EPOCHS}
     partial = {name for name in before if name not in done}
     assert len(partial) == 1, before  # the budget cut a trial: its epochs so far stay, at their checkpoint
     tail = text.strip().splitlines()[-2:]
-    assert tail == [f"budget 30s spent: {len(done)} of 2 trials finished, 1 partial (resume from their last checkpoint), "
+    assert tail == [f"budget 40s spent: {len(done)} of 2 trials finished, 1 partial (resume from their last checkpoint), "
                     f"{1 - len(done)} not started; trials.csv holds the finished ones",
                     f"continue the study with: {sys.executable} -m study.launch resume={first}"]
     trials = pd.read_csv(first / rundir.TRIALS)
@@ -80,7 +80,7 @@ def test_budget_pack_move_resume(data_root: Path, env: dict[str, str], tmp_path:
     assert len(restarts) == 2 and 1 < restarts[1] <= before[name][-1]["epoch"] + 1  # on from its checkpoint
     trials = pd.read_csv(moved / rundir.TRIALS)
     assert len(trials) == 2 and trials["trial_id"].is_unique and (trials["status"] == "ok").all()
-    assert sorted(trials["n_clean"]) == [100, 2000] and (trials["epochs"] == EPOCHS).all()
+    assert sorted(trials["n_clean"]) == [100, 3000] and (trials["epochs"] == EPOCHS).all()
     epochs = pd.read_csv(moved / rundir.EPOCHS)
     assert all(g["epoch"].tolist() == list(range(1, EPOCHS + 1)) for _, g in epochs.groupby("trial_id"))
 
