@@ -16,7 +16,7 @@ import pytest
 
 import rundir
 from tests.conftest import REPO
-from tests.test_faults import TINY, finished, rows, started
+from tests.test_faults import TINY, rows, started
 
 pytestmark = pytest.mark.slow
 EPOCHS = 30
