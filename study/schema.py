@@ -94,6 +94,8 @@ SCHEMA: dict[str, Rule] = {
     "noise.order": choice(ORDERS),
     "noise.source": choice(SOURCES),
     "noise.confusion": PATH,
+    "noise.matrix": Rule("null, a .npy/.csv path or cifar10n:random|worst|aggre", lambda v: v is None or isinstance(v, str)),
+    "noise.labels": Rule("null, a .npy/.csv path or cifar10n:random|worst|aggre", lambda v: v is None or isinstance(v, str)),
     "model.arch": choice(ARCHS),
     "model.mlp_hidden": POSITIVE,
     "model.conv_channels": Rule("a list of integers > 0",
