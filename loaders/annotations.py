@@ -94,8 +94,8 @@ def load_matrix(value: str, m: int, root: str, download: bool = False) -> np.nda
     """noise.matrix as an (m, m) row-stochastic array: one line naming what is wrong with it."""
     key = "noise.matrix"
     if is_cifar10n(value):
-        d = cifar10n(root, download)
         columns = cifar10n_kind(key, value)
+        d = cifar10n(root, download)
         votes = Votes(np.stack([d[c] for c in columns], 1), np.full(len(d["clean_label"]), len(columns)))
         return votes.matrix(d["clean_label"], m)
     path = _file(key, value, (".npy", ".csv"))
@@ -120,8 +120,9 @@ def load_votes(value: str, n: int, m: int, root: str, download: bool = False) ->
     """noise.labels for a training split of n images and m classes (indices: original training order)."""
     key = "noise.labels"
     if is_cifar10n(value):
+        columns = cifar10n_kind(key, value)
         d = cifar10n(root, download)
-        labels = np.stack([d[c] for c in cifar10n_kind(key, value)], 1)
+        labels = np.stack([d[c] for c in columns], 1)
         votes = Votes(labels, np.full(len(labels), labels.shape[1]))
     else:
         path = _file(key, value, (".npy", ".csv"))
