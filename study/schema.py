@@ -74,6 +74,7 @@ GRID_VALUES = Rule("a non-empty list", lambda v: isinstance(v, list) and len(v) 
 SCHEMA: dict[str, Rule] = {
     "data.dataset": choice(DATASETS),
     "data.root": PATH,
+    "data.path": PATH,
     "data.download": FLAG,
     "data.n_clean": at_least(0, integer=True, strict=True, null=True),
     "data.n_test": at_least(0, integer=True, strict=True, null=True),
