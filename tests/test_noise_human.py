@@ -195,3 +195,33 @@ def test_csv_image_without_annotation_is_named(data_root: Path, tmp_path: Path) 
     cfg = trial_config(data_root, data={"n_clean": None, "backend": "tensor"})["data"]
     with pytest.raises(UsageError, match="gives no annotation for training image 0"):
         data.build(cfg, [{"alpha": 1, "seed": 0, "labels": str(tmp_path / "v.csv")}], CPU, 128, 0)
+
+
+@pytest.mark.slow
+def test_human_noise_smoke_study_yields_its_figure_and_claim(cifar10_root: Path, tmp_path: Path, ray_tmpdir: str) -> None:
+    """exp=human_noise preset=smoke through the launcher on real CIFAR-10 and CIFAR-10N (about 2 CPU minutes)."""
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from tests.conftest import REPO
+
+    if not (cifar10_root / annotations.CIFAR10N_FILE).is_file():
+        pytest.skip(f"no {annotations.CIFAR10N_FILE} under {cifar10_root}")
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "study.launch", "exp=human_noise", "preset=smoke", "data.download=false",
+                           f"run_dir={run}"], capture_output=True, text=True, cwd=REPO, timeout=900,
+                          env={**os.environ, "STUDY_DATA_ROOT": str(cifar10_root), "RAY_TMPDIR": ray_tmpdir})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    trials = pd.read_csv(run / "trials.csv")
+    kinds = trials["labels"].notna() * 2 + trials["matrix"].notna()
+    assert (trials["status"] == "ok").all() and sorted(kinds) == [0, 0, 0, 1, 1, 2, 2]
+    uniform = trials[kinds == 0].set_index("alpha")["test_acc"]
+    human = trials[kinds > 0].groupby("alpha")["test_acc"].min()
+    assert (human > uniform.loc[human.index]).all()  # 17.7% wrong labels beat 90% wrong ones at every alpha
+    assert (run / "human.png").stat().st_size > 10_000
+    claims = pd.read_csv(run / "claims.csv", keep_default_na=False)
+    row = claims[claims["figure"] == "human"].iloc[0]
+    assert row["verdict"] in ("held", "contradicted") and "conv6 α=2" in row["measured"] and "conv6 α=5" in row["measured"]
