@@ -225,3 +225,31 @@ def test_human_noise_smoke_study_yields_its_figure_and_claim(cifar10_root: Path,
     claims = pd.read_csv(run / "claims.csv", keep_default_na=False)
     row = claims[claims["figure"] == "human"].iloc[0]
     assert row["verdict"] in ("held", "contradicted") and "conv6 α=2" in row["measured"] and "conv6 α=5" in row["measured"]
+
+
+def human_summary(matrix_acc: float, labels_acc: float) -> "pd.DataFrame":
+    """A human_noise summary as analysis.summary makes it: uniform rows (alpha 0, 2, 5) with empty matrix and
+    labels, then the two human kinds at alpha 2 and 5."""
+    import pandas as pd
+
+    rows = [{"alpha": a, "arch": "conv6", "matrix": np.nan, "labels": np.nan, "test_acc": acc}
+            for a, acc in ((0, 0.5), (2, 0.3), (5, 0.1))]
+    for a in (2, 5):
+        rows.append({"alpha": a, "arch": "conv6", "matrix": "cifar10n:random", "labels": np.nan, "test_acc": matrix_acc})
+        rows.append({"alpha": a, "arch": "conv6", "matrix": np.nan, "labels": "cifar10n:random", "test_acc": labels_acc})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("matrix_acc,labels_acc,held", [(0.45, 0.40, True), (0.40, 0.45, False)])
+def test_human_claim_verdict_and_figure(tmp_path: Path, matrix_acc: float, labels_acc: float, held: bool) -> None:
+    from analysis import claims, figures
+
+    claim = next(c for c in claims.CLAIMS if c.figure == "human")
+    text, verdict = claim.check(human_summary(matrix_acc, labels_acc), None, claim.tolerance)
+    assert verdict is held and f"{100 * (matrix_acc - labels_acc):+.1f} points" in text
+    assert claim.check(human_summary(0.4, 0.4).query("labels.isna()"), None, claim.tolerance) is None  # no per-image run
+    fig = figures.human(human_summary(matrix_acc, labels_acc), None, tmp_path, "smoke")
+    lines = {l.get_label(): (list(l.get_xdata()), list(l.get_ydata())) for l in fig.axes[0].get_lines()}
+    assert lines[figures.HUMAN["uniform"]] == ([0, 2, 5], [50.0, 30.0, 10.0])
+    assert lines[figures.HUMAN["labels"]] == ([0, 2, 5], [50.0, 100 * labels_acc, 100 * labels_acc])  # alpha 0 shared
+    assert lines[figures.HUMAN["matrix"]][1][0] == 50.0 and (tmp_path / "human.png").stat().st_size > 10_000
