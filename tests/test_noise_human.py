@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from ffcv.pipeline.compiler import Compiler
@@ -204,8 +205,6 @@ def test_human_noise_smoke_study_yields_its_figure_and_claim(cifar10_root: Path,
     import subprocess
     import sys
 
-    import pandas as pd
-
     from tests.conftest import REPO
 
     if not (cifar10_root / annotations.CIFAR10N_FILE).is_file():
@@ -227,11 +226,9 @@ def test_human_noise_smoke_study_yields_its_figure_and_claim(cifar10_root: Path,
     assert row["verdict"] in ("held", "contradicted") and "conv6 α=2" in row["measured"] and "conv6 α=5" in row["measured"]
 
 
-def human_summary(matrix_acc: float, labels_acc: float) -> "pd.DataFrame":
+def human_summary(matrix_acc: float, labels_acc: float) -> pd.DataFrame:
     """A human_noise summary as analysis.summary makes it: uniform rows (alpha 0, 2, 5) with empty matrix and
     labels, then the two human kinds at alpha 2 and 5."""
-    import pandas as pd
-
     rows = [{"alpha": a, "arch": "conv6", "matrix": np.nan, "labels": np.nan, "test_acc": acc}
             for a, acc in ((0, 0.5), (2, 0.3), (5, 0.1))]
     for a in (2, 5):
