@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 import rundir
-from analysis.summary import t975, TARGETS, critical_points, missing, read_run
+from analysis.summary import t975, TARGETS, critical_points, missing, noise_kind, read_run
 
 Measured = tuple[str, bool | None] | None  # (measured value as text, held? None: inconclusive) or None: no data
 
@@ -253,6 +253,19 @@ def optimal_lr_falls(s: pd.DataFrame, t: pd.DataFrame, band: None) -> Measured:
     return "best lr by α: " + ", ".join(f"{a:g}→{lr:g}" for a, lr in best.items()), bool(best.iloc[-1] < best.iloc[0])
 
 
+def per_image_hurts_more(s: pd.DataFrame, t: pd.DataFrame, band: Band) -> Measured:
+    """exp=human_noise: accuracy with the annotators' class-conditional matrix minus accuracy with their own
+    per-image labels, averaged over the alphas > 0 (and architectures) both kinds ran at."""
+    table = noise_kind(s)
+    noisy = table[(table["alpha"] > 0) & table["kind"].isin(["matrix", "labels"])]
+    by = noisy.pivot_table(index=["arch", "alpha"], columns="kind", values="test_acc").dropna()
+    if not {"matrix", "labels"} <= set(by.columns) or by.empty:
+        return None
+    gap = (by["matrix"] - by["labels"]).mean()
+    each = ", ".join(f"{arch} α={a:g}: {pct(r['labels'])} vs {pct(r['matrix'])}" for (arch, a), r in by.iterrows())
+    return f"matrix − per-image: {100 * gap:+.1f} points on average (per-image vs matrix: {each})", band.holds(gap)
+
+
 CLAIMS = [
     Claim("fig1", "MNIST: ConvNet {} at α = 100",
           lambda s, t, band: one(at(s, arch=["conv2", "conv4", "conv6"], alpha=100), band.holds), Band(0.9, unit="%", strict=True)),
@@ -277,6 +290,9 @@ CLAIMS = [
     Claim("fig11", "With H_α (infinite batch) accuracy does not fall as α rises (range {})", h_alpha_flat,
           Band(high=0.03, unit="points")),
     Claim("fig12", "The optimal learning rate falls as noise rises", optimal_lr_falls),
+    Claim("human", "Beyond the paper (CIFAR-10N): at equal α, the annotators' own per-image labels hurt more than "
+                   "their class-conditional matrix (accuracy gap {})", per_image_hurts_more,
+          Band(0, unit="points", strict=True)),
 ]
 
 

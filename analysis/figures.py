@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from rundir import atomic_path
-from analysis.summary import TARGETS, aggregate, critical_clean, critical_points
+from analysis.summary import TARGETS, aggregate, critical_clean, critical_points, noise_kind
 
 ALPHA = "Number of noisy labels per clean label (α)"
 ARCH_LABELS = {"perceptron": "Perceptron", "mlp1": "MLP1", "mlp2": "MLP2", "mlp4": "MLP4", "conv2": "Conv2",
@@ -194,6 +194,30 @@ def fig12(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) ->
                 caption(out, scale, aggregate(trials), "no selection: every lr drawn (test_acc)"))
 
 
+HUMAN = {"uniform": "Uniform labels (the paper's noise)", "matrix": "Annotators' class-conditional matrix",
+         "labels": "Annotators' own per-image labels"}
+
+
+def human(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
+    """exp=human_noise, drawn like Figure 6: accuracy against alpha per kind of noisy label, a panel per
+    architecture (CIFAR-10N's three annotators: their per-image labels vs their class-conditional matrix)."""
+    table = noise_kind(summary)
+    archs = sorted(table["arch"].unique())
+    fig, axes = plt.subplots(1, len(archs), figsize=(6 * len(archs), 4.2), squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        for kind, label in HUMAN.items():
+            rows = table[(table["arch"] == arch) & (table["kind"] == kind)]
+            if len(rows):
+                rows = by_x(rows, "alpha", "test_acc")
+                curve(ax, rows["alpha"], 100 * rows["mean"], 100 * rows["low"], 100 * rows["high"], marker="o", label=label)
+        ax.axhline(10, color="grey", ls=":", lw=1, label="chance")
+        ax.set(xlabel=ALPHA, ylabel="Prediction accuracy (%)", ylim=(0, 100),
+               title=f"CIFAR-10, human label noise (CIFAR-10N), {arch_label(arch)} ({scale})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return save(fig, out / "human.png", caption(out, scale, summary))
+
+
 def confusion(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
     """exp=confusion: the summed test confusion matrix that orders structured noise (§3.2), row-normalised."""
     counts = np.load(out / "confusion.npy")
@@ -211,5 +235,5 @@ def confusion(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str
     return save(fig, out / "confusion.png", caption(out, scale, None, "no selection (summed test confusion)"))
 
 
-FIGURES: dict[str, Figure] = {"confusion": confusion, "fig1": fig1, "fig2": fig2, "fig3": fig3, "fig5": fig5, "fig6": fig6, "fig7": fig7,
+FIGURES: dict[str, Figure] = {"confusion": confusion, "human": human, "fig1": fig1, "fig2": fig2, "fig3": fig3, "fig5": fig5, "fig6": fig6, "fig7": fig7,
                               "fig8": fig8, "fig9": fig9, "fig10": fig10, "fig11": fig11, "fig12": fig12}

@@ -165,6 +165,21 @@ def read_run(run_dir: Path, select: str | None = None,
     return study, trials, summarize(trials, study.get("searched", SEARCHED), select)
 
 
+NOISE_KINDS = ("uniform", "matrix", "labels")  # exp=human_noise: uniform labels, noise.matrix, noise.labels
+
+
+def noise_kind(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary with a `kind` column (matrix where noise.matrix is set, labels where noise.labels is,
+    else uniform); the alpha = 0 rows, the clean set every kind shares, appear once under each kind."""
+    kind = pd.Series("uniform", index=summary.index)
+    for column in NOISE_KINDS[1:]:
+        if column in summary:
+            kind = kind.mask(summary[column].notna() & (summary[column].astype(str) != ""), column)
+    out = summary.assign(kind=kind)
+    clean = out[(out["alpha"] == 0) & (out["kind"] == "uniform")]
+    return pd.concat([out, *(clean.assign(kind=k) for k in NOISE_KINDS[1:] if k in set(kind))], ignore_index=True)
+
+
 def missing(run_dir: Path) -> str | None:
     """One error line when run_dir is not a finished study run dir, else None."""
     absent = [f for f in (rundir.STUDY, rundir.TRIALS) if not (Path(run_dir) / f).exists()]

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from loaders import datasets
+from loaders import datasets, folder
 from loaders.datasets import ImageSet
 from loaders.noise import NoiseModel
 from loaders.tensor import TensorLoader
@@ -90,17 +90,23 @@ def make(data_cfg: dict[str, Any], name: str, full: ImageSet, rows: torch.Tensor
 
 
 def on_disk(data_cfg: dict[str, Any]) -> bool:
-    """Real ImageNet with data.backend ffcv or auto: read from JPEG .betons of its class folders, never
-    held in memory (the in-memory loaders take small folders only)."""
-    return (data_cfg["dataset"] == "imagenet" and data_cfg.get("backend", "auto") in ("ffcv", "auto")
-            and datasets.present("imagenet", Path(data_cfg["root"])))
+    """A class-folder tree read from JPEG .betons, never held in memory (the in-memory loaders take small
+    folders only): real ImageNet with data.backend ffcv or auto; data.dataset=folder with ffcv, or with auto
+    when its training split is over datasets.FOLDER_MAX_IMAGES."""
+    backend, name = data_cfg.get("backend", "auto"), data_cfg["dataset"]
+    if name == "folder":
+        return backend == "ffcv" or (backend == "auto" and len(datasets.tree(data_cfg).train) > datasets.FOLDER_MAX_IMAGES)
+    return name == "imagenet" and backend in ("ffcv", "auto") and datasets.present("imagenet", Path(data_cfg["root"]))
 
 
-def folder_split(data_cfg: dict[str, Any], split: str) -> tuple[Path, torch.Tensor]:
-    """ImageNet's `split` folder (train or val) as a JPEG .beton, written once, and its labels."""
+def folder_split(data_cfg: dict[str, Any], train: bool) -> tuple[Path, torch.Tensor]:
+    """A tree's training or test split folder as a JPEG .beton, written once, and its labels."""
     from loaders import beton
 
-    folder = Path(data_cfg["root"]) / "imagenet" / split
+    if data_cfg["dataset"] == "imagenet":  # listed by the .beton writer alone: no header read of 1.28M files per trial
+        folder = Path(data_cfg["root"]) / "imagenet" / ("train" if train else "val")
+    else:
+        folder = datasets.tree(data_cfg).split_dir(train)
     path = beton.folder_beton(folder, beton.cache_dir(data_cfg.get("cache")), data_cfg.get("max_resolution", 256),
                               data_cfg.get("jpeg_quality", 90), data_cfg.get("rebuild", False), writers(data_cfg))
     beton.check(path)
@@ -109,8 +115,11 @@ def folder_split(data_cfg: dict[str, Any], split: str) -> tuple[Path, torch.Tens
 
 def folder_loader(data_cfg: dict[str, Any], path: Path, rows: torch.Tensor, noises: Sequence[NoiseModel],
                   batch_size: int, seed: int, device: torch.device):
-    """The FFCV loader over rows of a folder .beton, decoded and centre-cropped to data.image_size."""
+    """The FFCV loader over rows of a folder .beton, decoded and centre-cropped to data.image_size; normalised
+    with ImageNet's constants, or a folder's own training-split stats (computed once, cached)."""
     mean, std = datasets.STATS["imagenet"]
+    if data_cfg["dataset"] == "folder":
+        mean, std = folder.stats(datasets.tree(data_cfg), data_cfg.get("image_size", 224), datasets.cache_dir(data_cfg.get("cache")))
     return import_ffcv().VirtualLoader(path, rows.numpy(), noises, batch_size, seed, device,
                                        max(loader_workers(data_cfg), 1), mean, std,
                                        jpeg_size=data_cfg.get("image_size", 224))

@@ -17,16 +17,11 @@ from ffcv.reader import Reader
 from ffcv.types import ALLOC_TABLE_TYPE, CURRENT_VERSION, HeaderType
 from ffcv.writer import DatasetWriter
 
-from loaders.datasets import ImageSet, user_dir
+from loaders.datasets import ImageSet, cache_dir
 from loaders.errors import UsageError
 from rundir import atomic_path
 
 FORMAT = "v1"  # bump when what a key describes changes, so old cache files are never read
-
-
-def cache_dir(cache: str | os.PathLike | None) -> Path:
-    """data.cache, else ffcv/ beside the datasets cache (~/.cache/label-noise-study)."""
-    return Path(cache).expanduser().resolve() if cache not in (None, "") else user_dir() / "ffcv"
 
 
 class _Pairs:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from loaders import backends, datasets
+from loaders import annotations, backends, datasets
 from loaders.errors import UsageError
 from loaders.noise import NoiseModel, NoiseSpec, distribution
 from loaders.tensor import batches
@@ -33,8 +33,10 @@ def noise_spec(noise: dict[str, Any], dataset: str) -> NoiseSpec:
     return NoiseSpec(**{**noise, "confusion": noise.get("confusion") or str(datasets.default_confusion_path(dataset))})
 
 
-def check_noise(noise: dict[str, Any], dataset: str) -> None:
-    """The noise spec, its (alpha, delta) feasibility, its confusion artifact and its image source."""
+def check_noise(noise: dict[str, Any], data: dict[str, Any]) -> None:
+    """The noise spec, its (alpha, delta) feasibility, its confusion artifact, its noise.matrix and its image
+    source (data: the trial's data section; cifar10n:<kind> is read from data.root)."""
+    dataset = data["dataset"]
     spec = noise_spec(noise, dataset)
     if spec.delta > 0 and spec.order != "random" and not Path(spec.confusion).is_file():
         make = "python -m study.launch exp=confusion" + (f" data.dataset={dataset}" if dataset != "mnist" else "")
@@ -42,7 +44,7 @@ def check_noise(noise: dict[str, Any], dataset: str) -> None:
             make += f" noise.confusion={spec.confusion}"
         raise UsageError(f"noise.order={spec.order} needs the confusion matrix {spec.confusion}, which does not "
                          f"exist: make it with `{make}`")
-    distribution(spec, datasets.NUM_CLASSES[dataset])  # rejects an infeasible (alpha, delta)
+    distribution(spec, datasets.num_classes(data), data.get("root") or "", data.get("download", False))  # rejects an infeasible (alpha, delta), a bad matrix
     if spec.source == "cifar100" and dataset != "cifar10":
         raise UsageError(f"noise.source=cifar100 is for data.dataset=cifar10 (same image shape), not {dataset}")
 
@@ -54,7 +56,7 @@ def check_sizes(data: dict[str, Any], noise: dict[str, Any], clean_only: bool = 
     name, root = data["dataset"], Path(data["root"])
     try:
         datasets.present(name, root)  # stats under the root: one may not read it
-        sizes = datasets.split_sizes(name, root, data.get("stand_in", False))
+        sizes = datasets.split_sizes(name, root, data.get("stand_in", False), data.get("path"))
     except PermissionError as exc:
         raise UsageError(f"data.root={data['root']!r} is invalid: it must be a folder you may read "
                          f"({exc.strerror}: {exc.filename})") from None
@@ -64,20 +66,28 @@ def check_sizes(data: dict[str, Any], noise: dict[str, Any], clean_only: bool = 
     for key, n, split in (("data.n_clean", sizes[0], "training"), ("data.n_test", sizes[1], "test")):
         datasets.check_subset_size(data.get(key.split(".")[1]), n, key, f" (the {kind} {split} split)")
     spec = noise_spec(noise, name)
+    if spec.labels and not clean_only:  # the annotations file against the training split, before anything runs
+        annotations.load_votes(spec.labels, sizes[0], datasets.num_classes(data), data["root"], data.get("download", False))
     if spec.source == "novel" and not clean_only:
         n = data.get("n_clean") or sizes[0]
         datasets.check_novel(sizes[0] - n, n, spec.n_virtual(n) - n, spec.alpha)
 
 
 @functools.lru_cache(maxsize=4)
-def load_split(name: str, root: str, train: bool, stand_in: bool = False, image_size: int = 224) -> datasets.ImageSet:
+def load_split(name: str, root: str, train: bool, stand_in: bool = False, image_size: int = 224,
+               path: str | None = None, cache: str | None = None) -> datasets.ImageSet:
     """Cached per process, so trials that share a Tune actor read the files once."""
-    return datasets.load(name, Path(root), train, stand_in, image_size)
+    return datasets.load(name, Path(root), train, stand_in, image_size, path, cache)
 
 
 def data_key(data: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     """The data keys that decide which images table_source loads (hashable, for its cache)."""
-    return tuple((k, data.get(k)) for k in ("dataset", "root", "stand_in", "image_size"))
+    return tuple((k, data.get(k)) for k in ("dataset", "root", "stand_in", "image_size", "path", "cache"))
+
+
+def split_args(d: dict[str, Any]) -> tuple[Any, ...]:
+    """load_split's arguments after `train`, from a data section."""
+    return d.get("stand_in", False), d.get("image_size", 224), d.get("path"), d.get("cache")
 
 
 @functools.lru_cache(maxsize=2)
@@ -85,11 +95,10 @@ def table_source(data: tuple[tuple[str, Any], ...], source: str) -> tuple[str, d
     """The set (and its name, the key of its .beton) whose rows form a trial's image table: the training
     split, with CIFAR-100's training images appended for noise.source=cifar100 (they have no class: -1)."""
     d = dict(data)
-    extra = (d.get("stand_in", False), d.get("image_size", 224))
-    full = load_split(d["dataset"], d["root"], True, *extra)
-    if source != "cifar100":
-        return d["dataset"], full
-    other = load_split("cifar100", d["root"], True, *extra)
+    full = load_split(d["dataset"], d["root"], True, *split_args(d))
+    if source != "cifar100":  # a folder's .beton is named by its tree: two folders never share one
+        return datasets.tree(d).key if d["dataset"] == "folder" else d["dataset"], full
+    other = load_split("cifar100", d["root"], True, *split_args(d))
     pool = datasets.ImageSet(other.images, torch.full_like(other.labels, -1), other.num_classes, other.mean, other.std)
     return f"{d['dataset']}+cifar100", full.extend(pool)
 
@@ -107,6 +116,21 @@ def table_rows(spec: NoiseSpec, n_full: int, n_source: int, clean_index: torch.T
     if spec.source == "cifar100":
         return torch.cat([clean_index, torch.arange(n_full, n_source)])
     return clean_index
+
+
+def table_votes(spec: NoiseSpec, data: dict[str, Any], labels: torch.Tensor, rows: torch.Tensor,
+                m: int) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, np.ndarray | None]:
+    """noise.labels: the annotations of the image table's images (rows: their training indices, so subsets
+    keep each image's own) and their empirical matrix, every member's noise distribution; else (None, None)."""
+    if not spec.labels:
+        return None, None
+    votes = annotations.load_votes(spec.labels, labels.numel(), m, str(data["root"]), data.get("download", False))
+    votes = votes.subset(rows.numpy())
+    if (votes.counts < 1).any():
+        image = int(rows[int(np.argmax(votes.counts < 1))])
+        raise UsageError(f"noise.labels={spec.labels} gives no annotation for training image {image}: every image "
+                         "trained on needs at least one")
+    return (torch.from_numpy(votes.labels), torch.from_numpy(votes.counts)), votes.matrix(labels[rows].numpy(), m)
 
 
 VAL_SEED = 7919  # added to data.subset_seed for the held-out split, so it is drawn apart from the clean subset
@@ -149,8 +173,9 @@ def build(data: dict[str, Any], noises: Sequence[dict[str, Any]], device: torch.
     `distributions` still describe each member's noise.
     """
     specs = [noise_spec(noise, data["dataset"]) for noise in noises]
-    m = datasets.NUM_CLASSES[data["dataset"]]
-    dists = {spec.seed: distribution(spec, m) for spec in specs}  # differ only by seed (random order)
+    m = datasets.num_classes(data)
+    root, download = str(data["root"]), data.get("download", False)
+    dists = {spec.seed: distribution(spec, m, root, download) for spec in specs}  # differ only by seed (random order)
     label_specs = [dataclasses.replace(s, alpha=0.0, delta=0.0) if clean_only else s for s in specs]
     if backends.on_disk(data):
         return _from_folders(data, label_specs, dists, device, batch_size, order_seed)
@@ -161,15 +186,16 @@ def _in_memory(data: dict[str, Any], specs: list[NoiseSpec], dists: dict[int, np
                batch_size: int, order_seed: int) -> TrainData:
     """Both splits loaded as tensors; the training loader from data.backend."""
     split = (data["dataset"], data["root"])
-    extra = (data.get("stand_in", False), data.get("image_size", 224))
-    full, test = load_split(*split, True, *extra), load_split(*split, False, *extra)
+    full, test = load_split(*split, True, *split_args(data)), load_split(*split, False, *split_args(data))
     clean_index, val_index = clean_and_val(full.labels, data)
     test_set = test.subset(datasets.stratified_subset(test.labels, data["n_test"], data["subset_seed"], "data.n_test"))
     name, source = table_source(data_key(data), specs[0].source)
     rows = table_rows(specs[0], len(full), len(source), clean_index, val_index)
     n = clean_index.numel()
-    noises = [NoiseModel(spec, full.labels[clean_index], full.num_classes, dists[spec.seed], source.labels[rows[n:]])
-              for spec in specs]
+    votes, votes_dist = table_votes(specs[0], data, full.labels, rows, full.num_classes)
+    dists = dists if votes is None else dict.fromkeys(dists, votes_dist)
+    noises = [NoiseModel(spec, full.labels[clean_index], full.num_classes, dists[spec.seed], source.labels[rows[n:]],
+                         votes) for spec in specs]
     loader = backends.make(data, name, source, rows, noises, batch_size, order_seed, device)
     val_set = None if val_index is None else full.subset(val_index)
     return TrainData(loader, lambda: batches(test_set, EVAL_BATCH, device), noises, [dists[s.seed] for s in specs],
@@ -179,13 +205,16 @@ def _in_memory(data: dict[str, Any], specs: list[NoiseSpec], dists: dict[int, np
 
 def _from_folders(data: dict[str, Any], specs: list[NoiseSpec], dists: dict[int, np.ndarray], device: torch.device,
                   batch_size: int, order_seed: int) -> TrainData:
-    """Real ImageNet: both splits read through FFCV from JPEG .betons, only their labels in memory."""
-    (train_path, labels), (test_path, test_labels) = backends.folder_split(data, "train"), backends.folder_split(data, "val")
-    m = datasets.NUM_CLASSES["imagenet"]
+    """A class-folder tree (real ImageNet, or data.dataset=folder with data.backend=ffcv or a large tree): both
+    splits read through FFCV from JPEG .betons, only their labels in memory."""
+    (train_path, labels), (test_path, test_labels) = backends.folder_split(data, True), backends.folder_split(data, False)
+    m = datasets.num_classes(data)
     clean_index, val_index = clean_and_val(labels, data)
     rows = table_rows(specs[0], len(labels), len(labels), clean_index, val_index)
     pool = labels[rows[clean_index.numel():]]
-    noises = [NoiseModel(spec, labels[clean_index], m, dists[spec.seed], pool) for spec in specs]
+    votes, votes_dist = table_votes(specs[0], data, labels, rows, m)
+    dists = dists if votes is None else dict.fromkeys(dists, votes_dist)
+    noises = [NoiseModel(spec, labels[clean_index], m, dists[spec.seed], pool, votes) for spec in specs]
     loader = backends.folder_loader(data, train_path, rows, noises, batch_size, order_seed, device)
     test_rows = datasets.stratified_subset(test_labels, data["n_test"], data["subset_seed"], "data.n_test")
     clean_test = NoiseModel(NoiseSpec(), test_labels[test_rows], m)  # alpha = 0: every label clean

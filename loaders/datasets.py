@@ -9,10 +9,11 @@ Layouts under the root, first match wins:
   cifar10   cifar10.npz (x_train, y_train, x_test, y_test; orig_index_* restore the original
             order), else cifar-10-batches-py/ (torchvision, downloaded when online)
   cifar100  cifar100.npz (same arrays), else cifar-100-python/ (torchvision, downloaded when online)
-  imagenet  imagenet/train/<class>/*, imagenet/val/<class>/* (class-folder trees, torchvision
-            ImageFolder), resized and centre-cropped to data.image_size. The tensor path holds a
+  imagenet  imagenet/train/<class>/*, imagenet/val/<class>/*: a class-folder tree (loaders.folder),
+            resized and centre-cropped to data.image_size. The tensor path holds a
             split in memory, so it takes small folders only (FOLDER_MAX_IMAGES); with data.backend
             ffcv or auto, ImageNet is read from JPEG .betons instead (loaders.backends.on_disk).
+  folder    not under the root: data.path holds train/<class>/* and val/<class>/* (loaders.folder).
 When cifar10/cifar100/imagenet are absent and data.stand_in is true (preset=smoke), a small generated
 stand-in with the same image shape and class count is used instead (the launcher says so).
 """
@@ -30,9 +31,10 @@ import numpy as np
 import torch
 import torchvision
 
+from loaders import folder
 from loaders.errors import UsageError
 
-DATASETS = ("mnist", "cifar10", "cifar100", "imagenet")
+DATASETS = ("mnist", "cifar10", "cifar100", "imagenet", "folder")
 NUM_CLASSES = {"mnist": 10, "cifar10": 10, "cifar100": 100, "imagenet": 1000}
 # Per-channel mean and std of each training split in [0, 1] units (the usual constants; cifar10's
 # match cifar10.npz to 4 decimals, see ../shared/datasets/SOURCES.md).
@@ -43,7 +45,7 @@ STATS = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 TORCHVISION = {"mnist": "MNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
-TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet"}
+TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet", "folder": "Image folders"}
 FOLDER_MAX_IMAGES = 20_000  # 20k 224x224 RGB images are 3 GB of uint8
 # Stand-in sizes (train, test): enough for smoke subsets, small enough to generate in a second.
 STAND_IN_SIZE = {"cifar10": (5000, 2000), "cifar100": (5000, 2000), "imagenet": (3000, 2000)}
@@ -86,6 +88,25 @@ def resolve_root(root: str | os.PathLike | None) -> Path:
     return Path(root).expanduser().resolve()
 
 
+def cache_dir(cache: str | os.PathLike | None) -> Path:
+    """data.cache, else ffcv/ beside the datasets cache (~/.cache/label-noise-study): .betons and folder stats."""
+    return Path(cache).expanduser().resolve() if cache not in (None, "") else user_dir() / "ffcv"
+
+
+def tree(data: dict) -> "folder.Tree":
+    """The checked class-folder tree of data.dataset=folder (data.path) or imagenet (<root>/imagenet)."""
+    if data["dataset"] == "imagenet":
+        return folder.scan(str(Path(data["root"]) / "imagenet"))
+    if not data.get("path"):
+        raise UsageError("data.dataset=folder needs data.path=<dir> holding train/<class>/ and val/<class>/ image folders")
+    return folder.scan(str(data["path"]))
+
+
+def num_classes(data: dict) -> int:
+    """The class count of the data section's dataset (a folder tree's: its class folders)."""
+    return len(tree(data).classes) if data["dataset"] == "folder" else NUM_CLASSES[data["dataset"]]
+
+
 def default_confusion_path(dataset: str) -> Path:
     """Where exp=confusion leaves its summed test confusion matrix and exp=structured looks for it."""
     return user_dir() / "confusion" / f"{dataset}.npy"
@@ -108,6 +129,8 @@ def present(name: str, root: Path) -> bool:
         return all(p.exists() for p in _mnist_files(root))
     if name == "imagenet":
         return (root / "imagenet" / "train").is_dir() and (root / "imagenet" / "val").is_dir()
+    if name == "folder":  # not under the root: data.path, checked by loaders.folder.scan
+        return True
     return (root / f"{name}.npz").is_file() or _tv_folder(name, root).is_dir()
 
 
@@ -155,11 +178,15 @@ def ensure_available(name: str, root: Path, download: bool, stand_in: bool = Fal
     raise UsageError(f"{TITLES[name]} not found under {root} and {failure}: {fix}{stand_in_hint}")
 
 
-def load(name: str, root: Path, train: bool, stand_in: bool = False, image_size: int = 224) -> ImageSet:
+def load(name: str, root: Path, train: bool, stand_in: bool = False, image_size: int = 224, path: str | None = None,
+         cache: str | None = None) -> ImageSet:
     """One split of a dataset as tensors (call ensure_available first).
 
-    stand_in: use the generated stand-in when the files are absent; image_size: imagenet only.
+    stand_in: use the generated stand-in when the files are absent; image_size: imagenet and folder;
+    path: folder's data.path; cache: data.cache, where a folder's training-split stats are kept.
     """
+    if name == "folder":
+        return _folder_set(tree({"dataset": name, "path": path}), train, image_size, cache_dir(cache))
     mean, std = STATS[name]
     if not present(name, root):
         if not stand_in or name == "mnist":
@@ -169,7 +196,7 @@ def load(name: str, root: Path, train: bool, stand_in: bool = False, image_size:
         ds = torchvision.datasets.MNIST(root, train=train, download=False)
         return ImageSet(ds.data.unsqueeze(1).contiguous(), ds.targets.long(), 10, mean, std)  # (N, 1, 28, 28)
     if name == "imagenet":
-        return _image_folder(root / "imagenet" / ("train" if train else "val"), image_size)
+        return _folder_set(tree({"dataset": name, "root": root}), train, image_size)
     split = "train" if train else "test"
     npz = root / f"{name}.npz"
     if npz.is_file():
@@ -190,20 +217,22 @@ def _reorder(a: np.ndarray, orig_index: np.ndarray) -> np.ndarray:
     return out
 
 
-def _image_folder(folder: Path, size: int) -> ImageSet:
-    """A small class-folder tree, resized (shorter side) and centre-cropped to size x size."""
-    from torchvision.transforms import v2
-
-    ds = torchvision.datasets.ImageFolder(str(folder))
-    if len(ds) > FOLDER_MAX_IMAGES:
-        raise UsageError(f"{folder} holds {len(ds)} images; data.backend=tensor or torch keeps a split in memory and "
-                         f"takes at most {FOLDER_MAX_IMAGES}: use data.backend=ffcv or auto for full ImageNet")
-    if len(ds.classes) != NUM_CLASSES["imagenet"]:
-        raise UsageError(f"{folder} has {len(ds.classes)} class folders; imagenet needs {NUM_CLASSES['imagenet']}")
-    prep = v2.Compose([v2.PILToTensor(), v2.Resize(size, antialias=True), v2.CenterCrop(size)])
-    images = torch.stack([prep(ds.loader(path).convert("RGB")) for path, _ in ds.samples])
-    mean, std = STATS["imagenet"]
-    return ImageSet(images, torch.tensor(ds.targets, dtype=torch.int64), NUM_CLASSES["imagenet"], mean, std)
+def _folder_set(found: "folder.Tree", train: bool, size: int, cache: Path | None = None) -> ImageSet:
+    """A split of a class-folder tree in memory (small trees only); ImageNet's usual stats, else the
+    training split's own, cached in `cache`."""
+    split = found.split(train)
+    if len(split) > FOLDER_MAX_IMAGES:
+        raise UsageError(f"a split of {found.path} holds {len(split)} images; data.backend=tensor or torch keeps a split in memory and "
+                         f"takes at most {FOLDER_MAX_IMAGES}: use data.backend=ffcv or auto")
+    imagenet = cache is None
+    if imagenet and len(found.classes) != NUM_CLASSES["imagenet"]:
+        raise UsageError(f"{found.path} has {len(found.classes)} class folders; imagenet needs {NUM_CLASSES['imagenet']}")
+    images, labels = folder.read(found, train, size, keep_size=not imagenet and found.shape is not None)
+    if imagenet:
+        mean, std = STATS["imagenet"]
+    else:
+        mean, std = folder.stats(found, size, cache, images if train else None)
+    return ImageSet(images, labels, len(found.classes), mean, std)
 
 
 def generated_stand_in(name: str, train: bool, image_size: int = 224) -> ImageSet:
@@ -227,10 +256,13 @@ def generated_stand_in(name: str, train: bool, image_size: int = 224) -> ImageSe
     return ImageSet(images, labels.long(), m, mean, std)
 
 
-def split_sizes(name: str, root: Path, stand_in: bool) -> tuple[int, int] | None:
+def split_sizes(name: str, root: Path, stand_in: bool, path: str | None = None) -> tuple[int, int] | None:
     """(train, test) sizes of the splits a trial will load, without loading them: the generated stand-in's
     when the files are absent and data.stand_in is set, else the real dataset's; None for an ImageNet folder
     tree on disk (its size is known only by listing it). A root one may not read: PermissionError."""
+    if name == "folder":
+        found = tree({"dataset": name, "path": path})
+        return len(found.train), len(found.test)
     if name == "imagenet" and present(name, root):
         return None
     if stand_in and name != "mnist" and not present(name, root):

@@ -49,6 +49,14 @@ def label(v: int, row: int, n: int, table: np.ndarray, seed: int) -> int:
     return k
 
 
+@nb.njit(cache=False)
+def vote(v: int, row: int, image: int, n: int, labels: np.ndarray, counts: np.ndarray, seed: int) -> int:
+    """NoiseModel.__call__'s label under noise.labels: one of table image `image`'s annotations."""
+    if v < n:
+        return row
+    return labels[image, (hash32(seed, v, STREAM_LABEL) * counts[image]) >> 32]
+
+
 class Relabel(Operation):
     """Label pipeline op after the decoder: the decoded noise row of the source image -> this copy's label
     under each group member's noise model, one column per member: (B, K).
@@ -63,11 +71,27 @@ class Relabel(Operation):
         self.start, self.a, self.b = first.spread
         self.seeds = np.array([model.spec.seed for model in noise_models], np.int64)
         self.tables = np.stack([model.table_np for model in noise_models])
+        # noise.labels: the members' shared annotations of the table images (members differ in seed only)
+        self.votes = None if first.votes is None else tuple(t.cpu().numpy() for t in first.votes)
 
     def generate_code(self) -> Callable:
         n, n_pool, kind, seeds, tables = self.n, self.n_pool, self.kind, self.seeds, self.tables
         start, a, b = self.start, self.a, self.b
         m = tables.shape[1] - 1
+        if self.votes is not None:
+            labels, counts = self.votes
+
+            def relabel_votes(rows, out, indices):
+                for i in range(rows.shape[0]):
+                    v = np.int64(indices[i])
+                    image = _source(v, n, n_pool, kind, start, a, b)
+                    for k in range(seeds.shape[0]):
+                        out[i, k] = vote(v, rows[i, 0], image, n, labels, counts, seeds[k])
+                return out
+
+            relabel_votes.is_parallel = False
+            relabel_votes.with_indices = True
+            return relabel_votes
 
         def relabel(rows, out, indices):
             for i in range(rows.shape[0]):

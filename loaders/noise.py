@@ -54,6 +54,10 @@ class NoiseSpec:
         (training images outside the clean subset, never repeated), cifar100 (another dataset's
         images, uniform labels) or white (synthesised Gaussian noise, uniform labels).
     confusion: path of the (m, m) confusion matrix (.npy, rows = true class) for confusing/reverse.
+    matrix: an (m, m) per-copy label distribution (.npy/.csv, or cifar10n:<kind>): the general case of
+        delta/order, read by loaders.annotations.load_matrix.
+    labels: per-image annotations (.npy/.csv, or cifar10n:<kind>): noisy copy v of image i carries one of
+        image i's annotations, picked by the hash of (seed, v) (loaders.annotations.load_votes).
     """
 
     alpha: float = 0.0
@@ -62,6 +66,8 @@ class NoiseSpec:
     order: str = "confusing"
     source: str = "same"
     confusion: str | None = None
+    matrix: str | None = None
+    labels: str | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.alpha, (int, float)) and np.isfinite(self.alpha) and self.alpha >= 0):
@@ -78,6 +84,14 @@ class NoiseSpec:
             # Those images have no true class, so there is no correct label to structure noise around.
             raise UsageError(f"noise.delta={self.delta} needs images with a true class: with "
                              f"noise.source={self.source} use delta=0, or use source=same or novel")
+        given = [f"{k}={v}" for k, v in (("noise.delta", self.delta or None), ("noise.matrix", self.matrix),
+                                          ("noise.labels", self.labels)) if v is not None]
+        if len(given) > 1:  # each one alone says what a noisy copy's label is drawn from
+            raise UsageError(f"{' and '.join(given)} are two ways to give the noisy labels: set only one of them")
+        if (self.matrix or self.labels) and self.source in ("cifar100", "white"):
+            key = "noise.matrix" if self.matrix else "noise.labels"
+            raise UsageError(f"{key}={self.matrix or self.labels} needs images with a true class: with "
+                             f"noise.source={self.source} leave it null, or use source=same or novel")
 
     def n_virtual(self, n: int) -> int:
         """Size of the diluted set built on n clean examples (fractional alpha is rounded)."""
@@ -168,8 +182,14 @@ def load_confusion(spec: NoiseSpec) -> np.ndarray:
     return np.load(path)
 
 
-def distribution(spec: NoiseSpec, m: int) -> np.ndarray:
-    """The (m, m) per-copy label distribution of the noisy copies that `spec` describes."""
+def distribution(spec: NoiseSpec, m: int, root: str = "", download: bool = False) -> np.ndarray:
+    """The (m, m) per-copy label distribution of the noisy copies that `spec` describes: uniform, the
+    delta-structured matrix of §3.2, or noise.matrix (root: the data root cifar10n:<kind> is read from).
+    With noise.labels it is uniform here; loaders.data replaces it by the annotations' empirical matrix."""
+    if spec.matrix:
+        from loaders.annotations import load_matrix
+
+        return load_matrix(spec.matrix, m, root, download)
     if spec.delta == 0:
         return uniform_distribution(m)
     confusion = None if spec.order == "random" else load_confusion(spec)
@@ -271,10 +291,14 @@ class NoiseModel:
       white:    -1 (WHITE), a white-noise image the loader synthesises from v (WhiteNoise).
     Noisy labels follow the per-copy distribution of the image's true class (`distribution(spec)`),
     or the uniform distribution over all m classes when the image has no class (cifar100, white).
+    With `votes` (noise.labels: labels (n_table, r) padded with -1, counts (n_table,), one row per table
+    image, each count >= 1) a noisy copy instead carries annotation (h * count) >> 32 of its source image,
+    h the same hash: instance-dependent noise with nothing stored per copy.
     """
 
     def __init__(self, spec: NoiseSpec, clean_labels: torch.Tensor, num_classes: int,
-                 dist: np.ndarray | None = None, pool_labels: torch.Tensor | None = None) -> None:
+                 dist: np.ndarray | None = None, pool_labels: torch.Tensor | None = None,
+                 votes: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         self.spec = spec
         self.n = int(clean_labels.numel())
         self.m = num_classes
@@ -291,10 +315,13 @@ class NoiseModel:
         per_copy = distribution(spec, num_classes) if dist is None else dist
         self.table_np = np.concatenate([thresholds(per_copy), thresholds(uniform_distribution(num_classes))[:1]])
         self.table = torch.from_numpy(self.table_np).to(clean_labels.device)
+        self.votes = None if votes is None else tuple(t.long().to(clean_labels.device) for t in votes)
 
     def to(self, device: torch.device | str) -> "NoiseModel":
         self.rows = self.rows.to(device)
         self.table = self.table.to(device)
+        if self.votes is not None:
+            self.votes = tuple(t.to(device) for t in self.votes)
         return self
 
     @property
@@ -311,6 +338,10 @@ class NoiseModel:
         source = self.source(v)
         row = torch.where(source == WHITE, self.m, self.rows[source.clamp(min=0)])  # v < n: its clean label
         h = hash32(self.spec.seed, v, STREAM_LABEL)
+        if self.votes is not None:  # one of the source image's own annotations
+            image = source.clamp(min=0)
+            labels, counts = self.votes
+            return source, torch.where(v < self.n, row, labels[image, (h * counts[image]) >> 32])
         cuts = self.table[row]  # (..., m + 1) thresholds of each example's noise row
         noisy = (h.unsqueeze(-1) >= cuts[..., 1:-1]).sum(-1)
         return source, torch.where(v < self.n, row, noisy)

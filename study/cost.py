@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from loaders.datasets import NUM_CLASSES
+from loaders import backends, datasets
 from loaders.noise import NoiseSpec
 from study import models
 
@@ -35,14 +35,21 @@ TRAIN_SIZE = {"mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "imagenet"
 RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 
 
+def train_size(data: dict[str, Any]) -> int:
+    """The full training split's size: the paper's datasets', or a folder tree's."""
+    return len(datasets.tree(data).train) if data["dataset"] == "folder" else TRAIN_SIZE[data["dataset"]]
+
+
 def image_shape(data: dict[str, Any]) -> tuple[int, int, int]:
     size = data.get("image_size", 224)
+    if data["dataset"] == "folder":  # a tree read from .betons is centre-cropped to image_size
+        return (3, size, size) if backends.on_disk(data) else datasets.tree(data).image_shape(size)
     return {"mnist": (1, 28, 28), "imagenet": (3, size, size)}.get(data["dataset"], (3, 32, 32))
 
 
 def forward_flops(arch: str, data: dict[str, Any], model_cfg: dict[str, Any]) -> float:
     """Forward FLOPs per image, counted by torch on a meta-device model (no memory, no compute)."""
-    shape, classes = image_shape(data), NUM_CLASSES[data["dataset"]]
+    shape, classes = image_shape(data), datasets.num_classes(data)
     with torch.device("meta"):
         net = models.build(arch, shape, classes, model_cfg["mlp_hidden"], tuple(model_cfg["conv_channels"]),
                            model_cfg["fc_hidden"])
@@ -72,7 +79,7 @@ def measured_throughput() -> dict[tuple[str, str, int], dict[int, float]]:
 
 def examples(config: dict[str, Any]) -> int:
     """Training examples one trial processes: epochs over its (diluted) training set."""
-    n = config["data"]["n_clean"] or TRAIN_SIZE[config["data"]["dataset"]]
+    n = config["data"]["n_clean"] or train_size(config["data"])
     alpha = 0.0 if config["train"]["loss"] == "h_alpha" else config["noise"]["alpha"]
     return NoiseSpec(alpha=alpha).n_virtual(n) * config["train"]["epochs"]
 

@@ -36,11 +36,13 @@ def with_value(config: dict[str, Any], path: str, value: Any, _full: str | None 
 
 
 def trial_base(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The part of the config a trial sees, with the data root made absolute in the driver."""
+    """The part of the config a trial sees, with the data root and every file path made absolute in the driver."""
     base = {k: dict(cfg[k]) for k in TRIAL_SECTIONS}
     base["data"]["root"] = str(datasets.resolve_root(base["data"]["root"]))
-    if base["noise"].get("confusion"):
-        base["noise"]["confusion"] = str(Path(base["noise"]["confusion"]).expanduser().resolve())
+    for section, key in (("data", "path"), ("noise", "confusion"), ("noise", "matrix"), ("noise", "labels")):
+        value = base[section].get(key)
+        if value and not str(value).startswith("cifar10n:"):  # cifar10n:<kind> names annotations, not a file
+            base[section][key] = str(Path(value).expanduser().resolve())
     return base
 
 

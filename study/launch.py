@@ -227,6 +227,9 @@ def ensure_data(configs: list[dict[str, Any]]) -> None:
     needed = set()
     for c in configs:
         data = c["data"]
+        if data["dataset"] == "folder":  # under data.path, not the root: listed and checked, one line if bad
+            datasets.tree(data)
+            continue
         for name in {data["dataset"], *(["cifar100"] if c["noise"]["source"] == "cifar100" else [])}:
             needed.add((name, data["root"], data["download"], data["stand_in"]))
     for name, root, download, stand_in in sorted(needed):
@@ -251,12 +254,12 @@ def prepare_betons(configs: list[dict[str, Any]]) -> None:
         folders = backends.on_disk(data)  # real ImageNet: JPEG .betons of both split folders
         if not folders and data["backend"] != "ffcv":
             continue
-        key = ("imagenet", data["root"]) if folders else (data_key(data), "cifar100" if c["noise"]["source"] == "cifar100" else "same")
+        key = (data["dataset"], data["root"], data.get("path")) if folders else (data_key(data), "cifar100" if c["noise"]["source"] == "cifar100" else "same")
         if key in written:
             continue
         written.add(key)
         if folders:
-            backends.folder_split(data, "train"), backends.folder_split(data, "val")
+            backends.folder_split(data, True), backends.folder_split(data, False)
         else:
             backends.prepare(*table_source(*key), data)
 

@@ -78,6 +78,7 @@ GRID_VALUES = Rule("a non-empty list", lambda v: isinstance(v, list) and len(v) 
 SCHEMA: dict[str, Rule] = {
     "data.dataset": choice(DATASETS),
     "data.root": PATH,
+    "data.path": PATH,
     "data.download": FLAG,
     "data.n_clean": at_least(0, integer=True, strict=True, null=True),
     "data.n_test": at_least(0, integer=True, strict=True, null=True),
@@ -98,6 +99,8 @@ SCHEMA: dict[str, Rule] = {
     "noise.order": choice(ORDERS),
     "noise.source": choice(SOURCES),
     "noise.confusion": PATH,
+    "noise.matrix": Rule("null, a .npy/.csv path or cifar10n:random|worst|aggre", lambda v: v is None or isinstance(v, str)),
+    "noise.labels": Rule("null, a .npy/.csv path or cifar10n:random|worst|aggre", lambda v: v is None or isinstance(v, str)),
     "model.arch": choice(ARCHS),
     "model.mlp_hidden": POSITIVE,
     "model.conv_channels": Rule("a list of integers > 0",

@@ -1,10 +1,10 @@
 """One Tune trial built from plain config dicts: a group of members trained together. No Ray, no Hydra.
 
 Config layout of a member (every key is set by the launcher from the Hydra config):
-  data:  dataset, root (absolute), download, n_clean (None = all), n_test (None = all), n_val (0 = none),
+  data:  dataset, root (absolute), path (folder), download, n_clean (None = all), n_test (None = all), n_val (0 = none),
          subset_seed,
          order_seed, stand_in, image_size, backend, cache, rebuild, workers, max_resolution, jpeg_quality
-  noise: alpha, seed, delta, order, source, confusion (None = the default artifact path)
+  noise: alpha, seed, delta, order, source, confusion (None = the default artifact path), matrix, labels
   model: arch, mlp_hidden, conv_channels, fc_hidden
   train: lr, batch_size, epochs, seed, loss (ce | h_alpha), device, compile, report_confusion
 
@@ -33,7 +33,7 @@ COMPILE_AUTO = "reduce-overhead"  # fastest measured for a fused conv4 group on 
 def check(config: dict[str, Any]) -> None:
     """Reject bad values with one clear line each, before anything runs or is written."""
     schema.check(config)  # every key's type and range, or its choices
-    data.check_noise(config["noise"], config["data"]["dataset"])  # the keys together: artifact, feasibility, source
+    data.check_noise(config["noise"], config["data"])  # the keys together: artifact, feasibility, source
 
 
 def shared_part(config: dict[str, Any]) -> dict[str, Any]:

@@ -207,7 +207,7 @@ def test_full_imagenet_is_read_from_folder_betons_never_loaded(tmp_path: Path, m
     """Real ImageNet with data.backend=ffcv: both splits come from JPEG .betons of the class folders
     (labels from their metadata), so the in-memory folder reader is never called."""
     image_folders(tmp_path, {"train": 2, "val": 1}, hw=(20, 28))
-    monkeypatch.setattr(datasets, "_image_folder", lambda *a: pytest.fail("ImageNet was loaded into memory"))
+    monkeypatch.setattr(datasets, "_folder_set", lambda *a: pytest.fail("ImageNet was loaded into memory"))
     data = {"dataset": "imagenet", "backend": "ffcv", "cache": str(tmp_path / "cache"), "workers": 2,
             "image_size": 16, "max_resolution": 24, "n_clean": 1000, "n_test": None}
     config = trial_config(tmp_path, data=data, noise={"alpha": 1.0, "seed": 3, "source": "white"},

@@ -1,0 +1,119 @@
+"""data.dataset=folder: a class-folder tree of your own images, in memory or through FFCV; stats cached once;
+bad trees named in one line; a smoke study on a generated tree through the launcher (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from loaders import backends, data, datasets, folder
+from loaders.errors import UsageError
+from tests.conftest import REPO, trial_config
+
+CPU = torch.device("cpu")
+
+
+def tree(root: Path, classes: dict[str, tuple[int, int]], sizes: tuple[tuple[int, int], ...] = ((12, 20),),
+         test: str = "val") -> Path:
+    """root/{train,<test>}/<class>/<i>.png: per class (train, test) images, each class a flat colour plus
+    noise (learnable), sizes (h, w) in turn."""
+    rng = np.random.default_rng(0)
+    for c, (name, counts) in enumerate(classes.items()):
+        for split, count in zip(("train", test), counts):
+            if count:  # 0: the class folder is missing from that split
+                (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                h, w = sizes[i % len(sizes)]
+                pixels = np.clip(rng.normal(40 + 80 * c, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+def config(root: Path, path: Path, **data: object) -> dict:
+    return trial_config(root, data={"dataset": "folder", "path": str(path), "n_clean": None, "n_test": None,
+                                    "cache": str(path / "cache"), "backend": "tensor", **data})["data"]
+
+
+def test_folder_in_memory_keeps_one_shared_size_and_caches_train_stats(tmp_path: Path) -> None:
+    path = tree(tmp_path / "t", {"ant": (6, 2), "bee": (5, 3), "cat": (4, 2)}, test="test")
+    d = config(tmp_path, path)
+    built = data.build(d, [{"alpha": 2, "seed": 0}], CPU, 8, 0)
+    assert built.shape == (3, 12, 20) and built.num_classes == 3  # one shared size: kept as it is
+    full = data.load_split("folder", d["root"], True, *data.split_args(d))
+    assert full.labels.tolist() == [0] * 6 + [1] * 5 + [2] * 4  # classes sorted, like ImageFolder
+    x = full.images.double() / 255
+    assert np.allclose(full.mean, x.mean((0, 2, 3)).numpy()) and np.allclose(full.std, x.std((0, 2, 3), unbiased=False).numpy())
+    cached = json.loads(folder.stats_path(datasets.tree(d), 224, Path(d["cache"])).read_text())
+    assert cached["mean"] == list(full.mean) and cached["images"] == 15
+    assert sum(y.numel() for _, y in built.loader) == 15 * 3
+    test_labels = torch.cat([y for _, y in built.test_batches()])
+    assert test_labels.tolist() == [0] * 2 + [1] * 3 + [2] * 2
+
+
+def test_mixed_sizes_are_resized_and_cropped_to_image_size(tmp_path: Path) -> None:
+    path = tree(tmp_path / "t", {"a": (3, 1), "b": (3, 1)}, sizes=((12, 20), (30, 16)))
+    d = config(tmp_path, path, image_size=10)
+    full = data.load_split("folder", d["root"], True, *data.split_args(d))
+    assert tuple(full.images.shape) == (6, 3, 10, 10)
+
+
+def test_folder_backends_agree_on_labels(tmp_path: Path) -> None:
+    """tensor and ffcv (JPEG .betons of the tree) give the same multiset of labels over an epoch with noise."""
+    path = tree(tmp_path / "t", {"a": (8, 2), "b": (8, 2), "c": (8, 2)})
+    labels = {}
+    for backend in ("tensor", "ffcv"):
+        d = config(tmp_path, path, backend=backend, image_size=16, workers=1)
+        assert backends.on_disk(d) == (backend == "ffcv")
+        built = data.build(d, [{"alpha": 3, "seed": 4}], CPU, 16, 0)
+        labels[backend] = sorted(torch.cat([y[0] for _, y in built.loader]).tolist())
+    assert labels["tensor"] == labels["ffcv"] and len(labels["ffcv"]) == 24 * 4
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: (tree(p, {"a": (2, 1)})), "has 1 class folder (a): a classification needs at least 2"),
+    (lambda p: (tree(p, {"a": (2, 1), "b": (2, 0)})), "class 'b' of"),
+    (lambda p: (tree(p, {"a": (2, 1), "b": (2, 1)}), (p / "train" / "b" / "x.png").write_text("not an image")),
+     "x.png is not an image Pillow can read"),
+    (lambda p: (p / "train" / "a").mkdir(parents=True), "holding train/<class>/ and val/<class>/"),
+])
+def test_bad_trees_one_line(tmp_path: Path, make, message: str) -> None:
+    path = tmp_path / "bad"
+    make(path)
+    with pytest.raises(UsageError) as err:
+        datasets.tree({"dataset": "folder", "path": str(path)})
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_class_missing_from_val_named_by_the_launcher(tmp_path: Path) -> None:
+    path = tree(tmp_path / "t", {"ant": (2, 1), "bee": (2, 0)})
+    proc = subprocess.run([sys.executable, "-m", "study.launch", "data.dataset=folder", f"data.path={path}",
+                           "preset=smoke", f"run_dir={tmp_path / 'run'}"], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "class 'bee'" in proc.stderr and "missing from" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_folder_smoke_study_through_the_launcher(tmp_path: Path, data_root: Path, ray_tmpdir: str) -> None:
+    """A generated 3-class tree, uniform noise at alpha 0 and 2: the study finishes and learns the clean tree."""
+    path = tree(tmp_path / "t", {"a": (40, 20), "b": (40, 20), "c": (40, 20)})
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "study.launch", "data.dataset=folder", f"data.path={path}",
+                           "preset=smoke", "data.n_clean=null", "data.n_test=null", "grid.model.arch=[conv2]", "figures=[]",
+                           "grid.noise.alpha=[0,2]", "grid.train.lr=[0.05]", "train.epochs=3", "train.batch_size=16",
+                           f"data.cache={tmp_path / 'cache'}", f"run_dir={run}"], capture_output=True, text=True,
+                          cwd=REPO, timeout=600, env={**os.environ, "RAY_TMPDIR": ray_tmpdir})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    trials = pd.read_csv(run / "trials.csv")
+    assert sorted(trials["alpha"]) == [0, 2] and (trials["status"] == "ok").all()
+    assert trials["test_acc"].max() > 0.6  # three flat colours: far above chance (1/3)

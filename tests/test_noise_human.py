@@ -1,0 +1,252 @@
+"""noise.matrix and noise.labels: bit-identical labels on every backend, their statistics, CIFAR-10N, bad files."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from ffcv.pipeline.compiler import Compiler
+
+from loaders import annotations, backends, data, datasets
+from loaders.errors import UsageError
+from loaders.ffcv_ops import Relabel
+from loaders.noise import NoiseModel, NoiseSpec, distribution, structured_distribution, copy_distribution, wrong_class_order
+from tests.conftest import trial_config
+
+CPU = torch.device("cpu")
+CHI2_9_P1E5 = 37.3  # chi-square quantile, 9 dof, p = 1e-5
+M = 10
+
+
+def random_votes(n: int, rng: np.random.Generator, r_max: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Annotations of n images, 1..r_max each, padded with -1."""
+    counts = rng.integers(1, r_max + 1, n)
+    labels = rng.integers(0, M, (n, r_max))
+    labels[np.arange(r_max) >= counts[:, None]] = -1
+    return torch.from_numpy(labels), torch.from_numpy(counts)
+
+
+@pytest.mark.parametrize("seed", [0, 2**32 - 1])
+@pytest.mark.parametrize("source", ["same", "novel"])
+def test_numba_votes_equal_torch_votes(seed: int, source: str) -> None:
+    rng = np.random.default_rng(seed)
+    n = 500
+    clean = torch.from_numpy(rng.integers(0, M, n))
+    pool = torch.from_numpy(rng.integers(0, M, 3 * n)) if source == "novel" else None
+    votes = random_votes(n + (3 * n if source == "novel" else 0), rng)
+    models = [NoiseModel(NoiseSpec(alpha=3, seed=s, source=source, labels="x"), clean, M, pool_labels=pool, votes=votes)
+              for s in (seed, seed ^ 0x5BD1E995)]
+    v = np.arange(4 * n, dtype=np.int64)
+    if source == "same":  # far past n_virtual: the high word of the hash too
+        v = np.concatenate([v, rng.integers(0, 2**62, 20_000)])
+    src, want = models[0](torch.from_numpy(v))
+    relabel = Compiler.compile(Relabel(models).generate_code())
+    decoded = models[0].rows[src].numpy().reshape(-1, 1).copy()
+    got = relabel(decoded, np.empty((len(v), 2), np.int64), v)
+    assert np.array_equal(got[:, 0], want.numpy())
+    assert np.array_equal(got[:, 1], models[1](torch.from_numpy(v))[1].numpy())
+    assert not np.array_equal(got[:, 0], got[:, 1])  # the seed matters
+
+
+def epoch(loader) -> Counter:
+    pairs = Counter()
+    for x, y in loader:
+        pairs.update(zip((hash(img.numpy().tobytes()) for img in x), y[0].tolist()))
+    return pairs
+
+
+@pytest.mark.parametrize("kind", ["matrix", "labels"])
+def test_one_epoch_identical_across_backends(data_root: Path, tmp_path: Path, kind: str) -> None:
+    mnist = datasets.load("mnist", data_root, train=True)
+    rng = np.random.default_rng(1)
+    clean = datasets.stratified_subset(mnist.labels, 300, 0)
+    spec = NoiseSpec(alpha=2.5, seed=11, **{kind: "x"})
+    matrix = rng.dirichlet(np.ones(M), size=M)
+    votes = random_votes(300, rng)
+    noise = lambda: NoiseModel(spec, mnist.labels[clean], M, matrix, votes=votes if kind == "labels" else None)  # noqa: E731
+    cfg = {"dataset": "mnist", "cache": str(tmp_path), "workers": 2}
+    runs = {b: epoch(backends.make({**cfg, "backend": b}, "mnist", mnist, clean, [noise()], 128, 3, CPU))
+            for b in ("tensor", "torch", "ffcv")}
+    assert sum(runs["tensor"].values()) == spec.n_virtual(300)
+    assert runs["ffcv"] == runs["tensor"] == runs["torch"]
+
+
+def test_matrix_draws_follow_the_matrix_chi_square() -> None:
+    """Per true class, the noisy copies' label histogram against the matrix row: chi-square, 9 dof."""
+    rng = np.random.default_rng(3)
+    matrix = rng.dirichlet(np.full(M, 2.0), size=M)
+    clean = torch.arange(2000) % M
+    noise = NoiseModel(NoiseSpec(alpha=20, seed=5, matrix="x"), clean, M, matrix)
+    _, labels = noise(torch.arange(noise.n, noise.n_virtual))
+    true = clean.repeat(20)
+    for c in range(M):
+        observed = np.bincount(labels[true == c].numpy(), minlength=M)
+        expected = matrix[c] * observed.sum()
+        keep = expected > 0
+        assert ((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum() < CHI2_9_P1E5
+
+
+def test_structured_noise_is_its_matrix(tmp_path: Path) -> None:
+    """delta/order is a special case of noise.matrix: its matrix written to a file gives the same labels."""
+    spec = NoiseSpec(alpha=20, seed=3, delta=0.6, order="random")
+    dist = distribution(spec, M)
+    np.save(tmp_path / "d.npy", dist)
+    as_file = NoiseSpec(alpha=20, seed=3, matrix=str(tmp_path / "d.npy"))
+    assert np.allclose(distribution(as_file, M), dist, atol=1e-15)
+    clean = torch.arange(1000) % M
+    v = torch.arange(21_000)
+    assert torch.equal(NoiseModel(spec, clean, M)(v)[1], NoiseModel(as_file, clean, M)(v)[1])
+    order = wrong_class_order("random", M, 3, None)
+    assert np.allclose(dist, copy_distribution(structured_distribution(M, 20, 0.6, order), 20))
+
+
+def test_votes_are_only_the_image_s_own_and_each_equally_likely(tmp_path: Path) -> None:
+    """From a CSV with repeats (1-4 annotations per image): every noisy copy carries one of its image's
+    annotations, and the r of an image are picked equally often (chi-square over all images' picks)."""
+    rng = np.random.default_rng(4)
+    n, alpha = 400, 30
+    counts = rng.integers(1, 5, n)
+    rows = [(i, int(rng.integers(0, M))) for i in range(n) for _ in range(counts[i])]
+    order = rng.permutation(len(rows))
+    (tmp_path / "votes.csv").write_text("index,label\n" + "".join(f"{rows[k][0]},{rows[k][1]}\n" for k in order))
+    votes = annotations.load_votes(str(tmp_path / "votes.csv"), n, M, "")
+    assert votes.counts.tolist() == counts.tolist()
+    for i, label in rows:
+        assert label in votes.labels[i, :votes.counts[i]]
+    clean = torch.from_numpy(rng.integers(0, M, n))
+    noise = NoiseModel(NoiseSpec(alpha=alpha, seed=8, labels="x"), clean, M,
+                       votes=(torch.from_numpy(votes.labels), torch.from_numpy(votes.counts)))
+    v = torch.arange(n * (1 + alpha))
+    source, labels = noise(v)
+    assert torch.equal(labels[:n], clean)
+    stat, dof = 0.0, 0
+    for i in range(n):
+        got = labels[n:][source[n:] == i].numpy()
+        own = votes.labels[i, :votes.counts[i]]
+        assert np.isin(got, own).all()
+        picks = np.bincount([int(np.flatnonzero(own == g)[0]) for g in got], minlength=len(own))
+        distinct = np.unique(own, return_index=True)[1]  # repeated labels within an image merge their picks
+        expected = np.array([(own == own[j]).sum() for j in distinct]) * alpha / len(own)
+        stat += ((picks[distinct] - expected) ** 2 / expected).sum()
+        dof += len(distinct) - 1
+    assert stat < dof + 5 * np.sqrt(2 * dof)  # chi-square with dof degrees of freedom, ~5 sd
+
+
+def test_cifar10n_file_matrix_and_subset_keep_original_index(cifar10_root: Path) -> None:
+    if not (cifar10_root / annotations.CIFAR10N_FILE).is_file():
+        pytest.skip(f"no {annotations.CIFAR10N_FILE} under {cifar10_root}")
+    human = annotations.cifar10n(str(cifar10_root))
+    matrix = annotations.load_matrix("cifar10n:random", M, str(cifar10_root))
+    assert np.allclose(matrix.sum(1), 1)
+    wrong = np.mean([(human[f"random_label{k}"] != human["clean_label"]).mean() for k in (1, 2, 3)])
+    assert 1 - np.diag(matrix).mean() == pytest.approx(wrong, abs=0.01)  # balanced classes: 17.7% wrong
+    worst = annotations.load_matrix("cifar10n:worst", M, str(cifar10_root))
+    assert 1 - np.diag(worst).mean() == pytest.approx(0.402, abs=0.01)
+    cfg = trial_config(cifar10_root, data={"dataset": "cifar10", "n_clean": 500, "n_val": 100, "n_test": 100,
+                                           "backend": "tensor"})["data"]
+    built = data.build(cfg, [{"alpha": 4, "seed": 2, "labels": "cifar10n:random"}], CPU, 128, 0)
+    full = datasets.load("cifar10", cifar10_root, train=True)
+    clean_index, _ = data.clean_and_val(full.labels, cfg)
+    assert torch.equal(torch.from_numpy(human["clean_label"][clean_index.numpy()]), full.labels[clean_index])
+    noise = built.noises[0]
+    source, labels = noise(torch.arange(noise.n, noise.n_virtual))
+    original = clean_index[source].numpy()
+    own = np.stack([human[f"random_label{k}"][original] for k in (1, 2, 3)], 1)
+    assert (own == labels.numpy()[:, None]).any(1).all()
+    assert (labels.numpy() != full.labels[clean_index][source].numpy()).mean() == pytest.approx(0.177, abs=0.03)
+
+
+@pytest.mark.parametrize("content,message", [
+    (np.ones((3, 3)) / 3, "has shape (3, 3)"),
+    (np.full((M, M), 0.2) - 0.1 * np.eye(M) * 3, "entry [0, 0] = -0.1"),
+    (np.full((M, M), 0.2), "row 0 summing to 2"),
+])
+def test_bad_matrix_one_line(tmp_path: Path, content: np.ndarray, message: str) -> None:
+    np.savetxt(tmp_path / "m.csv", content, delimiter=",")
+    with pytest.raises(UsageError, match=r"noise\.matrix=.*m\.csv") as err:
+        distribution(NoiseSpec(alpha=1, matrix=str(tmp_path / "m.csv")), M)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_labels_and_combinations_one_line(tmp_path: Path) -> None:
+    np.save(tmp_path / "v.npy", np.full((5, 2), 10))
+    with pytest.raises(UsageError, match=r"gives image 0 the label 10: labels must be in \[0, 10\)"):
+        annotations.load_votes(str(tmp_path / "v.npy"), 5, M, "")
+    with pytest.raises(UsageError, match="holds annotations for 5 images, but the training split has 6"):
+        annotations.load_votes(str(tmp_path / "v.npy"), 6, M, "")
+    (tmp_path / "v.csv").write_text("0,1\n7,2\n")
+    with pytest.raises(UsageError, match=r"names image 7: indices must be in \[0, 5\)"):
+        annotations.load_votes(str(tmp_path / "v.csv"), 5, M, "")
+    with pytest.raises(UsageError, match="cifar10n:random, cifar10n:worst, cifar10n:aggre"):
+        annotations.load_votes("cifar10n:best", 5, M, "")
+    with pytest.raises(UsageError, match="noise.delta=0.5 and noise.matrix=m.npy are two ways"):
+        NoiseSpec(alpha=20, delta=0.5, matrix="m.npy")
+    with pytest.raises(UsageError, match="noise.labels=v.npy needs images with a true class"):
+        NoiseSpec(alpha=2, labels="v.npy", source="white")
+    with pytest.raises(UsageError, match="CIFAR-10N annotations not found at"):
+        annotations.cifar10n(str(tmp_path), download=False)
+
+
+def test_csv_image_without_annotation_is_named(data_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "v.csv").write_text("".join(f"{i},{i % 10}\n" for i in range(1, 60_000)))  # image 0 has none
+    cfg = trial_config(data_root, data={"n_clean": None, "backend": "tensor"})["data"]
+    with pytest.raises(UsageError, match="gives no annotation for training image 0"):
+        data.build(cfg, [{"alpha": 1, "seed": 0, "labels": str(tmp_path / "v.csv")}], CPU, 128, 0)
+
+
+@pytest.mark.slow
+def test_human_noise_smoke_study_yields_its_figure_and_claim(cifar10_root: Path, tmp_path: Path, ray_tmpdir: str) -> None:
+    """exp=human_noise preset=smoke through the launcher on real CIFAR-10 and CIFAR-10N (about 2 CPU minutes)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    if not (cifar10_root / annotations.CIFAR10N_FILE).is_file():
+        pytest.skip(f"no {annotations.CIFAR10N_FILE} under {cifar10_root}")
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "study.launch", "exp=human_noise", "preset=smoke", "data.download=false",
+                           f"run_dir={run}"], capture_output=True, text=True, cwd=REPO, timeout=900,
+                          env={**os.environ, "STUDY_DATA_ROOT": str(cifar10_root), "RAY_TMPDIR": ray_tmpdir})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    trials = pd.read_csv(run / "trials.csv")
+    kinds = trials["labels"].notna() * 2 + trials["matrix"].notna()
+    assert (trials["status"] == "ok").all() and sorted(kinds) == [0, 0, 0, 1, 1, 2, 2]
+    uniform = trials[kinds == 0].set_index("alpha")["test_acc"]
+    human = trials[kinds > 0].groupby("alpha")["test_acc"].min()
+    assert (human > uniform.loc[human.index]).all()  # 17.7% wrong labels beat 90% wrong ones at every alpha
+    assert (run / "human.png").stat().st_size > 10_000
+    claims = pd.read_csv(run / "claims.csv", keep_default_na=False)
+    row = claims[claims["figure"] == "human"].iloc[0]
+    assert row["verdict"] in ("held", "contradicted") and "conv6 α=2" in row["measured"] and "conv6 α=5" in row["measured"]
+
+
+def human_summary(matrix_acc: float, labels_acc: float) -> pd.DataFrame:
+    """A human_noise summary as analysis.summary makes it: uniform rows (alpha 0, 2, 5) with empty matrix and
+    labels, then the two human kinds at alpha 2 and 5."""
+    rows = [{"alpha": a, "arch": "conv6", "matrix": np.nan, "labels": np.nan, "test_acc": acc}
+            for a, acc in ((0, 0.5), (2, 0.3), (5, 0.1))]
+    for a in (2, 5):
+        rows.append({"alpha": a, "arch": "conv6", "matrix": "cifar10n:random", "labels": np.nan, "test_acc": matrix_acc})
+        rows.append({"alpha": a, "arch": "conv6", "matrix": np.nan, "labels": "cifar10n:random", "test_acc": labels_acc})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("matrix_acc,labels_acc,held", [(0.45, 0.40, True), (0.40, 0.45, False)])
+def test_human_claim_verdict_and_figure(tmp_path: Path, matrix_acc: float, labels_acc: float, held: bool) -> None:
+    from analysis import claims, figures
+
+    claim = next(c for c in claims.CLAIMS if c.figure == "human")
+    text, verdict = claim.check(human_summary(matrix_acc, labels_acc), None, claim.tolerance)
+    assert verdict is held and f"{100 * (matrix_acc - labels_acc):+.1f} points" in text
+    assert claim.check(human_summary(0.4, 0.4).query("labels.isna()"), None, claim.tolerance) is None  # no per-image run
+    fig = figures.human(human_summary(matrix_acc, labels_acc), None, tmp_path, "smoke")
+    lines = {l.get_label(): (list(l.get_xdata()), list(l.get_ydata())) for l in fig.axes[0].get_lines()}
+    assert lines[figures.HUMAN["uniform"]] == ([0, 2, 5], [50.0, 30.0, 10.0])
+    assert lines[figures.HUMAN["labels"]] == ([0, 2, 5], [50.0, 100 * labels_acc, 100 * labels_acc])  # alpha 0 shared
+    assert lines[figures.HUMAN["matrix"]][1][0] == 50.0 and (tmp_path / "human.png").stat().st_size > 10_000
