@@ -255,15 +255,22 @@ def optimal_lr_falls(s: pd.DataFrame, t: pd.DataFrame, band: None) -> Measured:
 
 def per_image_hurts_more(s: pd.DataFrame, t: pd.DataFrame, band: Band) -> Measured:
     """exp=human_noise: accuracy with the annotators' class-conditional matrix minus accuracy with their own
-    per-image labels, averaged over the alphas > 0 (and architectures) both kinds ran at."""
+    per-image labels, paired at each (architecture, α > 0) both kinds ran at, with a 95% Student-t interval
+    over those pairs: held when the interval lies above the band's floor, contradicted when it lies at or
+    below it, inconclusive when it straddles it (or one pair gives no interval)."""
     table = noise_kind(s)
     noisy = table[(table["alpha"] > 0) & table["kind"].isin(["matrix", "labels"])]
     by = noisy.pivot_table(index=["arch", "alpha"], columns="kind", values="test_acc").dropna()
     if not {"matrix", "labels"} <= set(by.columns) or by.empty:
         return None
-    gap = (by["matrix"] - by["labels"]).mean()
+    gaps = by["matrix"] - by["labels"]
+    half = t975(len(gaps) - 1) * gaps.std(ddof=1) / math.sqrt(len(gaps)) if len(gaps) > 1 else math.nan
+    low, high = gaps.mean() - half, gaps.mean() + half
     each = ", ".join(f"{arch} α={a:g}: {pct(r['labels'])} vs {pct(r['matrix'])}" for (arch, a), r in by.iterrows())
-    return f"matrix − per-image: {100 * gap:+.1f} points on average (per-image vs matrix: {each})", band.holds(gap)
+    interval = f"95% CI {100 * low:+.1f} to {100 * high:+.1f}" if not math.isnan(half) else "one pair: no interval"
+    held = None if math.isnan(half) or (low <= band.low < high) else bool(low > band.low)
+    return (f"matrix − per-image: {100 * gaps.mean():+.1f} points over {len(gaps)} (arch, α) pairs, {interval} "
+            f"(per-image vs matrix: {each})"), held
 
 
 CLAIMS = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from collections import Counter
 from pathlib import Path
 
@@ -223,27 +225,35 @@ def test_human_noise_smoke_study_yields_its_figure_and_claim(cifar10_root: Path,
     assert (run / "human.png").stat().st_size > 10_000
     claims = pd.read_csv(run / "claims.csv", keep_default_na=False)
     row = claims[claims["figure"] == "human"].iloc[0]
-    assert row["verdict"] in ("held", "contradicted") and "conv6 α=2" in row["measured"] and "conv6 α=5" in row["measured"]
+    assert "conv6 α=2" in row["measured"] and "conv6 α=5" in row["measured"]
+    low, high = map(float, re.search(r"95% CI ([-+\d.]+) to ([-+\d.]+)", row["measured"]).groups())
+    assert row["verdict"] == ("held" if low > 0 else "contradicted" if high <= 0 else "inconclusive")  # 2 pairs: wide
 
 
-def human_summary(matrix_acc: float, labels_acc: float) -> pd.DataFrame:
+def human_summary(matrix_acc: float, labels_acc: float, spread: float = 0.0) -> pd.DataFrame:
     """A human_noise summary as analysis.summary makes it: uniform rows (alpha 0, 2, 5) with empty matrix and
-    labels, then the two human kinds at alpha 2 and 5."""
+    labels, then the two human kinds at alpha 2 and 5 (per-image accuracy labels_acc -/+ spread)."""
     rows = [{"alpha": a, "arch": "conv6", "matrix": np.nan, "labels": np.nan, "test_acc": acc}
             for a, acc in ((0, 0.5), (2, 0.3), (5, 0.1))]
-    for a in (2, 5):
+    for a, shift in ((2, -spread), (5, spread)):
         rows.append({"alpha": a, "arch": "conv6", "matrix": "cifar10n:random", "labels": np.nan, "test_acc": matrix_acc})
-        rows.append({"alpha": a, "arch": "conv6", "matrix": np.nan, "labels": "cifar10n:random", "test_acc": labels_acc})
+        rows.append({"alpha": a, "arch": "conv6", "matrix": np.nan, "labels": "cifar10n:random",
+                     "test_acc": labels_acc + shift})
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("matrix_acc,labels_acc,held", [(0.45, 0.40, True), (0.40, 0.45, False)])
-def test_human_claim_verdict_and_figure(tmp_path: Path, matrix_acc: float, labels_acc: float, held: bool) -> None:
+@pytest.mark.parametrize("matrix_acc,labels_acc,spread,held", [
+    (0.45, 0.40, 0.0, True), (0.40, 0.45, 0.0, False),
+    (0.45, 0.40, 0.002, True),  # gaps 5.2 and 4.8 points: 5 ± 12.7·0.28/√2 = 5 ± 2.5, above 0
+    (0.45, 0.40, 0.01, None),   # gaps 6 and 4 points: 5 ± 12.7 (t with 1 dof), straddles 0
+    (0.40, 0.45, 0.01, None)])
+def test_human_claim_verdict_and_figure(tmp_path: Path, matrix_acc: float, labels_acc: float, spread: float,
+                                        held: bool | None) -> None:
     from analysis import claims, figures
 
     claim = next(c for c in claims.CLAIMS if c.figure == "human")
-    text, verdict = claim.check(human_summary(matrix_acc, labels_acc), None, claim.tolerance)
-    assert verdict is held and f"{100 * (matrix_acc - labels_acc):+.1f} points" in text
+    text, verdict = claim.check(human_summary(matrix_acc, labels_acc, spread), None, claim.tolerance)
+    assert verdict is held and f"{100 * (matrix_acc - labels_acc):+.1f} points over 2 (arch, α) pairs" in text
     assert claim.check(human_summary(0.4, 0.4).query("labels.isna()"), None, claim.tolerance) is None  # no per-image run
     fig = figures.human(human_summary(matrix_acc, labels_acc), None, tmp_path, "smoke")
     lines = {l.get_label(): (list(l.get_xdata()), list(l.get_ydata())) for l in fig.axes[0].get_lines()}
