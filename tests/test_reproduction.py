@@ -20,6 +20,11 @@ def paper_run(folder: Path, exp: str, figures: list[str], trials: pd.DataFrame, 
                        "launches": [{"gpu_minutes": m} for m in gpu_minutes]}, folder / rundir.PROVENANCE)
 
 
+def claim_lines(page: Path) -> list[str]:
+    """The table's rows, header and rule aside."""
+    return [line for line in page.read_text().splitlines() if line.startswith("| ") and not line.startswith("| figure")]
+
+
 def test_full_partial_and_not_run_rows(tmp_path: Path) -> None:
     root = tmp_path / "paper"
     fig1 = trials_frame(alpha=[0, 100], arch=["perceptron", "mlp1", "conv4"])
@@ -32,7 +37,7 @@ def test_full_partial_and_not_run_rows(tmp_path: Path) -> None:
     out = tmp_path / "docs" / "reproduction.md"
     assert reproduction.main([str(root), "--out", str(out)]) == 0
 
-    rows = [line.split(" | ") for line in out.read_text().splitlines() if line[:6] != "| figu" and line.startswith("| fig")]
+    rows = [line.split(" | ") for line in claim_lines(out)]
     assert [r[1] for r in rows] == [c.claim for c in claims.CLAIMS]  # one row per claim, in the paper's order
     by_claim = {r[1]: r for r in rows}
     convnet = by_claim["MNIST: ConvNet > 90% at α = 100"]
@@ -48,7 +53,7 @@ def test_full_partial_and_not_run_rows(tmp_path: Path) -> None:
 def test_no_runs_yet_every_claim_not_run(tmp_path: Path) -> None:
     out = tmp_path / "reproduction.md"
     assert reproduction.main([str(tmp_path / "absent"), "--out", str(out)]) == 0
-    verdicts = [line.rsplit(" | ", 1)[1] for line in out.read_text().splitlines() if line[:6] != "| figu" and line.startswith("| fig")]
+    verdicts = [line.rsplit(" | ", 1)[1] for line in claim_lines(out)]
     assert verdicts == ["not run at paper scale |"] * len(claims.CLAIMS)
 
 
