@@ -25,7 +25,7 @@ FORMAT = "v1"  # bump when what a key describes changes, so old cache files are 
 
 
 def cache_dir(cache: str | os.PathLike | None) -> Path:
-    """data.cache, else ffcv/ beside the datasets cache (~/.cache/label-noise-study)."""
+    """data.cache (the launcher sets it under storage.root), else ffcv/ in the user cache dir."""
     return Path(cache).expanduser().resolve() if cache not in (None, "") else user_dir() / "ffcv"
 
 

@@ -79,16 +79,18 @@ def user_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser().resolve() / "label-noise-study"
 
 
-def resolve_root(root: str | os.PathLike | None) -> Path:
-    """data.root, else $STUDY_DATA_ROOT, else the user cache dir; always absolute."""
+def resolve_root(root: str | os.PathLike | None, storage: Path | None = None) -> Path:
+    """data.root, else $STUDY_DATA_ROOT, else datasets/ under the storage root (default: the user cache dir);
+    always absolute."""
     if root in (None, ""):
-        root = os.environ.get("STUDY_DATA_ROOT") or user_dir() / "datasets"
+        root = os.environ.get("STUDY_DATA_ROOT") or (storage or user_dir()) / "datasets"
     return Path(root).expanduser().resolve()
 
 
-def default_confusion_path(dataset: str) -> Path:
-    """Where exp=confusion leaves its summed test confusion matrix and exp=structured looks for it."""
-    return user_dir() / "confusion" / f"{dataset}.npy"
+def default_confusion_path(dataset: str, storage: Path | None = None) -> Path:
+    """Where exp=confusion leaves its summed test confusion matrix and exp=structured looks for it, under the
+    storage root (default: the user cache dir)."""
+    return (storage or user_dir()) / "confusion" / f"{dataset}.npy"
 
 
 def _mnist_files(root: Path) -> list[Path]:

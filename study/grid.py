@@ -7,12 +7,11 @@ sections a trial sees (TRIAL_SECTIONS), nested as in config.yaml.
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from typing import Any
 
-from loaders import datasets
 from loaders.errors import UsageError
 from study import schema
+from study.storage import place, storage_root
 
 TRIAL_SECTIONS = ("data", "noise", "model", "train")
 
@@ -36,12 +35,9 @@ def with_value(config: dict[str, Any], path: str, value: Any, _full: str | None 
 
 
 def trial_base(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The part of the config a trial sees, with the data root made absolute in the driver."""
-    base = {k: dict(cfg[k]) for k in TRIAL_SECTIONS}
-    base["data"]["root"] = str(datasets.resolve_root(base["data"]["root"]))
-    if base["noise"].get("confusion"):
-        base["noise"]["confusion"] = str(Path(base["noise"]["confusion"]).expanduser().resolve())
-    return base
+    """The part of the config a trial sees, its paths (data root, .beton cache, confusion artifact) made
+    absolute in the driver under the storage root: no node resolves them again."""
+    return place({k: dict(cfg[k]) for k in TRIAL_SECTIONS}, storage_root(cfg))
 
 
 def grid_of(cfg: dict[str, Any], name: str = "grid") -> dict[str, list[Any]]:

@@ -10,6 +10,7 @@ holds trials.csv, epochs.csv, and the analysis' summary and figures. Bad input: 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import fcntl
@@ -25,7 +26,7 @@ from typing import Any
 import rundir
 from loaders import backends, datasets
 from loaders.errors import UsageError
-from study import schema
+from study import schema, storage
 from study.cluster import check_address, check_resources, connect
 from study.grid import expand, grids_of, trial_base, with_value
 from study.groups import partition, replicate
@@ -54,10 +55,9 @@ def compose(argv: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
         raise UsageError(f"bad override: {' '.join(lines[:3])}") from None
 
 
-def default_run_dir(choices: dict[str, str]) -> Path:
+def default_run_dir(choices: dict[str, str], cfg: dict[str, Any]) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    root = os.environ.get("STUDY_RUNS_ROOT", "runs")  # cluster.yaml points it at the shared file system
-    return Path(root) / f"{choices['exp']}-{choices['preset']}-{stamp}"
+    return storage.runs_root(cfg) / f"{choices['exp']}-{choices['preset']}-{stamp}"  # <storage root>/runs when named
 
 
 def dry_run_text(cfg: dict[str, Any], choices: dict[str, str], grids: list[dict[str, list[Any]]],
@@ -260,6 +260,25 @@ def save_confusion(results: Any, base: dict[str, Any], run_dir: Path) -> None:
     print(f"confusion matrix ({len(matrices)} trials): {run_dir / 'confusion.npy'}, copied to {target}", flush=True)
 
 
+def report_failures(results: list[Any]) -> None:
+    """Each distinct reason trials failed (the last line of its error, e.g. a GPU node without CUDA), counted."""
+    reasons = collections.Counter(
+        ([line.strip() for line in str(getattr(r.error, "cause", None) or r.error).splitlines() if line.strip()]
+         or [type(r.error).__name__])[-1] for r in results if r.error)
+    for reason, count in reasons.items():
+        print(f"{count} trial(s) failed: {reason}", file=sys.stderr, flush=True)
+
+
+def join_cluster(cfg: dict[str, Any]) -> None:
+    """On a cluster: join it and check every alive node sees the storage root, before anything is written.
+    The root is pinned in the stored config, so a resumed study uses the same one."""
+    root = storage.storage_root(cfg)
+    cfg.setdefault("storage", {})["root"] = str(root)
+    if cfg["ray"]["address"]:
+        connect(cfg)
+        storage.check_nodes(root)
+
+
 def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | None = None) -> Path | None:
     import ray
     from ray import tune
@@ -290,10 +309,11 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     if cfg["dry_run"]:  # before the GPU and cluster checks: cost a GPU study from a laptop
         print(dry_run_text(cfg, choices, grids, partition(quiet, bool(cfg["resources"]["gpu"]))))
         return None
-    run_dir = (resume_dir or Path(cfg["run_dir"] or default_run_dir(choices))).resolve()
+    run_dir = (resume_dir or Path(cfg["run_dir"] or default_run_dir(choices, cfg))).resolve()
     check_run_dir(run_dir)
     resources_per_trial = check_resources(cfg)
     check_address(cfg)
+    join_cluster(cfg)
     per_cell = cfg["search"]["trials_per_cell"] if cfg["search"]["name"] == "optuna" else 1
     groups = partition(quiet, resources_per_trial["gpu"] > 0) if grouped else [[c] for c in quiet for _ in range(per_cell)]
     if not cfg["ray"]["address"] and resume_dir is None:
@@ -331,6 +351,7 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     finally:
         ray.shutdown()
     results = list(itertools.chain(*results))
+    report_failures(results)
     if received:
         raise Interrupted(received[0], run_dir, finished_trials(results), len(groups))
     if base["train"]["report_confusion"]:
