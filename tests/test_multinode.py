@@ -76,8 +76,8 @@ def test_worker_with_another_home_reads_everything_from_the_shared_root(env: dic
     np.save(root / "confusion" / "mnist.npy", np.random.default_rng(0).integers(0, 50, (10, 10)))
     worker_env = other_node_env(env, tmp_path)
     log = tmp_path / "launch.log"
-    args = ["exp=structured", "preset=smoke", "data.download=false", "data.backend=ffcv", "data.n_clean=300",
-            "data.n_test=300", "train.epochs=1", "figures=[]", "grid.noise.delta=[0.5]",
+    args = ["exp=structured", "preset=smoke", "data.download=false", "data.backend=ffcv", "data.n_clean=200",
+            "data.n_test=200", "noise.alpha=2", "train.epochs=1", "figures=[]", "grid.noise.delta=[0.2]",
             "grid.noise.order=[confusing,reverse]"]
     try:
         # The head takes no trials (CPU 0, as in cluster.yaml): every trial runs on the worker.
@@ -132,7 +132,7 @@ def test_gpu_trial_on_a_node_without_cuda_fails_naming_it(env: dict[str, str], t
     run_dir, log = tmp_path / "run", tmp_path / "launch.log"
     # The head advertises a GPU it does not have: Ray places the trial there, torch finds no CUDA.
     with cluster(env, tmp_path, ["--num-cpus=1", "--num-gpus=1"]) as address:
-        result = study([*TINY, "resources.gpu=0.5", "train.device=auto", "max_failures=0", f"ray.address={address}",
+        result = study([*TINY, "grid.noise.alpha=[0]", "resources.gpu=0.5", "train.device=auto", "max_failures=0", f"ray.address={address}",
                         f"storage.root={tmp_path / 'shared'}", f"run_dir={run_dir}"], env, log)
     assert result.returncode == 0, log.read_text()[-3000:]
     failed = [line for line in log.read_text().splitlines() if "trial(s) failed:" in line]
