@@ -32,7 +32,10 @@ def test_cluster_yaml_validates(config: dict) -> None:
     for node_type in types.values():  # the launcher rejects fractional node resources
         assert all(isinstance(v, int) for v in node_type["resources"].values())
     assert {"g5.xlarge", "p4d.24xlarge"} <= {t["node_config"]["InstanceType"] for t in types.values()}
-    assert types[config["head_node_type"]]["resources"] == {"CPU": 0}  # no trials on the head
+    head = types[config["head_node_type"]]
+    assert head["resources"] == {"CPU": 0}  # no trials on the head
+    # The autoscaler runs in the head's container, one network hop past the host: IMDSv2 must reach it.
+    assert head["node_config"]["MetadataOptions"]["HttpPutResponseHopLimit"] >= 2
     assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])
 
 
