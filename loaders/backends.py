@@ -1,7 +1,8 @@
 """The training-set loader behind `data.backend`: tensor, ffcv, torch, or auto.
 
 auto = tensor when the clean images fit in half the device's free memory (a fractional GPU trial: of its
-share), else ffcv, and always ffcv for real ImageNet, which is read from JPEG .betons of its class folders and never held in memory (on_disk).
+share), else ffcv, and always ffcv for real ImageNet, which is read from JPEG .betons of its class folders
+and never held in memory (on_disk).
 torch is the baseline a user would write, kept for comparison.
 """
 

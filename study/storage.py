@@ -75,8 +75,9 @@ def check_nodes(root: Path) -> None:
         ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=NODE_TIMEOUT_S)
         if late:
             node = pending[late[0]]
-            raise UsageError(f"storage.root={str(root)!r}: node {node['NodeManagerHostname']} ({node['NodeManagerAddress']}) "
-                             f"did not answer within {NODE_TIMEOUT_S} s, so it is not known to see the root")
+            name = f"{node['NodeManagerHostname']} ({node['NodeManagerAddress']}, node {node['NodeID'][:12]})"
+            raise UsageError(f"storage.root={str(root)!r}: node {name} did not answer within {NODE_TIMEOUT_S} s, "
+                             "so it is not known to see the root")
         for name, seen, why in ray.get(ready):
             if seen != token:
                 raise UsageError(f"storage.root={str(root)!r} is not visible on node {name} "
