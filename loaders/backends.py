@@ -1,7 +1,8 @@
 """The training-set loader behind `data.backend`: tensor, ffcv, torch, or auto.
 
-auto = tensor when the clean images fit in half the device's free memory, else ffcv, and always ffcv for
-real ImageNet, which is read from JPEG .betons of its class folders and never held in memory (on_disk).
+auto = tensor when the clean images fit in half the device's free memory (a fractional GPU trial: of its
+share), else ffcv, and always ffcv for real ImageNet, which is read from JPEG .betons of its class folders
+and never held in memory (on_disk).
 torch is the baseline a user would write, kept for comparison.
 """
 
@@ -23,9 +24,12 @@ BACKENDS = ("auto", "tensor", "ffcv", "torch")
 
 
 def free_memory(device: torch.device) -> int:
-    """Bytes free on the device (available RAM for the CPU)."""
+    """Bytes free on the device (available RAM for the CPU); on CUDA, within this process's memory fraction
+    (a trial with a fractional GPU is capped at its share: study.trainable.claim_gpu)."""
     if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+        free, total = torch.cuda.mem_get_info(device)
+        share = int(torch.cuda.get_per_process_memory_fraction(device) * total) - torch.cuda.memory_reserved(device)
+        return max(0, min(free, share))
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 

@@ -81,15 +81,16 @@ def user_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser().resolve() / "label-noise-study"
 
 
-def resolve_root(root: str | os.PathLike | None) -> Path:
-    """data.root, else $STUDY_DATA_ROOT, else the user cache dir; always absolute."""
+def resolve_root(root: str | os.PathLike | None, storage: Path | None = None) -> Path:
+    """data.root, else $STUDY_DATA_ROOT, else datasets/ under the storage root (default: the user cache dir);
+    always absolute."""
     if root in (None, ""):
-        root = os.environ.get("STUDY_DATA_ROOT") or user_dir() / "datasets"
+        root = os.environ.get("STUDY_DATA_ROOT") or (storage or user_dir()) / "datasets"
     return Path(root).expanduser().resolve()
 
 
 def cache_dir(cache: str | os.PathLike | None) -> Path:
-    """data.cache, else ffcv/ beside the datasets cache (~/.cache/label-noise-study): .betons and folder stats."""
+    """data.cache (the launcher sets it under storage.root), else ffcv/ in the user cache dir: .betons and folder stats."""
     return Path(cache).expanduser().resolve() if cache not in (None, "") else user_dir() / "ffcv"
 
 
@@ -107,9 +108,10 @@ def num_classes(data: dict) -> int:
     return len(tree(data).classes) if data["dataset"] == "folder" else NUM_CLASSES[data["dataset"]]
 
 
-def default_confusion_path(dataset: str) -> Path:
-    """Where exp=confusion leaves its summed test confusion matrix and exp=structured looks for it."""
-    return user_dir() / "confusion" / f"{dataset}.npy"
+def default_confusion_path(dataset: str, storage: Path | None = None) -> Path:
+    """Where exp=confusion leaves its summed test confusion matrix and exp=structured looks for it, under the
+    storage root (default: the user cache dir)."""
+    return (storage or user_dir()) / "confusion" / f"{dataset}.npy"
 
 
 def _mnist_files(root: Path) -> list[Path]:

@@ -34,6 +34,15 @@ def check_resources(cfg: dict[str, Any]) -> dict[str, float]:
     return {"cpu": cpu, "gpu": gpu}
 
 
+def node_name() -> str:
+    """This Ray node, as a user finds it: host, IP and node id (which tells apart nodes that share a host)."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    ip = next(n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id)  # as `ray status` lists it
+    return f"{socket.gethostname()} ({ip}, node {node_id[:12]})"
+
+
 def check_address(cfg: dict[str, Any]) -> None:
     """A cluster address that does not answer fails in seconds, before anything is written (ray.init would retry for minutes)."""
     address = cfg["ray"]["address"]
@@ -51,6 +60,8 @@ def connect(cfg: dict[str, Any]) -> None:
     import ray
 
     address = cfg["ray"]["address"]
+    if ray.is_initialized():  # joined already, to check the nodes' storage (study.storage.check_nodes)
+        return
     if not address:  # "local" never attaches to a stale cluster left by an earlier `ray start`
         ray.init(address="local", num_cpus=cfg["ray"]["num_cpus"],
                  runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})

@@ -10,9 +10,9 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from loaders import datasets
 from loaders.errors import UsageError
 from study import schema
+from study.storage import place, storage_root
 
 TRIAL_SECTIONS = ("data", "noise", "model", "train")
 
@@ -36,10 +36,10 @@ def with_value(config: dict[str, Any], path: str, value: Any, _full: str | None 
 
 
 def trial_base(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The part of the config a trial sees, with the data root and every file path made absolute in the driver."""
-    base = {k: dict(cfg[k]) for k in TRIAL_SECTIONS}
-    base["data"]["root"] = str(datasets.resolve_root(base["data"]["root"]))
-    for section, key in (("data", "path"), ("noise", "confusion"), ("noise", "matrix"), ("noise", "labels")):
+    """The part of the config a trial sees, its paths (data root, .beton cache, confusion artifact) made
+    absolute in the driver under the storage root, and every file it names absolute: no node resolves them again."""
+    base = place({k: dict(cfg[k]) for k in TRIAL_SECTIONS}, storage_root(cfg))
+    for section, key in (("data", "path"), ("noise", "matrix"), ("noise", "labels")):
         value = base[section].get(key)
         if value and not str(value).startswith("cifar10n:"):  # cifar10n:<kind> names annotations, not a file
             base[section][key] = str(Path(value).expanduser().resolve())

@@ -10,6 +10,7 @@ holds trials.csv, epochs.csv, and the analysis' summary and figures. Bad input: 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import fcntl
@@ -25,9 +26,9 @@ from typing import Any
 import rundir
 from loaders import backends, datasets
 from loaders.errors import UsageError
-from study import provenance, schema, slices
+from study import provenance, schema, slices, storage
 from study.cluster import check_address, check_resources, connect
-from study.grid import expand, grids_of, trial_base, with_value
+from study.grid import expand, flatten, grids_of, trial_base, with_value
 from study.groups import partition, replicate
 
 
@@ -54,10 +55,9 @@ def compose(argv: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
         raise UsageError(f"bad override: {' '.join(lines[:3])}") from None
 
 
-def default_run_dir(choices: dict[str, str]) -> Path:
+def default_run_dir(choices: dict[str, str], cfg: dict[str, Any]) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    root = os.environ.get("STUDY_RUNS_ROOT", "runs")  # cluster.yaml points it at the shared file system
-    return Path(root) / f"{choices['exp']}-{choices['preset']}-{stamp}"
+    return storage.runs_root(cfg) / f"{choices['exp']}-{choices['preset']}-{stamp}"  # <storage root>/runs when named
 
 
 def dry_run_text(cfg: dict[str, Any], choices: dict[str, str], grids: list[dict[str, list[Any]]],
@@ -283,6 +283,23 @@ def save_confusion(results: Any, base: dict[str, Any], run_dir: Path) -> None:
     print(f"confusion matrix ({len(matrices)} trials): {run_dir / 'confusion.npy'}, copied to {target}", flush=True)
 
 
+def report_failures(results: list[Any]) -> None:
+    """Each distinct reason trials failed (the last line of its error, e.g. a GPU node without CUDA), counted."""
+    reasons = collections.Counter(
+        ([line.strip() for line in str(getattr(r.error, "cause", None) or r.error).splitlines() if line.strip()]
+         or [type(r.error).__name__])[-1] for r in results if r.error)
+    for reason, count in reasons.items():
+        print(f"{count} trial(s) failed: {reason}", file=sys.stderr, flush=True)
+
+
+def join_cluster(cfg: dict[str, Any]) -> None:
+    """On a cluster: join it and check every alive node sees the storage root, before anything is written.
+    (The root is not pinned in study.json: a run dir moved to another machine resumes under that machine's.)"""
+    if cfg["ray"]["address"]:
+        connect(cfg)
+        storage.check_nodes(storage.storage_root(cfg))
+
+
 def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | None = None) -> Path | None:
     import ray
     from ray import tune
@@ -313,10 +330,11 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     if cfg["dry_run"]:  # before the GPU and cluster checks: cost a GPU study from a laptop
         print(dry_run_text(cfg, choices, grids, partition(quiet, bool(cfg["resources"]["gpu"]))))
         return None
-    run_dir = (resume_dir or Path(cfg["run_dir"] or default_run_dir(choices))).resolve()
+    run_dir = (resume_dir or Path(cfg["run_dir"] or default_run_dir(choices, cfg))).resolve()
     check_run_dir(run_dir)
     resources_per_trial = check_resources(cfg)
     check_address(cfg)
+    join_cluster(cfg)
     per_cell = cfg["search"]["trials_per_cell"] if cfg["search"]["name"] == "optuna" else 1
     groups = partition(quiet, resources_per_trial["gpu"] > 0) if grouped else [[c] for c in quiet for _ in range(per_cell)]
     slices.check_budget(cfg, grouped, len(groups))
@@ -347,11 +365,13 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep the driver's working directory
     started = time.time()
     connect(cfg)
-    # A resumed run dir may have moved to another data root: its restored trials read this launch's.
-    moved_root = base["data"]["root"] if resume_dir and not any("data.root" in g for g in grids) else None
+    # A resumed run dir may have moved to another machine: its restored trials (which keep the configs they
+    # started with) read this launch's data root, .beton cache and confusion artifact.
+    placed = flatten(base)
+    moved = {k: placed[k] for k in slices.PLACED if not any(k in g for g in grids)} if resume_dir else None
     try:
         with stoppable() as received, slices.budget_timer(slices.seconds(cfg["budget"])) as spent:
-            results = experiments.fit(plan, tune.with_resources(tune.with_parameters(trainable, data_root=moved_root),
+            results = experiments.fit(plan, tune.with_resources(tune.with_parameters(trainable, paths=moved),
                                                                 resources_per_trial),
                                       cfg, run_dir, restore=resume_dir is not None)
         cluster = ray.cluster_resources()  # for provenance.json: the GPUs (and their kind) the study could use
@@ -363,6 +383,7 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     done = finished_trials(results)
     outcome = "interrupted" if received else "budget spent" if spent and done < len(groups) else "finished"
     provenance.record(run_dir, started, cluster, resources_per_trial["gpu"], outcome)
+    report_failures(results)
     if received:
         raise Interrupted(received[0], run_dir, done, len(groups))
     if outcome == "budget spent":

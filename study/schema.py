@@ -135,6 +135,7 @@ SCHEMA: dict[str, Rule] = {
     "resources.allow_cpu_fallback": FLAG,
     "max_concurrent_trials": at_least(0, integer=True, strict=True, null=True),
     "max_failures": at_least(-1, integer=True, note="-1: retry forever"),
+    "storage.root": PATH,
     "ray.address": Rule("null, auto or host:port", lambda v: v is None or isinstance(v, str)),
     "ray.num_cpus": at_least(0, integer=True, strict=True, null=True),
     "dry_run": FLAG,

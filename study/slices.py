@@ -26,7 +26,8 @@ from study.grid import flatten
 from study.schema import DURATION
 
 UNITS = {"s": 1, "m": 60, "h": 3600}
-PORTABLE = ("budget", "data.root", "ray.address")  # what may differ between slices of one study
+PORTABLE = ("budget", "data.root", "storage.root", "ray.address")  # what may differ between slices of one study
+PLACED = ("data.root", "data.cache", "noise.confusion")  # paths the driver resolves afresh for each slice
 IGNORED = ("resume", "run_dir", "dry_run", "force")  # how a study is launched, not what it is
 EXIT_BUDGET = 75  # sysexits' EX_TEMPFAIL: not finished yet, run the resume command to go on
 

@@ -8,6 +8,7 @@ ASHA choose one config per trial)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ import ray
 import torch
 from ray import tune
 
+from study.cluster import node_name
+from study.grid import with_value
 from study.train import EpochReport
 from study.trial import Trial
 
@@ -27,14 +30,34 @@ def members(config: dict[str, Any]) -> list[dict[str, Any]]:
     return config["members"] if "members" in config else [config]
 
 
-def trainable(config: dict[str, Any], data_root: str | None = None) -> None:
-    """`data_root`: set when a resumed run dir reads its data from another root than it started with."""
+class NoCuda(RuntimeError):
+    """A trial holds a GPU slot on a node where torch sees no CUDA device."""
+
+
+def claim_gpu(gpu: float) -> None:
+    """GPU or nothing: a trial holding a GPU slot never trains on CPU; a fractional slot caps this
+    process's CUDA memory at its fraction, so packed trials cannot starve each other."""
+    if not gpu:
+        return
+    if not torch.cuda.is_available():
+        raise NoCuda(f"resources.gpu={gpu:g} but node {node_name()} shows this trial no CUDA device "
+                     f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}, torch {torch.__version__} "
+                     f"needs an NVIDIA driver for CUDA {torch.version.cuda}): fix that node's driver or image, "
+                     "or run with resources.gpu=0")
+    if gpu < 1:
+        torch.cuda.set_per_process_memory_fraction(gpu)
+
+
+def trainable(config: dict[str, Any], paths: dict[str, str] | None = None) -> None:
+    """`paths`: dotted keys (data.root, data.cache, noise.confusion) a resumed, perhaps moved, run dir reads
+    from where this launch resolved them, not where the study started."""
+    resources = ray.get_runtime_context().get_assigned_resources()
     # One intra-op thread per CPU Tune gave this trial, so packed trials do not oversubscribe cores.
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
+    torch.set_num_threads(max(1, int(resources.get("CPU", 1))))
+    claim_gpu(resources.get("GPU", 0))
     configs = members(config)
-    if data_root:
-        configs = [{**c, "data": {**c["data"], "root": data_root}} for c in configs]
+    for key, value in (paths or {}).items():
+        configs = [with_value(c, key, value) for c in configs]
     trial = Trial(configs)
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry or a resumed study: continue every member after the last saved epoch

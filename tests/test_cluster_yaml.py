@@ -1,22 +1,105 @@
-"""cluster.yaml passes the cluster launcher's own validation, offline (no AWS call)."""
+"""cluster.yaml passes the cluster launcher's own validation, offline (no AWS call), and has the properties
+a real cluster needs: a pinned current image, idempotent setup without apt or pip downloads, explicit
+boto3, only tracked files synced, EFS with AWS's mount options, token auth in every shell, a private token
+file, p4d opt-in and spot g5 workers. The Dockerfile it names: CUDA >= 12.8 runtime, FFCV's apt packages,
+the venv from constraints.txt."""
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 
+import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-CLUSTER_YAML = Path(__file__).resolve().parents[1] / "cluster.yaml"
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER_YAML = REPO / "cluster.yaml"
+DOCKERFILE = REPO / "Dockerfile"
 
 
-def test_cluster_yaml_validates() -> None:
+@pytest.fixture(scope="module")
+def config() -> dict:
+    """The config as `ray up` sees it: merged with Ray's AWS defaults, then validated by Ray's schema."""
     config = prepare_config(yaml.safe_load(CLUSTER_YAML.read_text()))
     validate_config(config)
+    return config
+
+
+def test_cluster_yaml_validates(config: dict) -> None:
     types = config["available_node_types"]
     for node_type in types.values():  # the launcher rejects fractional node resources
         assert all(isinstance(v, int) for v in node_type["resources"].values())
     assert {"g5.xlarge", "p4d.24xlarge"} <= {t["node_config"]["InstanceType"] for t in types.values()}
-    assert all("RAY_AUTH_MODE=token" in " ".join(config[k])
-               for k in ("head_start_ray_commands", "worker_start_ray_commands"))
+    head = types[config["head_node_type"]]
+    assert head["resources"] == {"CPU": 0}  # no trials on the head
+    # The autoscaler runs in the head's container, one network hop past the host: IMDSv2 must reach it.
+    assert head["node_config"]["MetadataOptions"]["HttpPutResponseHopLimit"] >= 2
     assert "--dashboard-host=127.0.0.1" in " ".join(config["head_start_ray_commands"])
+
+
+def test_image_is_pinned_and_current(config: dict) -> None:
+    image = config["docker"]["image"]
+    name, _, tag = image.rpartition(":")
+    assert "@sha256:" in image or (name and tag and tag != "latest"), image  # a fixed tag or digest
+    assert not image.startswith("rayproject/"), image  # the project's own image (Dockerfile)
+    assert config["docker"]["pull_before_run"] is True
+    for node_type in config["available_node_types"].values():
+        ami = node_type["node_config"]["ImageId"]
+        # Ray 2.60's _check_ami replaces "" and latest_dlami with a 2021 CUDA 11.2 AMI: a current one, named.
+        assert ami.lower() not in ("", "latest_dlami")
+        assert ami.startswith("resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-")
+
+
+def test_dockerfile_has_cuda_ffcv_packages_and_the_pinned_venv() -> None:
+    text = DOCKERFILE.read_text()
+    base = re.search(r"^FROM nvidia/cuda:(\d+)\.(\d+)\.\d+-\S*runtime\S*$", text, re.M)
+    assert base and (int(base[1]), int(base[2])) >= (12, 8), base
+    bootstrap = (REPO / "scripts" / "bootstrap.sh").read_text()
+    apt = re.search(r"APT_PACKAGES=\(([^)]*)\)", bootstrap)[1].split()  # FFCV's build prerequisites
+    installs = " ".join(re.findall(r"apt-get install [^&]*", text))
+    assert apt and all(pkg in installs.split() for pkg in apt), (apt, installs)
+    assert "-c constraints.txt" in text and "boto3" in text and "COPY pyproject.toml constraints.txt" in text
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".venv", "runs", ".git"} <= set(ignored)
+
+
+def test_setup_is_idempotent_and_installs_nothing_heavy(config: dict) -> None:
+    commands = config["head_setup_commands"] + config["worker_setup_commands"] + config["initialization_commands"]
+    text = " ".join(commands)
+    assert "apt-get" not in text and "torch" not in text and "-c " not in text  # all in the image
+    assert config["head_setup_commands"] == config["setup_commands"]  # not Ray's default `pip install boto3`
+    assert "cloud-init status --wait" in text  # first boot's apt holds the dpkg lock until cloud-init ends
+    assert "mountpoint -q /mnt/shared ||" in text  # the mount is skipped when already there
+
+
+def test_only_tracked_files_are_synced(config: dict) -> None:
+    assert config["rsync_filter"] == [".gitignore"]
+    ignored = (REPO / ".gitignore").read_text().split()
+    assert {".venv/", "runs/"} <= set(ignored)
+
+
+def test_efs_mount_options_and_shared_root(config: dict) -> None:
+    (mount,) = [c for c in config["initialization_commands"] if "mount -t nfs4" in c]
+    options = re.search(r"-o (\S+)", mount)[1].split(",")
+    aws = {"nfsvers=4.1", "rsize=1048576", "wsize=1048576", "hard", "timeo=600", "retrans=2", "noresvport"}
+    assert aws <= set(options)
+    assert re.search(r"fs-\w+\.efs\.us-west-2\.amazonaws\.com:/ /mnt/shared", mount)
+    assert config["provider"]["availability_zone"].count(",") >= 1  # docs/cluster.md: a mount target in each
+    run = shlex.split(" ".join(config["docker"]["run_options"]))
+    assert "STUDY_ROOT=/mnt/shared" in run and "/mnt/shared:/mnt/shared" in run
+
+
+def test_token_auth_in_every_shell_and_a_private_token(config: dict) -> None:
+    # The container's environment reaches every start command, `ray exec` and `ray attach` shell.
+    assert "RAY_AUTH_MODE=token" in shlex.split(" ".join(config["docker"]["run_options"]))
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    assert "chmod 600 ~/.ray/auth_token" in config["setup_commands"]
+
+
+def test_p4d_is_opt_in_and_g5_workers_are_spot(config: dict) -> None:
+    types = {t["node_config"]["InstanceType"]: t for t in config["available_node_types"].values()}
+    assert types["p4d.24xlarge"]["max_workers"] == 0 and types["p4d.24xlarge"]["min_workers"] == 0
+    assert types["g5.xlarge"]["node_config"]["InstanceMarketOptions"]["MarketType"] == "spot"
+    assert types["g5.xlarge"]["max_workers"] > 0

@@ -54,7 +54,7 @@ def test_resume_refuses_other_overrides(override: str, tmp_path: Path, capsys: p
     key = override.partition("=")[0].lstrip("+")
     assert fails([f"resume={run_dir}", override], capsys) == (
         f"error: {key}= cannot change with resume=: a resumed study keeps the config it started with; only budget=, "
-        "data.root=, ray.address= may be given (another machine, another slice)")
+        "data.root=, storage.root=, ray.address= may be given (another machine, another slice)")
 
 
 def test_resume_overrides_are_the_portable_keys() -> None:

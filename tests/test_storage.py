@@ -1,0 +1,53 @@
+"""storage.root: every path a trial reads is made absolute under one root in the driver, explicit keys win,
+and a root that cannot be written is one line (study.storage; the cluster check: tests/test_multinode.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loaders.datasets import user_dir
+from loaders.errors import UsageError
+from study import storage
+from study.grid import trial_base
+from study.launch import compose
+
+
+def base(monkeypatch: pytest.MonkeyPatch, *overrides: str, env: dict[str, str] | None = None) -> tuple[dict, dict]:
+    for name in ("STUDY_ROOT", "STUDY_DATA_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (env or {}).items():
+        monkeypatch.setenv(name, value)
+    cfg, _ = compose(["exp=structured", "preset=smoke", *overrides])
+    return cfg, trial_base(cfg)
+
+
+def test_every_trial_path_is_under_the_named_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg, b = base(monkeypatch, f"storage.root={tmp_path}")
+    assert b["data"]["root"] == str(tmp_path / "datasets")
+    assert b["data"]["cache"] == str(tmp_path / "ffcv")
+    assert b["noise"]["confusion"] == str(tmp_path / "confusion" / "mnist.npy")
+    assert storage.runs_root(cfg) == tmp_path / "runs"
+
+
+def test_study_root_names_the_root_and_explicit_keys_win(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    data, cache, matrix = tmp_path / "d", tmp_path / "c", tmp_path / "m.npy"
+    cfg, b = base(monkeypatch, f"data.cache={cache}", f"noise.confusion={matrix}",
+                  env={"STUDY_ROOT": str(tmp_path / "root"), "STUDY_DATA_ROOT": str(data)})
+    assert (b["data"]["root"], b["data"]["cache"], b["noise"]["confusion"]) == (str(data), str(cache), str(matrix))
+    assert storage.runs_root(cfg) == tmp_path / "root" / "runs"
+    cfg, b = base(monkeypatch, f"storage.root={tmp_path / 'key'}", env={"STUDY_ROOT": str(tmp_path / "env")})
+    assert b["data"]["cache"] == str(tmp_path / "key" / "ffcv")  # the config key before the environment
+
+
+def test_no_root_named_keeps_the_local_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg, b = base(monkeypatch)
+    assert b["data"]["cache"] == str(user_dir() / "ffcv") and b["data"]["root"] == str(user_dir() / "datasets")
+    assert storage.runs_root(cfg) == Path("runs")  # runs stay beside you on a laptop
+
+
+def test_a_root_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UsageError, match=r"^storage.root='.*/file/root' is invalid: it must be a folder you may write"):
+        storage.check_nodes(tmp_path / "file" / "root")
