@@ -283,6 +283,10 @@ def save_confusion(results: Any, base: dict[str, Any], run_dir: Path) -> None:
     print(f"confusion matrix ({len(matrices)} trials): {run_dir / 'confusion.npy'}, copied to {target}", flush=True)
 
 
+class TrialsFailed(Exception):
+    """The study ran to its end but some trials failed after their retries: exit 1."""
+
+
 def report_failures(results: list[Any]) -> None:
     """Each distinct reason trials failed (the last line of its error, e.g. a GPU node without CUDA), counted."""
     reasons = collections.Counter(
@@ -394,6 +398,10 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     rundir.write_csv(trials, run_dir / rundir.TRIALS)
     rundir.write_csv(epochs, run_dir / rundir.EPOCHS)
     report.make_report(run_dir)
+    failed = sum(bool(r.error) for r in results)
+    if failed:  # written and analysed all the same; a job script must still see that the study is not whole
+        raise TrialsFailed(f"{failed} of {len(groups)} trials failed (their reasons above; trials.csv marks them "
+                           f"status=error): results in {run_dir}")
     return run_dir
 
 
@@ -447,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     except slices.BudgetSpent as exc:
         print(exc, flush=True)
         return slices.EXIT_BUDGET
+    except TrialsFailed as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:  # before the study started: nothing to resume
         print("interrupted before the study started: nothing ran", file=sys.stderr, flush=True)
         return 130
