@@ -7,7 +7,10 @@ share, per module and in all, and every mutant that was not killed (with its dif
 bench/results/mutants.json. What was run (modules, tests, mutmut version, settings) is in the file.
 
     python scripts/mutants.py                       # every module in TESTS
-    python scripts/mutants.py study/losses.py       # some of them
+    python scripts/mutants.py study/losses.py       # some of them: the others keep their entries in the file
+
+A module's entry says when and how it was run (date, command); the overall share is over every module
+in the file, so modules can be run one at a time (each takes minutes to an hour on 2 cores).
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ TESTS = {
     "loaders/noise.py": ["tests/test_noise.py", "tests/test_noise_structured.py"],
     "study/losses.py": ["tests/test_losses.py", "tests/test_losses_strict.py"],
     "study/train.py": ["tests/test_train.py", "tests/test_train_strict.py", "tests/test_fused.py"],
-    "analysis/summary.py": ["tests/test_analysis.py", "tests/test_replicates.py"],
-    "analysis/claims.py": ["tests/test_analysis.py"],
+    "analysis/summary.py": ["tests/test_analysis.py", "tests/test_replicates.py", "tests/test_claims_table.py"],
+    "analysis/claims.py": ["tests/test_analysis.py", "tests/test_claims_table.py"],
 }
 # torch is not fork-safe once it has run: mutmut's forkserver, warmed with nothing, forks clean workers.
 SETTINGS = {"process_isolation": "forkserver", "forkserver_warmup": "none"}
@@ -127,13 +130,18 @@ def main() -> None:
     unknown = [m for m in args.modules if m not in TESTS]
     if unknown:
         sys.exit(f"unknown module(s) {unknown}: choose from {', '.join(TESTS)}")
-    modules = {m: run_module(m, TESTS[m], args.max_children, args.timeout) for m in args.modules}
+    command = "python scripts/mutants.py " + " ".join(sys.argv[1:])
+    previous = json.loads(args.out.read_text())["modules"] if args.out.exists() else {}
+    fresh = {m: {"date": time.strftime("%Y-%m-%d"), "command": command,
+                 **run_module(m, TESTS[m], args.max_children, args.timeout)} for m in args.modules}
+    # modules not run now keep their last entry (each says its date and command)
+    modules = {m: fresh.get(m, previous.get(m)) for m in TESTS if m in fresh or m in previous}
     total = sum(r["mutants"] for r in modules.values())
     killed = sum(r["killed"] for r in modules.values())
     report = {
         "tool": f"mutmut {version('mutmut')}", "settings": SETTINGS, "pytest_args": PYTEST_ARGS,
-        "command": "python scripts/mutants.py " + " ".join(args.modules),
-        "modules_run": list(modules), "modules_not_run": [m for m in TESTS if m not in modules],
+        "command": command, "modules_run": list(modules), "modules_not_run": [m for m in TESTS if m not in modules],
+        "modules_finished": [m for m, r in modules.items() if r["finished"]],
         "date": time.strftime("%Y-%m-%d"), "mutants": total, "killed": killed,
         "killed_share": round(killed / total, 4) if total else None,
         "judged_harmless": sum(r["judged_harmless"] for r in modules.values()),
