@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "results" / "mutants.json"
 # Module -> the fast test files aimed at it (none is marked slow).
 TESTS = {
-    "loaders/noise.py": ["tests/test_noise.py", "tests/test_noise_structured.py"],
+    "loaders/noise.py": ["tests/test_noise.py", "tests/test_noise_structured.py", "tests/test_noise_white.py"],
     "study/losses.py": ["tests/test_losses.py", "tests/test_losses_strict.py"],
     "study/train.py": ["tests/test_train.py", "tests/test_train_strict.py", "tests/test_fused.py"],
     "analysis/summary.py": ["tests/test_analysis.py", "tests/test_replicates.py", "tests/test_claims_table.py"],
