@@ -131,9 +131,9 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown module(s) {unknown}: choose from {', '.join(TESTS)}")
     command = "python scripts/mutants.py " + " ".join(sys.argv[1:])
-    previous = json.loads(args.out.read_text())["modules"] if args.out.exists() else {}
     fresh = {m: {"date": time.strftime("%Y-%m-%d"), "command": command,
                  **run_module(m, TESTS[m], args.max_children, args.timeout)} for m in args.modules}
+    previous = json.loads(args.out.read_text())["modules"] if args.out.exists() else {}  # read last: runs may overlap
     # modules not run now keep their last entry (each says its date and command)
     modules = {m: fresh.get(m, previous.get(m)) for m in TESTS if m in fresh or m in previous}
     total = sum(r["mutants"] for r in modules.values())
