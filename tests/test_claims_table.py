@@ -326,3 +326,53 @@ def test_a_claim_is_not_run_when_its_figure_was_not_drawn() -> None:
     t = trials(fig1(0.95))
     table = claims.evaluate_runs([(Path("run"), {"exp": "x", "preset": "paper", "figures": ["fig2"]}, t, summarize(t))])
     assert (table["verdict"] == "not run").all() and (table["measured"] == "").all()
+
+
+def write_run(run_dir: Path, rows: list[dict], figures: list[str]) -> Path:
+    run_dir.mkdir()
+    rundir.write_csv(trials(rows), run_dir / rundir.TRIALS)
+    rundir.write_json({"exp": "uniform_mnist", "preset": "paper", "figures": figures}, run_dir / rundir.STUDY)
+    return run_dir
+
+
+def test_cli_writes_the_table_and_prints_each_verdict(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = write_run(tmp_path / "run", fig1(0.95, perceptron=0.6), ["fig1"])
+    out = tmp_path / "out"
+    assert claims.main([str(run), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "claims.csv", keep_default_na=False).set_index("claim")
+    assert table.loc[claim(CONV).claim, "verdict"] == "held" and table.loc[claim(PERCEPTRON).claim, "verdict"] == "contradicted"
+    assert table.loc[claim(CONV).claim, "measured"] == "95.0%" and table.loc[claim(CONV).claim, "selected_on"] == "test_acc"
+    assert (table[table["figure"] != "fig1"]["verdict"] == "not run").all()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split() == ["figure", "claim", "measured", "verdict"]
+    assert len(printed) == 1 + len(claims.CLAIMS)
+    assert any("ConvNet" in line and line.rstrip().endswith("held") and "95.0%" in line for line in printed)
+    md = (out / "claims.md").read_text()
+    assert f"| [fig1](../run/fig1.png) | {claim(CONV).claim} | 95.0% | exp=uniform_mnist preset=paper | test_acc | held |" in md
+
+
+def test_cli_later_run_wins_and_val_selection(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    first = write_run(tmp_path / "a", fig1(0.95), ["fig1"])
+    second = write_run(tmp_path / "b", fig1(0.85), ["fig1"])
+    assert claims.main([str(first), str(second), "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "claims.csv", keep_default_na=False).set_index("claim")
+    assert table.loc[claim(CONV).claim, ["verdict", "run"]].tolist() == ["contradicted", "b"]
+    # chosen on val: lr 0.01 has the better validation accuracy (and the worse test accuracy)
+    rows = [{"alpha": 100, "arch": "conv4", "lr": 0.1, "acc": 0.95, "val": 0.5},
+            {"alpha": 100, "arch": "conv4", "lr": 0.01, "acc": 0.85, "val": 0.9}]
+    val = write_run(tmp_path / "v", rows, ["fig1"])
+    assert claims.main([str(val), "--out", str(tmp_path), "--select", "val"]) == 0
+    table = pd.read_csv(tmp_path / "claims.csv", keep_default_na=False).set_index("claim")
+    assert table.loc[claim(CONV).claim, ["verdict", "measured", "selected_on"]].tolist() == ["contradicted", "85.0%", "val_acc"]
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert claims.main([str(tmp_path / "absent"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {tmp_path / 'absent'} is not a finished study run dir (no {rundir.STUDY})\n"
+    assert not (tmp_path / "out").exists()  # nothing written
+    run = write_run(tmp_path / "run", fig1(0.95), ["fig1"])  # no val_acc measured
+    assert claims.main([str(run), "--out", str(tmp_path / "out"), "--select", "val"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: select=val needs val_acc") and err.count("\n") == 1
+    assert not (tmp_path / "out" / "claims.csv").exists()
