@@ -37,10 +37,11 @@ TESTS = {
     "analysis/summary.py": ["tests/test_analysis.py", "tests/test_replicates.py", "tests/test_claims_table.py"],
     "analysis/claims.py": ["tests/test_analysis.py", "tests/test_claims_table.py"],
 }
-# torch is not fork-safe once it has run: mutmut's forkserver forks clean workers. It is warmed by collecting
-# the tests (imports only: no import per mutant); study/train.py stays unwarmed, as its earlier runs were.
-SETTINGS = {"process_isolation": "forkserver", "forkserver_warmup": "collect"}
-WARMUP = {"study/train.py": "none"}
+# torch is not fork-safe once it has run: mutmut's forkserver forks clean workers. It is warmed by importing
+# the third-party libraries only (no import per mutant); the project's modules are imported in each worker,
+# since some run code at import (e.g. claims.CLAIMS is built by threshold()) that a mutant must reach.
+SETTINGS = {"process_isolation": "forkserver", "forkserver_warmup": "import"}
+PRELOAD = ["numpy", "pandas", "torch", "torchvision", "matplotlib", "matplotlib.pyplot", "omegaconf", "hydra", "PIL.Image"]
 PYTEST_ARGS = ["-p", "no:cacheprovider", "-q", "-x", "-m", "not slow", "-W", "ignore"]
 KILLED = {"killed"}
 _SQUARE = "equivalent: noise distributions are square, (m, m) or (K, m, m), so this index also gives m"
@@ -66,10 +67,6 @@ def scratch_copy(dest: Path) -> None:
             shutil.copy2(src, dest / name)
 
 
-def warmup(module: str) -> str:
-    return WARMUP.get(module, SETTINGS["forkserver_warmup"])
-
-
 def toml_list(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
@@ -82,7 +79,9 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int) -> 
                   f"also_copy = {toml_list(['loaders', 'study', 'analysis', 'bench', 'rundir', 'tests'])}",
                   f"pytest_add_cli_args = {toml_list(PYTEST_ARGS)}",
                   f"pytest_add_cli_args_test_selection = {toml_list(tests)}",
-                  *(f"{k} = {json.dumps(v)}" for k, v in {**SETTINGS, "forkserver_warmup": warmup(module)}.items())]
+                  f"preload_modules_file = {json.dumps(str(work / 'preload.txt'))}",
+                  *(f"{k} = {json.dumps(v)}" for k, v in SETTINGS.items())]
+        (work / "preload.txt").write_text("\n".join(PRELOAD) + "\n")
         with open(work / "pyproject.toml", "a") as f:
             f.write("\n".join(config) + "\n")
         mutmut = [sys.executable, "-m", "mutmut"]
@@ -118,7 +117,7 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int) -> 
     killed = sum(counts.get(s, 0) for s in KILLED)
     harmless = sum(1 for m in not_killed.values() if m["judged"] != "not judged")
     checked = len(status) - counts.get("not checked", 0)  # a run stopped by --timeout leaves some unchecked
-    return {"tests": tests, "forkserver_warmup": warmup(module), "finished": finished, "seconds": round(elapsed, 1), "mutants": checked,
+    return {"tests": tests, "finished": finished, "seconds": round(elapsed, 1), "mutants": checked,
             "unchecked": len(status) - checked,
             "counts": counts, "killed": killed, "killed_share": round(killed / checked, 4) if checked else None,
             "judged_harmless": harmless,
@@ -145,7 +144,7 @@ def main() -> None:
     total = sum(r["mutants"] for r in modules.values())
     killed = sum(r["killed"] for r in modules.values())
     report = {
-        "tool": f"mutmut {version('mutmut')}", "settings": SETTINGS, "pytest_args": PYTEST_ARGS,
+        "tool": f"mutmut {version('mutmut')}", "settings": {**SETTINGS, "preload": PRELOAD}, "pytest_args": PYTEST_ARGS,
         "command": command, "modules_run": list(modules), "modules_not_run": [m for m in TESTS if m not in modules],
         "modules_finished": [m for m, r in modules.items() if r["finished"]],
         "date": time.strftime("%Y-%m-%d"), "mutants": total, "killed": killed,
