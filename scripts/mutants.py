@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 from importlib.metadata import version
+
+import mutmut as mutmut_pkg
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +45,8 @@ TESTS = {
 SETTINGS = {"process_isolation": "forkserver", "forkserver_warmup": "import"}
 PRELOAD = ["numpy", "pandas", "torch", "torchvision", "matplotlib", "matplotlib.pyplot", "omegaconf", "hydra", "PIL.Image"]
 PYTEST_ARGS = ["-p", "no:cacheprovider", "-q", "-x", "-m", "not slow", "-W", "ignore"]
-KILLED = {"killed"}
+KILLED = {"killed", "killed on recheck"}
+RECHECK = {"survived", "no tests"}
 _SQUARE = "equivalent: noise distributions are square, (m, m) or (K, m, m), so this index also gives m"
 _DTYPE = "equivalent: targets() passes float32 tables, eye's default dtype; the 0/1 entries are exact in any dtype"
 _DEVICE = ("equivalent on a CPU; on CUDA a CPU tensor here fails: tests/test_gpu_present.py::"
@@ -65,6 +68,24 @@ def scratch_copy(dest: Path) -> None:
         if src.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
+
+
+def recheck(work: Path, tests: list[str], names: list[str]) -> dict[str, str]:
+    """Survivors re-run in a fresh process, the mutant active from the start, on all the module's tests:
+    mutmut runs only the tests it saw call a function, and a function run at import (claims.threshold
+    builds CLAIMS) is called by none. A failing test kills the mutant ("killed on recheck")."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([".", str(Path(mutmut_pkg.__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    out = {}
+    for name in names:
+        try:
+            run = subprocess.run([sys.executable, "-m", "pytest", *PYTEST_ARGS, *tests], cwd=work / "mutants",
+                                 env={**env, "MUTANT_UNDER_TEST": name}, capture_output=True, timeout=600)
+        except subprocess.TimeoutExpired:
+            continue
+        if run.returncode in (1, 2):  # tests failed, or the mutant broke their import
+            out[name] = "killed on recheck"
+    return out
 
 
 def toml_list(items: list[str]) -> str:
@@ -102,6 +123,8 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int) -> 
             name, sep, state = line.strip().rpartition(": ")
             if sep and name.startswith(module.removesuffix(".py").replace("/", ".")):
                 status[name] = state
+        if finished:
+            status.update(recheck(work, tests, [n for n, state in status.items() if state in RECHECK]))
         not_killed = {}
         for name, state in sorted(status.items()):
             if state not in KILLED:
@@ -150,7 +173,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"), "mutants": total, "killed": killed,
         "killed_share": round(killed / total, 4) if total else None,
         "judged_harmless": sum(r["judged_harmless"] for r in modules.values()),
-        "note": "mutants = those checked; killed_share counts mutmut's 'killed' only; every other mutant (survived, timeout, ...) is listed per "
+        "note": "mutants = those checked; killed_share counts mutmut's 'killed' and 'killed on recheck' (a survivor re-run in a fresh process on all the module's tests, see recheck()); every other mutant (survived, timeout, ...) is listed per "
                 "module with its diff and, where a person judged it harmless, why (JUDGED in scripts/mutants.py)",
         "modules": modules,
     }
