@@ -124,8 +124,7 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int) -> 
             name, sep, state = line.strip().rpartition(": ")
             if sep and name.startswith(module.removesuffix(".py").replace("/", ".")):
                 status[name] = state
-        if finished:
-            status.update(recheck(work, tests, [n for n, state in status.items() if state in RECHECK]))
+        status.update(recheck(work, tests, [n for n, state in status.items() if state in RECHECK]))
         not_killed = {}
         for name, state in sorted(status.items()):
             if state not in KILLED:
