@@ -71,14 +71,17 @@ def scratch_copy(dest: Path) -> None:
             shutil.copy2(src, dest / name)
 
 
-def recheck(work: Path, tests: list[str], names: list[str]) -> dict[str, str]:
+def recheck(work: Path, tests: list[str], names: list[str], deadline: float) -> dict[str, str]:
     """Survivors re-run in a fresh process, the mutant active from the start, on all the module's tests:
     mutmut runs only the tests it saw call a function, and a function run at import (claims.threshold
-    builds CLAIMS) is called by none. A failing test kills the mutant ("killed on recheck")."""
+    builds CLAIMS) is called by none. A failing test kills the mutant ("killed on recheck"). Those left
+    at the deadline (time.time()) stay as mutmut left them."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([".", str(Path(mutmut_pkg.__file__).parents[1]),
                                                         os.environ.get("PYTHONPATH", "")])}
     out = {}
     for name in names:
+        if time.time() > deadline:
+            break
         try:
             run = subprocess.run([sys.executable, "-m", "pytest", *PYTEST_ARGS, *tests], cwd=work / "mutants",
                                  env={**env, "MUTANT_UNDER_TEST": name}, capture_output=True, timeout=600)
@@ -124,7 +127,7 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int) -> 
             name, sep, state = line.strip().rpartition(": ")
             if sep and name.startswith(module.removesuffix(".py").replace("/", ".")):
                 status[name] = state
-        status.update(recheck(work, tests, [n for n, state in status.items() if state in RECHECK]))
+        status.update(recheck(work, tests, [n for n, state in status.items() if state in RECHECK], start + 1.2 * timeout_s))
         not_killed = {}
         for name, state in sorted(status.items()):
             if state not in KILLED:
