@@ -8,6 +8,7 @@ bench/results/mutants.json. What was run (modules, tests, mutmut version, settin
 
     python scripts/mutants.py                       # every module in TESTS
     python scripts/mutants.py study/losses.py       # some of them: the others keep their entries in the file
+    python scripts/mutants.py study/losses.py --survivors   # after adding tests: re-run the listed survivors only
 
 A module's entry says when and how it was run (date, command); the overall share is over every module
 in the file, so modules can be run one at a time (each takes minutes to an hour on 2 cores).
@@ -96,7 +97,8 @@ def toml_list(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
 
-def run_module(module: str, tests: list[str], children: int, timeout_s: int) -> dict:
+def run_module(module: str, tests: list[str], children: int, timeout_s: int, only: list[str] | None = None) -> dict:
+    """mutmut over `module` with `tests`: every mutant, or `only` those named (their statuses only)."""
     with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
         work = Path(tmp)
         scratch_copy(work)
@@ -112,7 +114,8 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int) -> 
         mutmut = [sys.executable, "-m", "mutmut"]
         start = time.time()
         # Its own process group: on --timeout, mutmut's forkserver and workers are stopped with it.
-        run = subprocess.Popen([*mutmut, "run", "--max-children", str(children)], cwd=work, start_new_session=True,
+        run = subprocess.Popen([*mutmut, "run", "--max-children", str(children), *(only or [])], cwd=work,
+                               start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             finished = run.wait(timeout=timeout_s) == 0
@@ -125,7 +128,7 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int) -> 
         status = {}
         for line in listing.stdout.splitlines():
             name, sep, state = line.strip().rpartition(": ")
-            if sep and name.startswith(module.removesuffix(".py").replace("/", ".")):
+            if sep and name.startswith(module.removesuffix(".py").replace("/", ".")) and (only is None or name in only):
                 status[name] = state
         status.update(recheck(work, tests, [n for n, state in status.items() if state in RECHECK], start + 1.2 * timeout_s))
         not_killed = {}
@@ -140,15 +143,45 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int) -> 
     counts: dict[str, int] = {}
     for state in status.values():
         counts[state] = counts.get(state, 0) + 1
-    killed = sum(counts.get(s, 0) for s in KILLED)
-    harmless = sum(1 for m in not_killed.values() if m["judged"] != "not judged")
     checked = len(status) - counts.get("not checked", 0)  # a run stopped by --timeout leaves some unchecked
-    return {"tests": tests, "finished": finished, "seconds": round(elapsed, 1), "mutants": checked,
-            "unchecked": len(status) - checked,
-            "counts": counts, "killed": killed, "killed_share": round(killed / checked, 4) if checked else None,
+    return score({"tests": tests, "finished": finished, "seconds": round(elapsed, 1), "mutants": checked,
+                  "unchecked": len(status) - checked, "counts": counts, "not_killed": not_killed, "status": status})
+
+
+def score(entry: dict) -> dict:
+    """A module's entry with its killed counts and shares (re)computed, and JUDGED applied to its survivors."""
+    for name, mutant in entry["not_killed"].items():
+        mutant["judged"] = JUDGED.get(name, "not judged")
+    killed = sum(entry["counts"].get(s, 0) for s in KILLED)
+    checked, harmless = entry["mutants"], sum(1 for m in entry["not_killed"].values() if m["judged"] != "not judged")
+    entry = dict(entry)
+    not_killed = entry.pop("not_killed")
+    return {**entry, "killed": killed, "killed_share": round(killed / checked, 4) if checked else None,
             "judged_harmless": harmless,
             "killed_share_of_non_equivalent": round(killed / (checked - harmless), 4) if checked > harmless else None,
             "not_killed": not_killed}
+
+
+def rerun_survivors(module: str, entry: dict, children: int, timeout_s: int, command: str) -> dict:
+    """The module's earlier entry with its survivors re-run on the current tests (the source unchanged,
+    mutmut gives its mutants the same names): those now killed leave not_killed and count as killed."""
+    names = sorted(entry["not_killed"])
+    fresh = run_module(module, TESTS[module], children, timeout_s, names)
+    status = fresh.pop("status")
+    # one left unchecked (stopped by --timeout) keeps its earlier status
+    now = {n: entry["not_killed"][n]["status"] if status.get(n, "not checked") == "not checked" else status[n]
+           for n in names}
+    counts = dict(entry["counts"])
+    for name in names:
+        old, new = entry["not_killed"][name]["status"], now[name]
+        counts[old] -= 1
+        counts[new] = counts.get(new, 0) + 1
+    not_killed = {n: {**m, "status": now[n]} for n, m in entry["not_killed"].items() if now[n] not in KILLED}
+    reruns = [*entry.get("survivor_reruns", []), {"date": time.strftime("%Y-%m-%d"), "command": command,
+                                                  "tests": TESTS[module], "rerun": len(names),
+                                                  "killed_now": len(names) - len(not_killed)}]
+    return score({**{k: v for k, v in entry.items() if k not in ("not_killed", "counts")},
+                  "counts": {k: v for k, v in counts.items() if v}, "survivor_reruns": reruns, "not_killed": not_killed})
 
 
 def main() -> None:
@@ -157,16 +190,24 @@ def main() -> None:
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per module")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--survivors", action="store_true",
+                        help="re-run only the mutants --out lists as not killed for these modules (after adding tests)")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in TESTS]
     if unknown:
         sys.exit(f"unknown module(s) {unknown}: choose from {', '.join(TESTS)}")
     command = "python scripts/mutants.py " + " ".join(sys.argv[1:])
-    fresh = {m: {"date": time.strftime("%Y-%m-%d"), "command": command,
-                 **run_module(m, TESTS[m], args.max_children, args.timeout)} for m in args.modules}
+    if args.survivors:
+        earlier = json.loads(args.out.read_text())["modules"]
+        fresh = {m: rerun_survivors(m, earlier[m], args.max_children, args.timeout, command) for m in args.modules}
+    else:
+        fresh = {m: {"date": time.strftime("%Y-%m-%d"), "command": command,
+                     **run_module(m, TESTS[m], args.max_children, args.timeout)} for m in args.modules}
+        for entry in fresh.values():
+            entry.pop("status")
     previous = json.loads(args.out.read_text())["modules"] if args.out.exists() else {}  # read last: runs may overlap
     # modules not run now keep their last entry (each says its date and command)
-    modules = {m: fresh.get(m, previous.get(m)) for m in TESTS if m in fresh or m in previous}
+    modules = {m: score(fresh.get(m, previous.get(m))) for m in TESTS if m in fresh or m in previous}
     total = sum(r["mutants"] for r in modules.values())
     killed = sum(r["killed"] for r in modules.values())
     report = {
