@@ -174,20 +174,42 @@ def test_fig6_white_noise_no_drop(rows: list[dict], expected: str) -> None:
     assert verdict(WHITE, rows) == expected
 
 
-def fig7(gap5: float, gap10: float) -> list[dict]:
-    """Repeated minus novel accuracy is gap5 at α = 5 and gap10 at α = 10; at α = 0 a large gap the claim ignores."""
+def fig7(gap1: float, gap10: float) -> list[dict]:
+    """Repeated minus novel accuracy is gap1 at α = 1 and gap10 at α = 10; at α = 0 a large gap the claim ignores."""
     return [{"alpha": 0, "source": "same", "acc": 0.9}, {"alpha": 0, "source": "novel", "acc": 0.5},
-            {"alpha": 5, "source": "same", "acc": 0.8}, {"alpha": 5, "source": "novel", "acc": 0.8 - gap5},
+            {"alpha": 1, "source": "same", "acc": 0.8}, {"alpha": 1, "source": "novel", "acc": 0.8 - gap1},
             {"alpha": 10, "source": "same", "acc": 0.7}, {"alpha": 10, "source": "novel", "acc": 0.7 - gap10}]
 
 
 @pytest.mark.parametrize("rows,expected", [
     (fig7(0.019, -0.019), "held"), (fig7(0.021, 0.021), "contradicted"),
     (fig7(0.03, -0.03), "contradicted"),  # gaps of opposite sign do not cancel
+    (fig7(0.0, 0.03), "held"),  # the mean over every α > 0, α = 1 included
     ([r for r in fig7(0.0, 0.0) if r["source"] == "same"], "not run"),
-], ids=["0.019", "0.021", "opposite-signs", "no-novel"])
+], ids=["0.019", "0.021", "opposite-signs", "mean-over-alphas", "no-novel"])
 def test_fig7_novel_like_repeated(rows: list[dict], expected: str) -> None:
     assert verdict(NOVEL, rows) == expected
+
+
+def measured(prefix: str, rows: list[dict]) -> str:
+    t = trials(rows)
+    c = claim(prefix)
+    table = claims.evaluate_runs([(Path("run"), {"exp": "x", "preset": "paper", "figures": [c.figure]}, t, summarize(t))])
+    (text,) = table.loc[table["claim"] == c.claim, "measured"]
+    return text
+
+
+def test_measured_values_are_stated_in_points_and_percent() -> None:
+    assert measured(NOVEL, fig7(0.01, 0.03)) == "mean |repeated - novel| = 2.0 points"
+    assert measured(WHITE, fig6(white=0.025)) == "α=10: drop 2.5 points"
+    assert measured(HALF, fig6(0.2, 0.1)) == "α=10: CIFAR-100 drop / CIFAR-10 drop = 0.50 (10.0 / 20.0 points)"
+    assert measured(CONV, fig1(0.95)) == "95.0%"
+    assert measured(ORDERED, fig1(0.95)) == "α=100: ConvNet 95.0%, MLP 80.0%, perceptron 40.0%"
+    assert measured(STRUCTURED, fig5(0.04)) == "worst drop for δ < 0.9: 4.0 points; at δ = 1: 70.0 points"
+    assert measured(H_ALPHA, fig11({32: 0.1, 256: 0.9}, {0: 0.9, 50: 0.88})) == "H_α accuracy range over α: 2.0 points"
+    assert measured(BATCH, fig11({32: 0.5, 256: 0.7}, {0: 0.9})) == "α=50: batch 32: 50.0%, batch 256: 70.0%"
+    assert measured(LR, fig12({0: 1.0, 10: 0.1})) == "best lr by α: 0→1, 10→0.1"
+    assert measured(ALPHA10, fig8(10, SIZES, crit=3000)) == "3,000 clean labels"
 
 
 def fig8(alpha: float, sizes: list[int], crit: float | None = None, flat: float | None = None) -> list[dict]:

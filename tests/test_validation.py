@@ -198,6 +198,12 @@ def test_best_epoch_scores_each_trial_at_its_best_validation_epoch(tmp_path: Pat
     assert last["lr"].tolist() == [0.5] and last["test_acc"].tolist() == [0.80]
     assert best["lr"].tolist() == [0.1] and best["test_acc"].tolist() == [0.88]
     assert best["selected_on"].tolist() == ["val_acc at its best epoch"]
+    _, _, default = read_run(tmp_path, epoch="best")  # no select: val, since the run measured it
+    assert default["lr"].tolist() == [0.1] and default["selected_on"].tolist() == ["val_acc at its best epoch"]
+    _, _, on_test = read_run(tmp_path, "test", epoch="best")  # best test epochs: 0.88 (lr 0.1) vs 0.80
+    assert on_test["lr"].tolist() == [0.1] and on_test["selected_on"].tolist() == ["test_acc at its best epoch"]
+    with pytest.raises(ValueError, match=r"^epoch='worst' is unknown: choose one of last, best$"):
+        read_run(tmp_path, epoch="worst")
 
 
 def test_summary_of_a_run_where_no_trial_finished_is_empty() -> None:
