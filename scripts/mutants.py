@@ -53,12 +53,20 @@ _SQUARE = "equivalent: noise distributions are square, (m, m) or (K, m, m), so t
 _DTYPE = "equivalent: targets() passes float32 tables, eye's default dtype; the 0/1 entries are exact in any dtype"
 _DEVICE = ("equivalent on a CPU; on CUDA a CPU tensor here fails: tests/test_gpu_present.py::"
            "test_h_alpha_targets_on_cuda_equal_cpu kills it where CUDA is visible")
+_RENORM = ("equivalent: the rows of ((1 + alpha) T - I) / alpha already sum to 1 (to 1e-16), and the last line only "
+           "renormalises against rounding: any positive row scale cancels in it, and dividing, multiplying or "
+           "broadcasting by sums of 1 changes nothing")
+_FLOAT = "equivalent: n_crit is float64 already, and astype(None) is float64"
 # Survivors judged harmless (by mutant name, as mutmut 3.8.1 names them for the current code), and why.
 JUDGED = {
     "study.losses.x_label_distribution__mutmut_2": _SQUARE, "study.losses.x_label_distribution__mutmut_3": _SQUARE,
     "study.losses.x_label_distribution__mutmut_7": _DTYPE, "study.losses.x_label_distribution__mutmut_10": _DTYPE,
     "study.losses.x_label_distribution__mutmut_8": _DEVICE, "study.losses.x_label_distribution__mutmut_11": _DEVICE,
     "study.losses.x_targets__mutmut_12": _DEVICE, "study.losses.x_targets__mutmut_14": _DEVICE,
+    "loaders.noise.x_copy_distribution__mutmut_2": _SQUARE, "loaders.noise.x_copy_distribution__mutmut_7": _RENORM,
+    "loaders.noise.x_copy_distribution__mutmut_20": _RENORM, "loaders.noise.x_copy_distribution__mutmut_24": _RENORM,
+    "loaders.noise.x_copy_distribution__mutmut_26": _RENORM,
+    "analysis.summary.x_critical_clean__mutmut_10": _FLOAT,
 }
 
 
