@@ -134,17 +134,19 @@ def test_fig3_top5_at_alpha_5(rows: list[dict], expected: str) -> None:
     assert verdict(TOP5, rows) == expected
 
 
-def fig5(drop: float, deltas: tuple[float, ...] = (0.0, 0.5, 1.0)) -> list[dict]:
-    """δ = 0 at 90% in both orders; at δ = 0.5 the confusing order drops `drop` (the worst), random less;
-    δ = 1 collapses (excluded from the claim)."""
-    acc = {0.0: (0.9, 0.9), 0.25: (0.9 - drop, 0.9), 0.5: (0.9 - drop, 0.895), 1.0: (0.2, 0.3)}
+def fig5(drop: float, deltas: tuple[float, ...] = (0.0, 0.5, 0.9, 1.0), base: tuple[float, float] = (0.9, 0.9)) -> list[dict]:
+    """δ = 0 at `base` in the two orders (mean 90%); at δ = 0.5 the confusing order drops `drop` (the worst),
+    random less; δ = 0.9 and δ = 1 collapse (the claim is for δ < 0.9)."""
+    acc = {0.0: base, 0.25: (0.9 - drop, 0.9), 0.5: (0.9 - drop, 0.895), 0.9: (0.5, 0.5), 1.0: (0.2, 0.3)}
     return [{"alpha": 20, "delta": d, "order": order, "acc": acc[d][i]} for d in deltas
             for i, order in enumerate(("confusing", "random"))]
 
 
 @pytest.mark.parametrize("rows,expected", [(fig5(0.049), "held"), (fig5(0.051), "contradicted"),
+                                           (fig5(0.049, (0.0, 0.5)), "held"),  # δ up to 0.5 is enough to measure
+                                           (fig5(0.01, base=(0.84, 0.96)), "held"),  # the baseline is δ = 0's mean
                                            (fig5(0.3, (0.0, 0.25)), "not run")],  # no δ ≥ 0.5 measured
-                         ids=["0.049", "0.051", "small-deltas"])
+                         ids=["0.049", "0.051", "up-to-0.5", "spread-baseline", "small-deltas"])
 def test_fig5_structured_drop_below_delta_09(rows: list[dict], expected: str) -> None:
     assert verdict(STRUCTURED, rows) == expected
 
@@ -386,6 +388,21 @@ def test_cli_later_run_wins_and_val_selection(tmp_path: Path, capsys: pytest.Cap
     assert claims.main([str(val), "--out", str(tmp_path), "--select", "val"]) == 0
     table = pd.read_csv(tmp_path / "claims.csv", keep_default_na=False).set_index("claim")
     assert table.loc[claim(CONV).claim, ["verdict", "measured", "selected_on"]].tolist() == ["contradicted", "85.0%", "val_acc"]
+
+
+def test_cli_help_default_out_and_select_choices(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        claims.main(["--help"])
+    usage = capsys.readouterr().out
+    assert exit_.value.code == 0 and usage.startswith("usage: python -m analysis.claims [-h]")
+    assert " ".join(usage.split()).count(claims.__doc__.splitlines()[0]) == 1  # the description, rewrapped
+    run = write_run(tmp_path / "run", fig1(0.95), ["fig1"])
+    monkeypatch.chdir(tmp_path)
+    assert claims.main([str(run)]) == 0 and (tmp_path / "claims.csv").exists()  # --out defaults to "."
+    with pytest.raises(SystemExit) as exit_:
+        claims.main([str(run), "--select", "train"])
+    assert exit_.value.code == 2 and "invalid choice: 'train'" in capsys.readouterr().err
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
