@@ -17,6 +17,7 @@ in the file, so modules can be run one at a time (each takes minutes to an hour 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -152,8 +153,12 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int, onl
     for state in status.values():
         counts[state] = counts.get(state, 0) + 1
     checked = len(status) - counts.get("not checked", 0)  # a run stopped by --timeout leaves some unchecked
-    return score({"tests": tests, "finished": finished, "seconds": round(elapsed, 1), "mutants": checked,
+    return score({"tests": tests, "source_sha256": source_hash(module), "finished": finished, "seconds": round(elapsed, 1), "mutants": checked,
                   "unchecked": len(status) - checked, "counts": counts, "not_killed": not_killed, "status": status})
+
+
+def source_hash(module: str) -> str:
+    return hashlib.sha256((REPO / module).read_bytes()).hexdigest()
 
 
 def score(entry: dict) -> dict:
@@ -173,6 +178,8 @@ def score(entry: dict) -> dict:
 def rerun_survivors(module: str, entry: dict, children: int, timeout_s: int, command: str) -> dict:
     """The module's earlier entry with its survivors re-run on the current tests (the source unchanged,
     mutmut gives its mutants the same names): those now killed leave not_killed and count as killed."""
+    if entry.get("source_sha256") != source_hash(module):  # mutmut numbers mutants per function: names would shift
+        sys.exit(f"{module} changed since its entry was made (or the entry has no source_sha256): run it in full")
     names = sorted(entry["not_killed"])
     fresh = run_module(module, TESTS[module], children, timeout_s, names)
     status = fresh.pop("status")
