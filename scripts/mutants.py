@@ -207,12 +207,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--survivors", action="store_true",
                         help="re-run only the mutants --out lists as not killed for these modules (after adding tests)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="run nothing: rewrite --out with JUDGED (after editing it) applied to every module")
     args = parser.parse_args()
     unknown = [m for m in args.modules if m not in TESTS]
     if unknown:
         sys.exit(f"unknown module(s) {unknown}: choose from {', '.join(TESTS)}")
     command = "python scripts/mutants.py " + " ".join(sys.argv[1:])
-    if args.survivors:
+    if args.rescore:
+        fresh = {}
+    elif args.survivors:
         earlier = json.loads(args.out.read_text())["modules"]
         fresh = {m: rerun_survivors(m, earlier[m], args.max_children, args.timeout, command) for m in args.modules}
     else:
