@@ -172,3 +172,16 @@ def test_fig10_draws_the_full_set_at_its_real_size(tmp_path: Path) -> None:
     fig = FIGURES["fig10"](summary, read, tmp_path, "test")
     assert all(1281167 in line.get_xdata() for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 3)
     assert sum(len(line.get_xdata()) == 3 for line in fig.axes[0].get_lines()) == 2
+
+
+def test_full_size_less_the_held_out_rows_and_never_for_a_stand_in() -> None:
+    from analysis.summary import full_size
+
+    trials = pd.DataFrame({"n_clean": [1000.0, None], "test_acc": [0.5, 0.9]})
+    study = {"config": {"data": {"dataset": "imagenet", "n_clean": None, "n_val": 10000}}}
+    assert full_size(trials, study)["n_clean"].tolist() == [1000, 1281167 - 10000]
+    study["config"]["data"]["n_val"] = None  # null: no held-out split
+    assert full_size(trials, study)["n_clean"].tolist() == [1000, 1281167]
+    stand_in = {"config": {"data": {"dataset": "imagenet", "stand_in": True}}}  # generated data: no real size
+    assert full_size(trials, stand_in)["n_clean"].isna().tolist() == [False, True]
+    assert full_size(trials, {"config": {"data": {"dataset": "svhn"}}})["n_clean"].isna().tolist() == [False, True]

@@ -14,10 +14,41 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analysis import claims as analysis_claims
 from tests.conftest import REPO
 
 # Figures whose claims a smoke grid measures (others need alpha = 100, ResNets or ImageNet: paper scale).
 MEASURED_AT_SMOKE = {"fig5", "fig6", "fig7", "fig8", "fig9", "fig11", "fig12"}
+# Claims (by their first words) of a drawn figure that the smoke grid cannot measure: no ResNet at α = 10
+# (conv4/conv6 at α ≤ 2), no ResNet-18 at α = 5, no α = 50 among dataset_size's [0, 2, 10].
+NOT_RUN_AT_SMOKE = {"uniform_cifar10": ["CIFAR-10: ResNet"], "uniform_imagenet": ["ImageNet: ResNet-18"],
+                    "dataset_size": ["α = 50 needs"]}
+
+
+def acc(trials: pd.DataFrame, **where: object) -> float:
+    """Mean test accuracy of the finished trials matching `where` (over replicates and other keys)."""
+    rows = trials[trials["status"] == "ok"]
+    for column, value in where.items():
+        rows = rows[rows[column] == value]
+    assert len(rows), where
+    return float(rows["test_acc"].mean())
+
+
+def best_lr(trials: pd.DataFrame, alpha: float) -> float:
+    rows = trials[(trials["status"] == "ok") & (trials["alpha"] == alpha)]
+    return float(rows.groupby("lr")["test_acc"].mean().idxmax())
+
+
+# The verdict each smoke grid must give, recomputed from its trials.csv by the claim's plain definition on
+# that grid (one lr per cell except learning_rate, test-set selection: n_val = 0): True = held.
+ORACLES = {
+    "batchsize": {"Larger batches": lambda t: acc(t, alpha=10, loss="ce", batch_size=256) > acc(t, alpha=10, loss="ce", batch_size=32),
+                  "With H_α": lambda t: abs(acc(t, alpha=10, loss="h_alpha") - acc(t, alpha=0, loss="h_alpha")) <= 0.03},
+    "structured": {"Structured noise": lambda t: acc(t, delta=0.0) - t[t["delta"] == 0.5]["test_acc"].min() <= 0.05},
+    "noise_source": {"White-noise": lambda t: acc(t, alpha=0) - acc(t, alpha=2, source="white") <= 0.03},
+    "repeated": {"Novel vs repeated": lambda t: abs(acc(t, alpha=5, source="same") - acc(t, alpha=5, source="novel")) <= 0.02},
+    "learning_rate": {"The optimal learning rate": lambda t: best_lr(t, 4) < best_lr(t, 0)},
+}
 
 
 def launch(exp: str, run_dir: Path, data_root: Path, *overrides: str) -> Path:
@@ -58,6 +89,15 @@ def test_experiment_yields_figures_and_claims(exp: str, confusion: Path, data_ro
     for figure in study["figures"]:
         assert (run_dir / f"{figure}.png").stat().st_size > 10_000, figure
     claims = pd.read_csv(run_dir / "claims.csv", keep_default_na=False)  # empty cells stay ""
+    verdict = {claim: word for claim, word in zip(claims["claim"], claims["verdict"])}
+    first = lambda prefix: next(c for c in verdict if c.startswith(prefix))  # noqa: E731
+    # the report the launcher wrote is the analysis of its own result files
+    assert verdict == dict(zip(*analysis_claims.evaluate([run_dir])[["claim", "verdict"]].to_numpy().T))
+    assert all(verdict[c.claim] == "not run" for c in analysis_claims.CLAIMS if c.figure not in study["figures"])
+    not_run = [first(p) for p in NOT_RUN_AT_SMOKE.get(exp, [])]
+    assert all(verdict[c] == "not run" for c in not_run), claims
     for figure in MEASURED_AT_SMOKE & set(study["figures"]):
-        verdicts = set(claims[claims["figure"] == figure]["verdict"])
-        assert verdicts & {"held", "contradicted", "inconclusive"}, (figure, claims[claims["figure"] == figure])
+        for c in claims[claims["figure"] == figure]["claim"]:
+            assert c in not_run or verdict[c] in {"held", "contradicted", "inconclusive"}, (c, verdict[c])
+    for prefix, oracle in ORACLES.get(exp, {}).items():
+        assert verdict[first(prefix)] == ("held" if oracle(trials) else "contradicted"), (prefix, claims, trials)

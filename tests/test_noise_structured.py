@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from loaders.errors import UsageError
-from loaders.noise import (NoiseModel, NoiseSpec, copy_distribution, distribution, structured_distribution,
+from loaders.noise import (NoiseModel, NoiseSpec, copy_distribution, distribution, structured_distribution, thresholds,
                            uniform_distribution, wrong_class_order)
 from study import launch
 from study.trial import check
@@ -178,3 +178,34 @@ def test_trial_reports_its_test_confusion_matrix(data_root: Path) -> None:
     (confusion,) = trial.confusion()  # one member
     assert confusion.shape == (M, M) and confusion.sum() == 300
     np.testing.assert_array_equal(confusion.sum(1), np.bincount(torch.cat([y for _, y in trial.data.test_batches()]).numpy(), minlength=M))
+
+
+def test_per_copy_distribution_at_alpha_one_and_the_feasibility_boundary() -> None:
+    """α = 1 (D is no longer 'any'), and m = 5, δ = α/m, where ((1 + α) T − I)/α has a −3e-17 entry: D is
+    clipped to exact zeros, so its thresholds build, and it equals the closed form of copy_distribution."""
+    for m, alpha, delta in ((5, 1.0, 0.2), (10, 1.0, 0.1), (3, 2.0, 0.5)):
+        order = wrong_class_order("random", m, 0, None)
+        per_copy = copy_distribution(structured_distribution(m, alpha, delta, order), alpha)
+        assert (per_copy >= 0).all() and thresholds(per_copy)[:, -1].tolist() == [2**32] * m
+        expected = np.full((m, m), 1 / m)
+        for c in range(m):
+            for k, wrong in enumerate(order[c], start=1):
+                expected[c, wrong] = 1 / m + delta * (m - 2 * k) / (alpha * (m - 2))
+        np.testing.assert_allclose(per_copy, expected, atol=1e-12)
+    np.testing.assert_array_equal(copy_distribution(np.eye(4), 0), np.full((4, 4), 0.25))  # α = 0: uniform
+
+
+def test_three_classes_admit_structure_and_the_bound_is_named() -> None:
+    target = structured_distribution(3, 3.0, 1.0, wrong_class_order("random", 3, 0, None))
+    assert target.shape == (3, 3) and (target >= 0).all()
+    with pytest.raises(UsageError, match=r"alpha/m = 0\.5\b"):
+        structured_distribution(M, 5, 0.6, wrong_class_order("random", M, 0, None))
+
+
+@pytest.mark.parametrize("confusion", [None, "nowhere.npy"])
+def test_confusing_order_without_its_artifact_names_the_command(confusion: str | None, tmp_path: Path) -> None:
+    path = None if confusion is None else str(tmp_path / confusion)
+    spec = NoiseSpec(alpha=20, delta=0.5, order="reverse", confusion=path)
+    with pytest.raises(UsageError, match=rf"^noise.order=reverse needs a confusion matrix at noise.confusion={path}, "
+                                         r"which does not exist: make it with `python -m study.launch exp=confusion`$"):
+        distribution(spec, M)

@@ -198,6 +198,12 @@ def test_best_epoch_scores_each_trial_at_its_best_validation_epoch(tmp_path: Pat
     assert last["lr"].tolist() == [0.5] and last["test_acc"].tolist() == [0.80]
     assert best["lr"].tolist() == [0.1] and best["test_acc"].tolist() == [0.88]
     assert best["selected_on"].tolist() == ["val_acc at its best epoch"]
+    _, _, default = read_run(tmp_path, epoch="best")  # no select: val, since the run measured it
+    assert default["lr"].tolist() == [0.1] and default["selected_on"].tolist() == ["val_acc at its best epoch"]
+    _, _, on_test = read_run(tmp_path, "test", epoch="best")  # best test epochs: 0.88 (lr 0.1) vs 0.80
+    assert on_test["lr"].tolist() == [0.1] and on_test["selected_on"].tolist() == ["test_acc at its best epoch"]
+    with pytest.raises(ValueError, match=r"^epoch='worst' is unknown: choose one of last, best$"):
+        read_run(tmp_path, epoch="worst")
 
 
 def test_summary_of_a_run_where_no_trial_finished_is_empty() -> None:
@@ -214,3 +220,22 @@ def test_summary_of_a_run_where_no_trial_finished_is_empty() -> None:
                            "best_test_top5": [float("nan")] * 2, "train_loss": [float("nan")] * 2,
                            "images_per_s": [float("nan")] * 2, "node_id": [None] * 2})
     assert summarize(trials, select="test").empty
+
+
+def test_best_epoch_takes_each_metric_at_that_epoch_whatever_else_is_missing() -> None:
+    """at_best_epoch: test_acc, test_top5 and val_acc all come from the best epoch; a NaN in another column
+    (images_per_s) does not hide that epoch; a trial only in epochs.csv is ignored; an epochs.csv without
+    val_acc (a run from before n_val) leaves trials' val_acc as it was."""
+    from analysis.summary import at_best_epoch
+
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "lr": [0.1, 0.5], "test_acc": [0.40, 0.80], "test_top5": [0.90, 0.95],
+                           "val_acc": [0.41, 0.79]})
+    epochs = pd.DataFrame({"trial_id": ["a", "a", "b", "b", "c"], "epoch": [1, 2, 1, 2, 1],
+                           "test_acc": [0.88, 0.40, 0.70, 0.80, 0.99], "test_top5": [0.99, 0.90, 0.90, 0.95, 0.99],
+                           "val_acc": [0.92, 0.41, 0.71, 0.79, 0.99], "images_per_s": [np.nan, 1.0, 1.0, np.nan, 1.0]})
+    out = at_best_epoch(trials, epochs, "val_acc")
+    assert list(out.columns) == list(trials.columns) and out["trial_id"].tolist() == ["a", "b"]
+    assert out["test_acc"].tolist() == [0.88, 0.80] and out["test_top5"].tolist() == [0.99, 0.95]
+    assert out["val_acc"].tolist() == [0.92, 0.79]
+    out = at_best_epoch(trials, epochs.drop(columns="val_acc"), "test_acc")
+    assert out["test_acc"].tolist() == [0.88, 0.80] and out["val_acc"].tolist() == [0.41, 0.79]

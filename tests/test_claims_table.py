@@ -1,0 +1,417 @@
+"""Every claim of analysis/claims.py on synthetic trials just inside and just outside its band: the verdict
+(held, contradicted, inconclusive where a bound settles nothing, not run where nothing was measured)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import rundir
+from analysis import claims
+from analysis.summary import summarize
+
+BASE = {"alpha": 0, "arch": "conv4", "lr": 0.1, "batch_size": 128, "seed": 0, "noise_seed": 0}
+
+
+def trials(rows: list[dict]) -> pd.DataFrame:
+    """A trials.csv-shaped frame (rundir's COLUMNS, the given extra config columns, then TRIAL_METRICS):
+    each row gives its config values and `acc` (test_acc), optionally `top5`, `val` and `status`."""
+    out = []
+    for i, row in enumerate(rows):
+        row = {**BASE, **row}
+        acc, top5, val, status = row.pop("acc"), row.pop("top5", None), row.pop("val", np.nan), row.pop("status", "ok")
+        top5 = min(1.0, acc + 0.05) if top5 is None else top5
+        out.append({**row, "trial_id": i, "group": i, "status": status, "epochs": 1, "test_acc": acc,
+                    "best_test_acc": acc, "test_top5": top5, "best_test_top5": top5, "train_loss": 1.0,
+                    "images_per_s": 1.0, "node_id": "n", "val_acc": val, "best_val_acc": val})
+    frame = pd.DataFrame(out)
+    assert set(rundir.TRIAL_METRICS) <= set(frame.columns)
+    return frame
+
+
+def claim(prefix: str) -> claims.Claim:
+    (found,) = [c for c in claims.CLAIMS if c.claim.startswith(prefix)]
+    return found
+
+
+def verdict(prefix: str, rows: list[dict]) -> str:
+    """The verdict of the claim starting with `prefix`, through evaluate_runs, on a run that drew its figure."""
+    t = trials(rows)
+    c = claim(prefix)
+    table = claims.evaluate_runs([(Path("run"), {"exp": "x", "preset": "paper", "figures": [c.figure]}, t, summarize(t))])
+    (word,) = table.loc[table["claim"] == c.claim, "verdict"]
+    return word
+
+
+def with_worse_lr(rows: list[dict]) -> list[dict]:
+    """Each row and a second learning rate 0.2 worse: the summary must pick the better one."""
+    return [*rows, *({**r, "lr": 0.01, "acc": r["acc"] - 0.2, "top5": r.get("top5", r["acc"] + 0.05) - 0.2} for r in rows)]
+
+
+CONV = "MNIST: ConvNet"
+PERCEPTRON = "MNIST: perceptron"
+ORDERED = "MNIST: larger architectures"
+RESNET = "CIFAR-10: ResNet"
+TOP5 = "ImageNet: ResNet-18"
+STRUCTURED = "Structured noise"
+HALF = "CIFAR-100 noise"
+WHITE = "White-noise"
+NOVEL = "Novel vs repeated"
+ALPHA10 = "α = 10 needs"
+ALPHA50 = "α = 50 needs"
+GROWTH = "Clean labels needed grow"
+BATCH = "Larger batches"
+H_ALPHA = "With H_α"
+LR = "The optimal learning rate"
+
+
+def test_every_claim_is_in_this_table_and_states_its_band() -> None:
+    prefixes = [CONV, PERCEPTRON, ORDERED, RESNET, TOP5, STRUCTURED, HALF, WHITE, NOVEL, ALPHA10, ALPHA50, GROWTH,
+                BATCH, H_ALPHA, LR]
+    assert sorted(claim(p).claim for p in prefixes) == sorted(c.claim for c in claims.CLAIMS[:15])
+    assert [claim(p).claim for p in (CONV, PERCEPTRON, RESNET, TOP5, WHITE)] == [
+        "MNIST: ConvNet > 90% at α = 100", "MNIST: perceptron ≈ 40% at α = 100 (30–50%)",
+        "CIFAR-10: ResNet ≥ 85% at α = 10", "ImageNet: ResNet-18 ≥ 70% top-5 at α = 5",
+        "White-noise examples do not appreciably lower accuracy (drop ≤ 3 points)"]
+    assert "(within 2x)" in claim(ALPHA10).claim and "lower end ≥ 0.85" in claim(GROWTH).claim
+
+
+def fig1(conv: float, mlp: float = 0.8, perceptron: float = 0.4) -> list[dict]:
+    """α = 100 (conv2 weaker than conv4), and α = 10 in the opposite order: only the largest α counts."""
+    return with_worse_lr([{"alpha": 100, "arch": "conv4", "acc": conv}, {"alpha": 100, "arch": "conv2", "acc": 0.3},
+                          {"alpha": 100, "arch": "mlp1", "acc": mlp}, {"alpha": 100, "arch": "perceptron", "acc": perceptron},
+                          {"alpha": 10, "arch": "conv4", "acc": 0.2}, {"alpha": 10, "arch": "perceptron", "acc": 0.99}])
+
+
+@pytest.mark.parametrize("rows,expected", [
+    (fig1(0.901), "held"), (fig1(0.9), "contradicted"),  # strict: exactly 90% is not above it
+    ([{"alpha": 10, "arch": "conv4", "acc": 0.99}, {"alpha": 100, "arch": "mlp1", "acc": 0.99}], "not run"),
+], ids=["0.901", "0.900", "no-conv-at-100"])
+def test_fig1_convnet_above_90(rows: list[dict], expected: str) -> None:
+    assert verdict(CONV, rows) == expected
+
+
+@pytest.mark.parametrize("acc,expected", [(0.3, "held"), (0.5, "held"), (0.299, "contradicted"), (0.501, "contradicted")])
+def test_fig1_perceptron_about_40(acc: float, expected: str) -> None:
+    assert verdict(PERCEPTRON, fig1(0.95, perceptron=acc)) == expected
+
+
+def test_fig1_perceptron_not_run_without_it_at_100() -> None:
+    assert verdict(PERCEPTRON, [{"alpha": 10, "arch": "perceptron", "acc": 0.4}]) == "not run"
+
+
+@pytest.mark.parametrize("conv,mlp,perceptron,expected", [
+    (0.9, 0.8, 0.4, "held"), (0.8, 0.8, 0.8, "held"),  # ties are ordered (≥)
+    (0.79, 0.8, 0.4, "contradicted"), (0.9, 0.39, 0.4, "contradicted")])
+def test_fig1_architectures_ordered_at_the_largest_alpha(conv: float, mlp: float, perceptron: float, expected: str) -> None:
+    assert verdict(ORDERED, fig1(conv, mlp, perceptron)) == expected
+
+
+def test_fig1_order_not_run_without_every_family() -> None:
+    assert verdict(ORDERED, [r for r in fig1(0.9) if r["arch"] != "mlp1"]) == "not run"
+
+
+@pytest.mark.parametrize("rows,expected", [
+    ([{"alpha": 10, "arch": "resnet18", "acc": 0.85}], "held"),  # the bound is inclusive
+    ([{"alpha": 10, "arch": "resnet18", "acc": 0.849}], "contradicted"),
+    ([{"alpha": 10, "arch": "resnet18", "acc": 0.5}, {"alpha": 10, "arch": "resnet101", "acc": 0.86}], "held"),
+    ([{"alpha": 5, "arch": "resnet18", "acc": 0.99}, {"alpha": 10, "arch": "conv4", "acc": 0.99}], "not run"),
+], ids=["0.850", "0.849", "resnet101", "none-at-10"])
+def test_fig2_resnet_at_alpha_10(rows: list[dict], expected: str) -> None:
+    assert verdict(RESNET, with_worse_lr(rows)) == expected
+
+
+@pytest.mark.parametrize("rows,expected", [
+    ([{"alpha": 5, "arch": "resnet18", "acc": 0.3, "top5": 0.7}], "held"),  # top-5, not top-1
+    ([{"alpha": 5, "arch": "resnet18", "acc": 0.9, "top5": 0.699}], "contradicted"),
+    ([{"alpha": 5, "arch": "conv4", "acc": 0.9, "top5": 0.99}, {"alpha": 0, "arch": "resnet18", "acc": 0.9, "top5": 0.99}],
+     "not run"),
+], ids=["top5-0.700", "top5-0.699", "no-resnet18-at-5"])
+def test_fig3_top5_at_alpha_5(rows: list[dict], expected: str) -> None:
+    assert verdict(TOP5, rows) == expected
+
+
+def fig5(drop: float, deltas: tuple[float, ...] = (0.0, 0.5, 0.9, 1.0), base: tuple[float, float] = (0.9, 0.9)) -> list[dict]:
+    """δ = 0 at `base` in the two orders (mean 90%); at δ = 0.5 the confusing order drops `drop` (the worst),
+    random less; δ = 0.9 and δ = 1 collapse (the claim is for δ < 0.9)."""
+    acc = {0.0: base, 0.25: (0.9 - drop, 0.9), 0.5: (0.9 - drop, 0.895), 0.9: (0.5, 0.5), 1.0: (0.2, 0.3)}
+    return [{"alpha": 20, "delta": d, "order": order, "acc": acc[d][i]} for d in deltas
+            for i, order in enumerate(("confusing", "random"))]
+
+
+@pytest.mark.parametrize("rows,expected", [(fig5(0.049), "held"), (fig5(0.051), "contradicted"),
+                                           (fig5(0.049, (0.0, 0.5)), "held"),  # δ up to 0.5 is enough to measure
+                                           (fig5(0.01, base=(0.84, 0.96)), "held"),  # the baseline is δ = 0's mean
+                                           (fig5(0.3, (0.0, 0.25)), "not run")],  # no δ ≥ 0.5 measured
+                         ids=["0.049", "0.051", "up-to-0.5", "spread-baseline", "small-deltas"])
+def test_fig5_structured_drop_below_delta_09(rows: list[dict], expected: str) -> None:
+    assert verdict(STRUCTURED, rows) == expected
+
+
+def fig6(same: float = 0.2, cifar100: float | None = 0.1, white: float | None = 0.01) -> list[dict]:
+    """Clean 90% at α = 0; at α = 10 each source drops by the given amount (α = 5 drops nothing: only the top α counts)."""
+    drops = {"same": same, "cifar100": cifar100, "white": white}
+    sources = [s for s, d in drops.items() if d is not None]
+    return [*({"alpha": 0, "source": s, "acc": 0.9} for s in sources),
+            *({"alpha": 5, "source": s, "acc": 0.9} for s in sources),
+            *({"alpha": 10, "source": s, "acc": 0.9 - drops[s]} for s in sources)]
+
+
+@pytest.mark.parametrize("rows,expected", [
+    (fig6(0.2, 0.2 * 0.74), "held"), (fig6(0.2, 0.2 * 0.26), "held"),
+    (fig6(0.2, 0.2 * 0.76), "contradicted"), (fig6(0.2, 0.2 * 0.24), "contradicted"),
+    (fig6(0.0, 0.05), "contradicted"), (fig6(-0.01, -0.005), "contradicted"),  # the premise fails: no drop to halve
+    (fig6(cifar100=None), "not run"),
+], ids=["0.74", "0.26", "0.76", "0.24", "no-drop", "a-gain", "no-cifar100"])
+def test_fig6_cifar100_half_drop(rows: list[dict], expected: str) -> None:
+    assert verdict(HALF, rows) == expected
+
+
+@pytest.mark.parametrize("rows,expected", [(fig6(white=0.029), "held"), (fig6(white=0.031), "contradicted"),
+                                           (fig6(white=None), "not run")], ids=["0.029", "0.031", "no-white"])
+def test_fig6_white_noise_no_drop(rows: list[dict], expected: str) -> None:
+    assert verdict(WHITE, rows) == expected
+
+
+def fig7(gap1: float, gap10: float) -> list[dict]:
+    """Repeated minus novel accuracy is gap1 at α = 1 and gap10 at α = 10; at α = 0 a large gap the claim ignores."""
+    return [{"alpha": 0, "source": "same", "acc": 0.9}, {"alpha": 0, "source": "novel", "acc": 0.5},
+            {"alpha": 1, "source": "same", "acc": 0.8}, {"alpha": 1, "source": "novel", "acc": 0.8 - gap1},
+            {"alpha": 10, "source": "same", "acc": 0.7}, {"alpha": 10, "source": "novel", "acc": 0.7 - gap10}]
+
+
+@pytest.mark.parametrize("rows,expected", [
+    (fig7(0.019, -0.019), "held"), (fig7(0.021, 0.021), "contradicted"),
+    (fig7(0.03, -0.03), "contradicted"),  # gaps of opposite sign do not cancel
+    (fig7(0.0, 0.03), "held"),  # the mean over every α > 0, α = 1 included
+    ([r for r in fig7(0.0, 0.0) if r["source"] == "same"], "not run"),
+], ids=["0.019", "0.021", "opposite-signs", "mean-over-alphas", "no-novel"])
+def test_fig7_novel_like_repeated(rows: list[dict], expected: str) -> None:
+    assert verdict(NOVEL, rows) == expected
+
+
+def measured(prefix: str, rows: list[dict]) -> str:
+    t = trials(rows)
+    c = claim(prefix)
+    table = claims.evaluate_runs([(Path("run"), {"exp": "x", "preset": "paper", "figures": [c.figure]}, t, summarize(t))])
+    (text,) = table.loc[table["claim"] == c.claim, "measured"]
+    return text
+
+
+def test_measured_values_are_stated_in_points_and_percent() -> None:
+    assert measured(NOVEL, fig7(0.01, 0.03)) == "mean |repeated - novel| = 2.0 points"
+    assert measured(WHITE, fig6(white=0.025)) == "α=10: drop 2.5 points"
+    assert measured(HALF, fig6(0.2, 0.1)) == "α=10: CIFAR-100 drop / CIFAR-10 drop = 0.50 (10.0 / 20.0 points)"
+    assert measured(CONV, fig1(0.95)) == "95.0%"
+    assert measured(ORDERED, fig1(0.95)) == "α=100: ConvNet 95.0%, MLP 80.0%, perceptron 40.0%"
+    assert measured(STRUCTURED, fig5(0.04)) == "worst drop for δ < 0.9: 4.0 points; at δ = 1: 70.0 points"
+    assert measured(H_ALPHA, fig11({32: 0.1, 256: 0.9}, {0: 0.9, 50: 0.88})) == "H_α accuracy range over α: 2.0 points"
+    assert measured(BATCH, fig11({32: 0.5, 256: 0.7}, {0: 0.9})) == "α=50: batch 32: 50.0%, batch 256: 70.0%"
+    assert measured(LR, fig12({0: 1.0, 10: 0.1})) == "best lr by α: 0→1, 10→0.1"
+    assert measured(ALPHA10, fig8(10, SIZES, crit=3000)) == "3,000 clean labels"
+
+
+def fig8(alpha: float, sizes: list[int], crit: float | None = None, flat: float | None = None) -> list[dict]:
+    """Accuracy linear in log10 n at `alpha`, reaching 90% at exactly `crit` clean labels (the log-n interpolation
+    is exact), or `flat` accuracy at every size; α = 0 at 99% throughout."""
+    rows = []
+    for n in sizes:
+        acc = flat if crit is None else float(np.clip(0.9 + 0.1 * np.log10(n / crit), 0.1, 0.999))
+        rows += [{"alpha": alpha, "n_clean": n, "acc": acc}, {"alpha": 0, "n_clean": n, "acc": 0.99}]
+    return rows
+
+
+SIZES = [250, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000]
+
+
+@pytest.mark.parametrize("prefix,alpha,paper", [(ALPHA10, 10, 2_000), (ALPHA50, 50, 10_000)])
+@pytest.mark.parametrize("case,expected", [
+    (("crit", 1.95), "held"), (("crit", 0.52), "held"), (("crit", 2.05), "contradicted"), (("crit", 0.48), "contradicted"),
+    (("above", 1.5), "inconclusive"),   # never met up to 1.5x the paper's count: might still be met below 2x
+    (("above", 2.5), "contradicted"),   # not met even at 2.5x: outside the band already
+    (("below", 0.75), "inconclusive"),  # met at the smallest size, 0.75x: the true count may be anywhere below
+    (("below", 0.4), "contradicted"),   # met already at 0.4x: below the band
+])
+def test_fig8_critical_count_within_2x(prefix: str, alpha: float, paper: int, case: tuple[str, float], expected: str) -> None:
+    kind, factor = case
+    if kind == "crit":
+        rows = fig8(alpha, SIZES, crit=factor * paper)
+    elif kind == "above":
+        rows = fig8(alpha, [s for s in SIZES if s < factor * paper] + [round(factor * paper)], flat=0.8)
+    else:
+        rows = fig8(alpha, [round(factor * paper)] + [s for s in SIZES if s > factor * paper], flat=0.95)
+    assert verdict(prefix, rows) == expected
+
+
+@pytest.mark.parametrize("prefix,alpha", [(ALPHA10, 10), (ALPHA50, 50)])
+def test_fig8_not_run_without_that_alpha_or_n_clean(prefix: str, alpha: float) -> None:
+    assert verdict(prefix, fig8(alpha * 2, SIZES, crit=1000)) == "not run"
+    assert verdict(prefix, [{"alpha": alpha, "acc": 0.95}, {"alpha": 0, "acc": 0.99}]) == "not run"
+
+
+GROWTH_ALPHAS = [0, 1, 2, 5, 10, 20, 50]
+
+
+def fig9(p: float, scatter: float = 0.0, alphas: list[float] = GROWTH_ALPHAS) -> list[dict]:
+    """Critical counts 100·α^p for 90% (÷ √10 for 85%, ÷ 10 for 80%), each α's count off the law by a factor
+    exp(±scatter) (alternating signs): the pooled exponent's interval widens with the scatter."""
+    rows = []
+    for i, alpha in enumerate(alphas):
+        crit = 100 * alpha ** p * np.exp(scatter * (-1) ** i) if alpha else 25
+        rows += [{"alpha": alpha, "n_clean": n, "acc": float(np.clip(0.9 + 0.1 * np.log10(n / crit), 0.1, 0.999))}
+                 for n in [10, 30, 100, 300, 1000, 3000, 10_000, 30_000, 100_000, 300_000]]
+    return rows
+
+
+def test_fig9_exponent_just_inside_and_outside_linear() -> None:
+    assert verdict(GROWTH, fig9(1.0)) == "held"
+    assert verdict(GROWTH, fig9(0.995)) == "held"  # the interval must reach 1 to within SLOPE_PRECISION (0.01)
+    assert verdict(GROWTH, fig9(0.985)) == "contradicted"
+    assert verdict(GROWTH, fig9(1.5)) == "held"
+
+
+@pytest.mark.parametrize("scatter,expected", [(0.65, "held"), (0.7, "contradicted")])
+def test_fig9_interval_lower_end_against_085(scatter: float, expected: str) -> None:
+    """p = 1.05 with scatter: the interval reaches 1 either way; its lower end lies just above or below 0.85."""
+    summary = summarize(trials(fig9(1.05, scatter)))
+    p, low, high, _ = claims.pooled_slope(summary)
+    assert high >= 1 and abs(low - 0.85) < 0.02 and (low >= 0.85) == (expected == "held")
+    assert verdict(GROWTH, fig9(1.05, scatter)) == expected
+
+
+def test_fig9_inconclusive_with_too_few_points_and_not_run_without_noise() -> None:
+    assert verdict(GROWTH, fig9(1.0, alphas=[0, 10])) == "inconclusive"  # one count per target: no interval
+    assert verdict(GROWTH, fig9(1.0, alphas=[0])) == "not run"
+    assert verdict(GROWTH, [{"alpha": 10, "acc": 0.9}]) == "not run"
+
+
+def fig11(ce: dict[int, float], h_alpha: dict[float, float]) -> list[dict]:
+    """Cross-entropy at α = 50 per batch size (α = 0 in the opposite order), H_α (batch 128) per α."""
+    return [*({"alpha": 50, "batch_size": b, "loss": "ce", "acc": a} for b, a in ce.items()),
+            *({"alpha": 0, "batch_size": b, "loss": "ce", "acc": 1 - a} for b, a in ce.items()),
+            *({"alpha": alpha, "batch_size": 128, "loss": "h_alpha", "acc": a} for alpha, a in h_alpha.items())]
+
+
+@pytest.mark.parametrize("ce,expected", [
+    ({32: 0.5, 64: 0.6, 256: 0.7}, "held"), ({32: 0.5, 64: 0.7, 256: 0.6}, "held"),  # rank correlation 0.5
+    ({32: 0.7, 64: 0.6, 256: 0.5}, "contradicted"), ({32: 0.6, 256: 0.6}, "contradicted"),
+    ({32: 0.6, 64: 0.5, 256: 0.55}, "contradicted"),  # rank correlation -0.5
+], ids=["rising", "mostly-rising", "falling", "flat", "mostly-falling"])
+def test_fig11_larger_batches_more_robust(ce: dict[int, float], expected: str) -> None:
+    # H_α at batch 128 and α = 50 scores 99%: counted with cross-entropy it would break every order
+    assert verdict(BATCH, fig11(ce, {0: 0.99, 50: 0.99})) == expected
+
+
+def test_fig11_batch_not_run_with_one_batch_size() -> None:
+    assert verdict(BATCH, fig11({32: 0.5}, {0: 0.9, 50: 0.9})) == "not run"
+    assert verdict(BATCH, [{"alpha": 50, "batch_size": b, "acc": 0.5} for b in (32, 256)]) == "not run"  # no loss column
+
+
+@pytest.mark.parametrize("h_alpha,expected", [
+    ({0: 0.9, 20: 0.88, 50: 0.871}, "held"), ({0: 0.9, 20: 0.929, 50: 0.91}, "held"),
+    ({0: 0.9, 20: 0.88, 50: 0.869}, "contradicted"), ({0: 0.9, 20: 0.931, 50: 0.91}, "contradicted"),
+    ({50: 0.9}, "not run"),
+], ids=["range-0.029", "rise-0.029", "range-0.031", "rise-0.031", "one-alpha"])
+def test_fig11_h_alpha_flat(h_alpha: dict[float, float], expected: str) -> None:
+    # cross-entropy rows span 0.1 to 0.9: only the H_α rows count
+    assert verdict(H_ALPHA, fig11({32: 0.1, 256: 0.9}, h_alpha)) == expected
+
+
+def fig12(best: dict[float, float], lrs: tuple[float, ...] = (0.01, 0.1, 1.0)) -> list[dict]:
+    """At each α the given lr scores 80%, the others 60%; a failed trial at α = 10, lr 1.0 reports 99%."""
+    rows = [{"alpha": alpha, "lr": lr, "acc": 0.8 if lr == top else 0.6} for alpha, top in best.items() for lr in lrs]
+    return rows + [{"alpha": 10, "lr": 1.0, "acc": 0.99, "status": "error", "seed": 1}]
+
+
+@pytest.mark.parametrize("best,expected", [
+    ({0: 1.0, 10: 0.1}, "held"), ({0: 1.0, 5: 1.0, 10: 0.01}, "held"),  # first vs last α
+    ({0: 0.1, 10: 0.1}, "contradicted"), ({0: 0.01, 10: 0.1}, "contradicted"),
+    ({0: 1.0, 5: 0.01, 10: 1.0}, "contradicted"),
+], ids=["falls", "falls-at-the-end", "same", "rises", "back-up"])
+def test_fig12_optimal_lr_falls(best: dict[float, float], expected: str) -> None:
+    assert verdict(LR, fig12(best)) == expected
+
+
+def test_fig12_chooses_on_the_selection_split_and_needs_two_lrs_and_alphas() -> None:
+    # test accuracy says lr 1.0 is best at α = 10 too (no fall); the validation split says 0.1 (a fall)
+    rows = [{"alpha": 0, "lr": 1.0, "acc": 0.9, "val": 0.9}, {"alpha": 0, "lr": 0.1, "acc": 0.8, "val": 0.8},
+            {"alpha": 10, "lr": 1.0, "acc": 0.7, "val": 0.5}, {"alpha": 10, "lr": 0.1, "acc": 0.6, "val": 0.6}]
+    assert summarize(trials(rows))["selected_on"].iloc[0] == "val_acc"
+    assert verdict(LR, rows) == "held"
+    assert verdict(LR, [{**r, "val": np.nan} for r in rows]) == "contradicted"  # chosen on test
+    assert verdict(LR, fig12({0: 1.0, 10: 0.1}, lrs=(0.1,))) == "not run"
+    assert verdict(LR, fig12({10: 0.1})) == "not run"
+
+
+def test_a_claim_is_not_run_when_its_figure_was_not_drawn() -> None:
+    t = trials(fig1(0.95))
+    table = claims.evaluate_runs([(Path("run"), {"exp": "x", "preset": "paper", "figures": ["fig2"]}, t, summarize(t))])
+    assert (table["verdict"] == "not run").all() and (table["measured"] == "").all()
+
+
+def write_run(run_dir: Path, rows: list[dict], figures: list[str]) -> Path:
+    run_dir.mkdir()
+    rundir.write_csv(trials(rows), run_dir / rundir.TRIALS)
+    rundir.write_json({"exp": "uniform_mnist", "preset": "paper", "figures": figures}, run_dir / rundir.STUDY)
+    return run_dir
+
+
+def test_cli_writes_the_table_and_prints_each_verdict(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = write_run(tmp_path / "run", fig1(0.95, perceptron=0.6), ["fig1"])
+    out = tmp_path / "out"
+    assert claims.main([str(run), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "claims.csv", keep_default_na=False).set_index("claim")
+    assert table.loc[claim(CONV).claim, "verdict"] == "held" and table.loc[claim(PERCEPTRON).claim, "verdict"] == "contradicted"
+    assert table.loc[claim(CONV).claim, "measured"] == "95.0%" and table.loc[claim(CONV).claim, "selected_on"] == "test_acc"
+    assert (table[table["figure"] != "fig1"]["verdict"] == "not run").all()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split() == ["figure", "claim", "measured", "verdict"]
+    assert len(printed) == 1 + len(claims.CLAIMS)
+    assert any("ConvNet" in line and line.rstrip().endswith("held") and "95.0%" in line for line in printed)
+    md = (out / "claims.md").read_text()
+    assert f"| [fig1](../run/fig1.png) | {claim(CONV).claim} | 95.0% | exp=uniform_mnist preset=paper | test_acc | held |" in md
+
+
+def test_cli_later_run_wins_and_val_selection(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    first = write_run(tmp_path / "a", fig1(0.95), ["fig1"])
+    second = write_run(tmp_path / "b", fig1(0.85), ["fig1"])
+    assert claims.main([str(first), str(second), "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "claims.csv", keep_default_na=False).set_index("claim")
+    assert table.loc[claim(CONV).claim, ["verdict", "run"]].tolist() == ["contradicted", "b"]
+    # chosen on val: lr 0.01 has the better validation accuracy (and the worse test accuracy)
+    rows = [{"alpha": 100, "arch": "conv4", "lr": 0.1, "acc": 0.95, "val": 0.5},
+            {"alpha": 100, "arch": "conv4", "lr": 0.01, "acc": 0.85, "val": 0.9}]
+    val = write_run(tmp_path / "v", rows, ["fig1"])
+    assert claims.main([str(val), "--out", str(tmp_path), "--select", "val"]) == 0
+    table = pd.read_csv(tmp_path / "claims.csv", keep_default_na=False).set_index("claim")
+    assert table.loc[claim(CONV).claim, ["verdict", "measured", "selected_on"]].tolist() == ["contradicted", "85.0%", "val_acc"]
+
+
+def test_cli_help_default_out_and_select_choices(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        claims.main(["--help"])
+    usage = capsys.readouterr().out
+    assert exit_.value.code == 0 and usage.startswith("usage: python -m analysis.claims [-h]")
+    assert " ".join(usage.split()).count(claims.__doc__.splitlines()[0]) == 1  # the description, rewrapped
+    run = write_run(tmp_path / "run", fig1(0.95), ["fig1"])
+    monkeypatch.chdir(tmp_path)
+    assert claims.main([str(run)]) == 0 and (tmp_path / "claims.csv").exists()  # --out defaults to "."
+    with pytest.raises(SystemExit) as exit_:
+        claims.main([str(run), "--select", "train"])
+    assert exit_.value.code == 2 and "invalid choice: 'train'" in capsys.readouterr().err
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert claims.main([str(tmp_path / "absent"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {tmp_path / 'absent'} is not a finished study run dir (no {rundir.STUDY})\n"
+    assert not (tmp_path / "out").exists()  # nothing written
+    run = write_run(tmp_path / "run", fig1(0.95), ["fig1"])  # no val_acc measured
+    assert claims.main([str(run), "--out", str(tmp_path / "out"), "--select", "val"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: select=val needs val_acc") and err.count("\n") == 1
+    assert not (tmp_path / "out" / "claims.csv").exists()
