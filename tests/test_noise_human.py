@@ -260,3 +260,18 @@ def test_human_claim_verdict_and_figure(tmp_path: Path, matrix_acc: float, label
     assert lines[figures.HUMAN["uniform"]] == ([0, 2, 5], [50.0, 30.0, 10.0])
     assert lines[figures.HUMAN["labels"]] == ([0, 2, 5], [50.0, 100 * labels_acc, 100 * labels_acc])  # alpha 0 shared
     assert lines[figures.HUMAN["matrix"]][1][0] == 50.0 and (tmp_path / "human.png").stat().st_size > 10_000
+
+
+def test_human_claim_text_interval_and_pairs() -> None:
+    """The measured text gives the mean gap, the pair count, the t interval (5 ± 12.706·0.283/√2 = 5 ± 2.5
+    points) and each pair; α = 1 counts as noisy; a single pair gives no interval and no verdict."""
+    from analysis import claims
+
+    claim = next(c for c in claims.CLAIMS if c.figure == "human")
+    summary = human_summary(0.45, 0.40, 0.002)
+    summary.loc[summary["alpha"] == 2, "alpha"] = 1
+    text, held = claim.check(summary, None, claim.tolerance)
+    assert held is True and text.startswith("matrix − per-image: +5.0 points over 2 (arch, α) pairs, 95% CI +2.5 to +7.5 ")
+    assert "(per-image vs matrix: conv6 α=1: 39.8% vs 45.0%, conv6 α=5: 40.2% vs 45.0%)" in text
+    text, held = claim.check(summary[summary["alpha"] != 5], None, claim.tolerance)
+    assert held is None and "over 1 (arch, α) pairs, one pair: no interval" in text
