@@ -131,11 +131,6 @@ def finished_ids(results: list[Any]) -> set[str]:
     return done
 
 
-def finished_trials(results: list[Any]) -> int:
-    """Tune trials that ran every epoch without an error."""
-    return len(finished_ids(results))
-
-
 def stop_at_budget(cfg: dict[str, Any], results: list[Any], paths: list[str], run_dir: Path, total: int) -> None:
     """The budget ended this slice: trials.csv (and the analysis) for the finished trials, epochs.csv for every
     epoch reported, then BudgetSpent with the counts and the resume command."""
@@ -384,7 +379,7 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     finally:
         ray.shutdown()
     results = list(itertools.chain(*results))
-    done = finished_trials(results)
+    done = len(finished_ids(results))
     outcome = "interrupted" if received else "budget spent" if spent and done < len(groups) else "finished"
     provenance.record(run_dir, started, cluster, resources_per_trial["gpu"], outcome)
     report_failures(results)

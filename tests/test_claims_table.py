@@ -37,13 +37,18 @@ def claim(prefix: str) -> claims.Claim:
     return found
 
 
-def verdict(prefix: str, rows: list[dict]) -> str:
-    """The verdict of the claim starting with `prefix`, through evaluate_runs, on a run that drew its figure."""
+def evaluated(prefix: str, rows: list[dict], column: str) -> str:
+    """One column of the claims table row of the claim starting with `prefix`, through evaluate_runs, on a
+    run that drew its figure."""
     t = trials(rows)
     c = claim(prefix)
     table = claims.evaluate_runs([(Path("run"), {"exp": "x", "preset": "paper", "figures": [c.figure]}, t, summarize(t))])
-    (word,) = table.loc[table["claim"] == c.claim, "verdict"]
-    return word
+    (value,) = table.loc[table["claim"] == c.claim, column]
+    return value
+
+
+def verdict(prefix: str, rows: list[dict]) -> str:
+    return evaluated(prefix, rows, "verdict")
 
 
 def with_worse_lr(rows: list[dict]) -> list[dict]:
@@ -194,11 +199,7 @@ def test_fig7_novel_like_repeated(rows: list[dict], expected: str) -> None:
 
 
 def measured(prefix: str, rows: list[dict]) -> str:
-    t = trials(rows)
-    c = claim(prefix)
-    table = claims.evaluate_runs([(Path("run"), {"exp": "x", "preset": "paper", "figures": [c.figure]}, t, summarize(t))])
-    (text,) = table.loc[table["claim"] == c.claim, "measured"]
-    return text
+    return evaluated(prefix, rows, "measured")
 
 
 def test_measured_values_are_stated_in_points_and_percent() -> None:
