@@ -319,7 +319,7 @@ def run_study(cfg: dict[str, Any], choices: dict[str, str], resume_dir: Path | N
     # Every grid trial; under optuna one per cell, with the base values of the keys Optuna draws.
     configs = replicate([config for grid in grids for config in
                          expand(base, grid if grouped else {p: v for p, v in grid.items() if p not in searched})],
-                        cfg["replicates"])
+                        cfg["replicates"], cfg["replicate_pin"])
     for config in configs:
         check(config)
     check_plan(configs)  # what the trials' data would reject, before anything is written

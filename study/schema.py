@@ -73,6 +73,9 @@ POSITIVE = at_least(0, integer=True, strict=True)
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh])$")  # budget=: a number of seconds, minutes or hours
 BUDGET = Rule("null or a duration > 0: a number and s, m or h, e.g. 90s, 12m, 3h",
               lambda v: v is None or (isinstance(v, str) and bool(DURATION.match(v)) and float(v[:-1]) > 0))
+# What replicates vary: everything random in a trial (weights, noisy labels, example order, the clean subset
+# with the held-out split and any test subset drawn from it), so that intervals over replicates include each.
+REPLICATED = ("train.seed", "noise.seed", "data.order_seed", "data.subset_seed")
 GRID_VALUES = Rule("a non-empty list", lambda v: isinstance(v, list) and len(v) > 0)  # each key of a grid
 
 SCHEMA: dict[str, Rule] = {
@@ -119,6 +122,8 @@ SCHEMA: dict[str, Rule] = {
     "train.report_confusion": FLAG,
     "train.checkpoint_every": at_least(0, integer=True, note="0: never"),
     "replicates": POSITIVE,
+    "replicate_pin": Rule(f"a list of seeds replicates keep fixed, each one of {', '.join(REPLICATED)}",
+                          lambda v: isinstance(v, list) and set(v) <= set(REPLICATED)),
     "grid": Rule("a mapping of config keys to lists, e.g. {noise: {alpha: [0, 5]}}", lambda v: isinstance(v, dict)),
     "grid_extra": Rule("a list of partial grids",
                        lambda v: isinstance(v, list) and all(isinstance(g, dict) for g in v)),

@@ -88,7 +88,7 @@ def trial_config(data_root: Path, **sections: dict) -> dict:
     """A small trial config (the layout study.trial documents), with sections updated by keyword."""
     config = {
         "data": {"dataset": "mnist", "root": str(data_root), "download": False, "n_clean": 2000, "n_test": 2000,
-                 "subset_seed": 0},
+                 "subset_seed": 0, "order_seed": 0},
         "noise": {"alpha": 0.0, "seed": 0},
         "model": {"arch": "conv2", "mlp_hidden": 256, "conv_channels": [32, 64, 64, 64, 128, 128], "fc_hidden": 128},
         "train": {"lr": 0.5, "batch_size": 128, "epochs": 3, "seed": 0, "loss": "ce", "device": "cpu"},
