@@ -174,8 +174,9 @@ def simulate(scenario: Scenario, effect: str, replicates: int, noise: float, see
     other = measured - 0.2 if scenario.metric == "test_top5" else np.clip(measured + 0.05, 0, 1)
     top1, top5 = (other, measured) if scenario.metric == "test_top5" else (measured, other)
     val = np.clip(np.tile(truth, copies) + rng.normal(0, noise, shape), 0, 1) if select == "val" else np.nan
-    return out.assign(seed=1000 * replicate, noise_seed=1000 * replicate, study=np.repeat(np.arange(copies) // replicates,
-                      len(grid)), status="ok", test_acc=top1, test_top5=top5, val_acc=val)
+    seeds = dict.fromkeys(("seed", "noise_seed", "order_seed", "subset_seed"), 1000 * replicate)  # every seed varies
+    return out.assign(**seeds, study=np.repeat(np.arange(copies) // replicates, len(grid)), status="ok",
+                      test_acc=top1, test_top5=top5, val_acc=val)
 
 
 def held_rates(scenario: Scenario, effect: str, replicates: int = 3, noise: float = 0.01, seeds: int = 100,

@@ -16,11 +16,13 @@ from __future__ import annotations
 import functools
 
 import pytest
+import yaml
 
 from analysis import power
+from tests.conftest import REPO
 
 NOISE = 0.01
-REPLICATES = 3  # study/conf/preset/paper.yaml
+REPLICATES = yaml.safe_load((REPO / "study/conf/preset/paper.yaml").read_text())["replicates"]  # 3
 SEEDS = 100
 PAPER_NOISE = {"MNIST: ConvNet": 0.0025, "CIFAR-10: ResNet": 0.0025, "ImageNet": 0.0025,  # 1 point above the edge
                "Novel": 0.003,  # a ±2-point band at each of 5 α
