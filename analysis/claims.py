@@ -270,9 +270,10 @@ def threshold(alpha: float, paper_n: int, target: float = 0.9) -> Claim:
         high = math.inf if hi_cen == "above" else hi
         basis = Cells.of(s).basis(rows)
         iv = Interval(n / paper_n, low / paper_n, high / paper_n, basis)
+        ratio = {"below": "≤ ", "above": "> "}.get(cen, "") + band.number(iv.value)
+        ends = (band.number(iv.low) if lo_cen != "below" else "0", band.number(iv.high) if hi_cen != "above" else "∞")
         return (f"{clean_labels(n, cen)} clean labels (95% CI {clean_labels(lo, lo_cen)} to {clean_labels(hi, hi_cen)}, "
-                f"{basis}): {number(n / paper_n, decimals=2, edges=(band.low, band.high))}x the paper's {paper_n:,}",
-                band.judge(iv))
+                f"{basis}): {ratio} the paper's {paper_n:,} (95% CI {ends[0]} to {ends[1]})", band.judge(iv))
     return Claim("fig8", f"α = {alpha:g} needs about {paper_n:,} clean labels for {target:.0%} ({{}})", check,
                  Band(0.5, 2, "x"))
 

@@ -130,7 +130,7 @@ def number(x: float, scale: float = 1.0, decimals: int = 1, edges: Iterable[floa
     """x·scale to `decimals` places, or up to 3 more where fewer would print it on (or across) one of
     `edges` that it is not on: 90.05% and 89.95% against a 90% edge print so, not both as 90.0%."""
     if math.isinf(x):
-        return ("-" if x < 0 else "+" if sign else "") + "inf"
+        return ("-" if x < 0 else "+" if sign else "") + "∞"
     value = x * scale
     marks = [round(e * scale, 9) for e in edges if math.isfinite(e)]
     for places in range(decimals, decimals + 4):

@@ -251,7 +251,13 @@ def test_measured_values_state_the_interval_its_basis_and_the_split() -> None:
         "change of log10 optimal lr from α=0 to 10: -1.00 decades (95% CI -1.00 to -1.00 decades, 3 replicates); "
         "clean optimum 1 (the grid's largest, as the paper's 1); best lr by α: 0→1, 10→0.1")
     assert measured(ALPHA10, fig8(10, SIZES, crit=3000)).startswith(
-        "3,000 clean labels (95% CI 2,674 to 3,366, 3 replicates): 1.50x the paper's 2,000")
+        "3,000 clean labels (95% CI 2,674 to 3,366, 3 replicates): 1.50x the paper's 2,000 (95% CI 1.34x to 1.68x)")
+    assert measured(ALPHA10, fig8(10, SIZES, crit=3570)).startswith(  # the high end, 2.003x, lies above the band's 2x
+        "3,570 clean labels (95% CI 3,182 to 4,006, 3 replicates): 1.78x the paper's 2,000 (95% CI 1.59x to 2.003x)")
+    assert measured(ALPHA10, fig8(10, [1500, *SIZES[4:]], flat=0.95)).startswith(  # met at the smallest size measured
+        "≤ 1,500 clean labels (95% CI ≤ 1,500 to ≤ 1,500, 3 replicates): ≤ 0.75x the paper's 2,000 (95% CI 0 to 0.75x)")
+    assert "> 3,000 clean labels (95% CI > 3,000 to > 3,000, 3 replicates): > 1.50x the paper's 2,000 (95% CI 1.50x to ∞)" \
+        in measured(ALPHA10, fig8(10, [*SIZES[:3], 3000], flat=0.8))  # never met up to the largest size measured
 
 
 def test_one_replicate_settles_only_beyond_the_noise_floor() -> None:
