@@ -1,8 +1,9 @@
 """cluster.yaml passes the cluster launcher's own validation, offline (no AWS call), and has the properties
 a real cluster needs: a pinned current image, idempotent setup without apt or pip downloads, explicit
 boto3, only tracked files synced, EFS with AWS's mount options, token auth in every shell, a private token
-file, p4d opt-in and spot g5 workers. The Dockerfile it names: CUDA >= 12.8 runtime, FFCV's apt packages,
-the venv from constraints.txt."""
+file, p4d opt-in and spot g5 workers. The Dockerfile it names: no CUDA
+of its own but the driver requirement of the pinned torch's CUDA, FFCV's apt packages, the venv from
+constraints.txt."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
@@ -52,10 +54,23 @@ def test_image_is_pinned_and_current(config: dict) -> None:
         assert ami.startswith("resolve:ssm:/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-")
 
 
-def test_dockerfile_has_cuda_ffcv_packages_and_the_pinned_venv() -> None:
+def dockerfile_env(text: str) -> dict[str, str]:
+    """The ENV values the Dockerfile sets (KEY=value forms)."""
+    lines = re.findall(r"^ENV (.+)$", text, re.M)
+    return dict(word.split("=", 1) for word in shlex.split(" ".join(lines)))
+
+
+def test_dockerfile_cuda_is_torchs_own_ffcv_packages_and_the_pinned_venv() -> None:
     text = DOCKERFILE.read_text()
-    base = re.search(r"^FROM nvidia/cuda:(\d+)\.(\d+)\.\d+-\S*runtime\S*$", text, re.M)
-    assert base and (int(base[1]), int(base[2])) >= (12, 8), base
+    # One CUDA: the pinned torch wheel's own (its CUDA libraries come as wheels), not a second one from the base.
+    (base,) = re.findall(r"^FROM (\S+)", text, re.M)
+    assert not base.startswith("nvidia/cuda"), base
+    pinned = re.search(r"^torch==(\S+)$", (REPO / "constraints.txt").read_text(), re.M)[1]
+    assert torch.__version__.split("+")[0] == pinned and torch.version.cuda, torch.__version__
+    # The host's driver, which the NVIDIA container runtime mounts, must run that CUDA: it refuses an older one.
+    env = dockerfile_env(text)
+    assert env["NVIDIA_REQUIRE_CUDA"] == f"cuda>={torch.version.cuda}", env
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "all" and "compute" in env["NVIDIA_DRIVER_CAPABILITIES"].split(",")
     bootstrap = (REPO / "scripts" / "bootstrap.sh").read_text()
     apt = re.search(r"APT_PACKAGES=\(([^)]*)\)", bootstrap)[1].split()  # FFCV's build prerequisites
     installs = " ".join(re.findall(r"apt-get install [^&]*", text))

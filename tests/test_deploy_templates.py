@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 SBATCH = REPO / "deploy" / "slurm" / "study.sbatch"
 RAY_NODE = REPO / "deploy" / "slurm" / "ray_node.py"
 RAYJOB = REPO / "deploy" / "k8s" / "rayjob.yaml"
+DOCKERFILE = REPO / "Dockerfile"
 
 spec = importlib.util.spec_from_file_location("ray_node", RAY_NODE)
 ray_node = importlib.util.module_from_spec(spec)
@@ -69,6 +70,31 @@ def test_rayjob_cluster_image_auth_gpus_and_shared_storage(job: dict) -> None:
     (gpu_group,) = cluster["workerGroupSpecs"]
     limits = gpu_group["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert int(limits["nvidia.com/gpu"]) >= 1 and gpu_group["maxReplicas"] >= gpu_group["minReplicas"] >= 0
+
+
+def test_rayjob_pods_give_rays_object_store_shared_memory(job: dict) -> None:
+    for pod in pods(job):
+        (container,) = pod["containers"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"  # not the container's 64 MB /dev/shm
+
+
+# KubeRay's readiness and liveness probes (ray-operator/controllers/ray/utils/constant.go, BaseWgetHealthCommand,
+# run as `bash -c` by common/pod.go initLivenessAndReadinessProbe): every probe up to KubeRay 1.5, and from 1.6
+# for Ray < 2.53. They run inside the project's image.
+KUBERAY_PROBE = ["bash", "-c", "wget --tries 1 -T 2 -q -O- http://localhost:52365/api/local_raylet_healthz | grep success"
+                 " && wget --tries 1 -T 10 -q -O- http://localhost:8265/api/gcs_healthz | grep success"]
+UBUNTU_ESSENTIAL = {"bash", "grep"}  # Priority: required packages, in every Ubuntu image
+
+
+def test_image_has_every_program_kuberays_probes_run() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^FROM ubuntu:\S+$", text, re.M)
+    installs = " ".join(re.findall(r"apt-get install ([^&]*)", text)).split()
+    programs = {KUBERAY_PROBE[0]} | {part.split()[0] for part in re.split(r"\||&&", KUBERAY_PROBE[2])}
+    assert programs == {"bash", "wget", "grep"}
+    assert programs <= set(installs) | UBUNTU_ESSENTIAL, programs - set(installs)  # else pods never turn Ready
 
 
 def directives(text: str) -> dict[str, str]:
