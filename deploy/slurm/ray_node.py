@@ -74,26 +74,19 @@ def resources(env: dict[str, str]) -> list[str]:
     return [f"--num-cpus={cpus}", f"--num-gpus={gpus}"]
 
 
-def free_ports(n: int) -> list[int]:
-    """n distinct TCP ports free on this node now (for the services whose Ray defaults are fixed numbers)."""
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def ray_start(head: bool, address: str, node: str, env: dict[str, str]) -> list[str]:
     """The `ray start` command of this node, named as Slurm names it. Every port is this job's own: the GCS port
     the batch script chose,
     free ports for the services Ray would put on fixed ones (dashboard 8265, client server 10001, dashboard
     agent 52365), OS-assigned worker ports (not Ray's shared 10002-19999), and Ray's OS-assigned defaults for
     the rest (node manager, object manager, agent gRPC, runtime env agent, metrics)."""
+    from ray._common.network_utils import find_free_port
     from ray._common.utils import get_default_ray_temp_dir
 
-    agent, dashboard, client = free_ports(3)
+    ports: set[int] = set()
+    while len(ports) < 3:  # distinct ports free on this node now
+        ports.add(find_free_port())
+    agent, dashboard, client = ports
     # The temp dir: this node's (RAY_TMPDIR, TMPDIR or /tmp, as the head picks it); a worker would take the head's.
     own = ["--block", f"--node-name={node}", f"--temp-dir={get_default_ray_temp_dir()}",
            f"--dashboard-agent-listen-port={agent}", "--min-worker-port=0", "--max-worker-port=0", *resources(env)]
