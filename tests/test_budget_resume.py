@@ -16,6 +16,7 @@ import pytest
 
 import rundir
 from tests.conftest import REPO
+from tests.helpers import LAUNCHER
 from tests.test_faults import TINY, rows, started
 
 pytestmark = pytest.mark.slow
@@ -41,7 +42,7 @@ def mnist_at(root: Path, data_root: Path) -> Path:
 
 
 def run(args: list[str], env: dict[str, str], log: Path) -> tuple[int, str]:
-    with started([sys.executable, "-m", "study.launch", *args], env, log) as proc:
+    with started([*LAUNCHER, *args], env, log) as proc:
         code = proc.wait(400)
     return code, log.read_text()
 
