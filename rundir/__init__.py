@@ -39,8 +39,11 @@ CONFUSION = "confusion.npy"
 LOCK = ".lock"
 
 COLUMNS = {"noise.alpha": "alpha", "model.arch": "arch", "train.lr": "lr", "train.batch_size": "batch_size",
-           "train.seed": "seed", "noise.seed": "noise_seed"}  # config keys always in trials.csv
-REPLICATE_KEYS = ("seed", "noise_seed")  # rows that differ only in these are replicates of one config
+           "train.seed": "seed", "noise.seed": "noise_seed", "data.order_seed": "order_seed",
+           "data.subset_seed": "subset_seed"}  # config keys always in trials.csv
+# Rows that differ only in these are replicates of one config (a run dir from before order_seed and
+# subset_seed varied with the replicate lacks those columns).
+REPLICATE_KEYS = ("seed", "noise_seed", "order_seed", "subset_seed")
 TRIAL_METRICS = ("trial_id", "group", "status", "epochs", "test_acc", "best_test_acc", "test_top5", "best_test_top5",
                  "train_loss", "images_per_s", "node_id", "val_acc", "best_val_acc")  # every trials.csv column that is no config key
 EPOCH_METRICS = ("epoch", "train_loss", "test_acc", "test_top5", "images_per_s", "val_acc")

@@ -30,6 +30,9 @@ from study.models import ARCHS
 GROUPS = ("exp", "preset", "search", "scheduler")  # config groups: one yaml file under study/conf/<group>/ each
 COMPILE_MODES = ("auto", "none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh])$")  # budget=: a number of seconds, minutes or hours
+# What replicates vary: everything random in a trial (weights, noisy labels, example order, the clean subset
+# with the held-out split and any test subset drawn from it), so that intervals over replicates include each.
+REPLICATED = ("train.seed", "noise.seed", "data.order_seed", "data.subset_seed")
 
 
 def options(group: str) -> list[str]:
@@ -152,7 +155,10 @@ class Config:
     noise: NoiseSpec = field(default_factory=NoiseSpec)
     model: Model = field(default_factory=Model)
     train: Train = field(default_factory=Train)
-    replicates: int = param(1, POSITIVE)  # copies of every config with other train.seed and noise.seed
+    replicates: int = param(1, POSITIVE)  # copies of every config with other seeds: r adds 1000 r to each REPLICATED
+    replicate_pin: list[str] = param([], Rule(  # the seeds replicates keep fixed
+        f"a list of seeds replicates keep fixed, each one of {', '.join(REPLICATED)}",
+        lambda v: isinstance(v, list) and set(v) <= set(REPLICATED)))
     # The study is the product of these lists; keys mirror the trial sections (grid.noise.alpha=[0,5]).
     grid: dict[str, Any] = param({}, Rule("a mapping of config keys to lists, e.g. {noise: {alpha: [0, 5]}}",
                                           lambda v: isinstance(v, dict)))

@@ -80,7 +80,7 @@ def measured_throughput() -> dict[tuple[str, str, int], dict[int, float]]:
 
 def examples(config: dict[str, Any]) -> int:
     """Training examples one trial processes: epochs over its (diluted) training set."""
-    n = config["data"]["n_clean"] or train_size(config["data"])
+    n = config["data"]["n_clean"] or train_size(config["data"]) - (config["data"].get("n_val") or 0)
     alpha = 0.0 if config["train"]["loss"] == "h_alpha" else config["noise"]["alpha"]
     return NoiseSpec(alpha=alpha).n_virtual(n) * config["train"]["epochs"]
 

@@ -1,7 +1,8 @@
 """Replicates and fused groups: the study's trial configs partitioned into the members Tune trials train.
 
 A group's members see the same images in the same order and differ only in study.trial.MEMBER_KEYS:
-learning rate, weight init (train.seed) and noisy labels (noise.seed). Where noise.seed also picks the
+learning rate, weight init (train.seed) and noisy labels (noise.seed); replicates, which also differ in
+example order and clean subset, form groups of their own. Where noise.seed also picks the
 images (noise.source novel or white), it is part of the group key. train.fuse caps the group size:
   auto  on CUDA (resources.gpu > 0): AUTO_MAX_K; on CPU: the largest K that bench.train measured
         faster than the unfused trial for that architecture on a CPU (bench/results/train-*.json), else 1;
@@ -18,20 +19,26 @@ from collections.abc import Sequence
 from typing import Any
 
 from study import cost
+from study.config import REPLICATED
 from study.grid import with_value
 from study.trial import shared_part
 
 AUTO_MAX_K = 64  # the largest group measured on one GPU (bench/results/gpu_check-h200-*.json)
-REPLICATE_STRIDE = 1000  # replicate r adds r * this to train.seed and noise.seed: apart from grid seeds
+REPLICATE_STRIDE = 1000  # replicate r adds r * this to each replicated seed: apart from grid seeds
 
 
-def replicate(configs: Sequence[dict[str, Any]], replicates: int) -> list[dict[str, Any]]:
-    """Every config, then its replicates 1..R-1 with other weight-init and noise seeds."""
+def replicate(configs: Sequence[dict[str, Any]], replicates: int, pinned: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Every config, then its replicates 1..R-1, each REPLICATED seed but the `pinned` ones shifted by
+    r * REPLICATE_STRIDE (noise.seed modulo 2**32). Replicates differ in order and subset, so each one
+    forms groups of its own (study.trial.MEMBER_KEYS)."""
     out = list(configs)
     for r in range(1, replicates):
         for config in configs:
-            shifted = with_value(config, "train.seed", config["train"]["seed"] + r * REPLICATE_STRIDE)
-            out.append(with_value(shifted, "noise.seed", (config["noise"]["seed"] + r * REPLICATE_STRIDE) % 2**32))
+            for path in (p for p in REPLICATED if p not in pinned):
+                section, key = path.split(".")
+                seed = config[section][key] + r * REPLICATE_STRIDE
+                config = with_value(config, path, seed % 2**32 if path == "noise.seed" else seed)
+            out.append(config)
     return out
 
 

@@ -60,7 +60,7 @@ def plan(cfg: Config) -> Plan:
     searched = list(dict.fromkeys(p for grid in grids for p in experiments.searched_paths(cfg, grid)))
     configs = [c for grid in grids for c in
                expand(base, grid if cfg.grouped else {p: v for p, v in grid.items() if p not in searched})]
-    configs = replicate(configs, cfg.replicates)
+    configs = replicate(configs, cfg.replicates, cfg.replicate_pin)
     check(configs)
     return Plan(base, grids, searched, configs)
 

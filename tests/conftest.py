@@ -92,7 +92,7 @@ def _small_trial() -> dict:
     """The trial sections of the real config (study.config, through Hydra) at a test's scale."""
     from study.config import TRIAL_SECTIONS, compose
 
-    cfg, _ = compose(["data.download=false", "data.n_clean=2000", "data.n_test=2000", "model.arch=conv2",
+    cfg, _ = compose(["data.download=false", "data.n_clean=2000", "data.n_test=2000", "data.n_val=0", "model.arch=conv2",
                       "model.conv_channels=[32,64,64,64,128,128]", "train.lr=0.5", "train.epochs=3", "train.device=cpu"])
     return {name: dataclasses.asdict(getattr(cfg, name)) for name in TRIAL_SECTIONS}
 

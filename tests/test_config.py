@@ -17,7 +17,7 @@ from tests.conftest import trial_config
 
 @pytest.mark.parametrize("groups", [[], ["search=optuna", "scheduler=asha"]])
 def test_every_config_key_has_a_rule(groups: list[str]) -> None:
-    cfg, _ = config.compose(["exp=batchsize", *groups])  # composed, hence the defaults are valid
+    cfg, _ = config.compose(["exp=batchsize", "replicates=1", *groups])  # composed: the defaults are valid
 
     def walk(section: object, prefix: str) -> None:
         for field in dataclasses.fields(section):

@@ -96,13 +96,29 @@ def test_groups_share_images_and_order_and_respect_the_cap(data_root: Path) -> N
     configs = replicate(configs, 2)
     assert len(configs) == 16 and len({(c["train"]["seed"], c["noise"]["seed"]) for c in configs}) == 2
     groups = partition(configs, on_gpu=True)
-    assert sorted(len(g) for g in groups) == [8, 8]  # per alpha: 4 lrs x 2 replicates
-    assert all(len({c["noise"]["alpha"] for c in g}) == 1 for g in groups)
+    # per alpha and replicate: the 4 lrs (a replicate's own order and subset keep it out of the other's group)
+    assert sorted(len(g) for g in groups) == [4, 4, 4, 4]
+    assert all(len({(c["noise"]["alpha"], c["data"]["order_seed"], c["data"]["subset_seed"]) for c in g}) == 1
+               for g in groups)
     capped = partition([{**c, "train": {**c["train"], "fuse": 3}} for c in configs], on_gpu=True)
-    assert sorted(len(g) for g in capped) == [2, 2, 3, 3, 3, 3]  # balanced: 8 -> 3 + 3 + 2, per alpha
+    assert sorted(len(g) for g in capped) == [2] * 8  # balanced: 4 -> 2 + 2, per alpha and replicate
     alone = partition([{**c, "train": {**c["train"], "fuse": "none"}} for c in configs], on_gpu=True)
     assert len(alone) == 16
     resnets = partition([{**c, "model": {**c["model"], "arch": "resnet18"}} for c in configs], on_gpu=True)
     assert len(resnets) == 16  # BatchNorm: never fused
     novel = [{**c, "noise": {**c["noise"], "source": "novel"}} for c in configs]
     assert all(len({c["noise"]["seed"] for c in g}) == 1 for g in partition(novel, on_gpu=True))  # seed picks images
+
+
+def test_replicates_vary_every_seed_unless_pinned(data_root: Path) -> None:
+    base = trial_config(data_root, data={"order_seed": 3, "subset_seed": 5}, noise={"seed": 2**32 - 1500},
+                        train={"seed": 7})
+    r0, r1, r2 = replicate([base], 3)
+    assert r0 == base  # replicate 0 is the config itself
+    for r, config in ((1, r1), (2, r2)):
+        assert (config["train"]["seed"], config["data"]["order_seed"], config["data"]["subset_seed"]) == \
+            (7 + 1000 * r, 3 + 1000 * r, 5 + 1000 * r)
+        assert config["noise"]["seed"] == (2**32 - 1500 + 1000 * r) % 2**32  # wraps inside [0, 2**32)
+    _, pinned = replicate([base], 2, pinned=("data.subset_seed", "noise.seed"))
+    assert (pinned["data"]["subset_seed"], pinned["noise"]["seed"]) == (5, 2**32 - 1500)
+    assert (pinned["train"]["seed"], pinned["data"]["order_seed"]) == (1007, 1003)

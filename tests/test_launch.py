@@ -93,8 +93,10 @@ def test_dry_run_counts_match_grid(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["exp=uniform_mnist", "dry_run=true", f"run_dir={run_dir}", "grid.noise.alpha=[0,10]",
                  "grid.model.arch=[mlp1,conv4,resnet18]", "train.epochs=2", "data.n_clean=1000"]) == 0
     out = capsys.readouterr().out
-    # mlp1 and conv4 fuse their lr grid per alpha (4 trials); resnet18 (BatchNorm) runs one config per trial (8)
-    assert "configs: 24 (noise.alpha 2 x model.arch 3 x train.lr 4), in 12 trials (fused groups of up to 4" in out
+    # preset=paper runs 3 replicates, each in groups of its own: mlp1 and conv4 fuse their lr grid per alpha and
+    # replicate (12 trials); resnet18 (BatchNorm) runs one config per trial (24)
+    assert ("configs: 72 (noise.alpha 2 x model.arch 3 x train.lr 4, x 3 replicates), in 36 trials (fused groups of "
+            "up to 4") in out
     assert "examples per config: 2,000 to 22,000" in out  # epochs x n_clean x (1 + alpha)
     hours = float(out.split("estimated GPU time: ")[1].split()[0])
     assert hours > 0

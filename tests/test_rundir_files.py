@@ -32,7 +32,7 @@ def test_collect_skips_trials_an_interrupted_study_never_started() -> None:
     from types import SimpleNamespace
 
     unstarted = SimpleNamespace(config=None, metrics=None, metrics_dataframe=None, error=None)
-    pending = SimpleNamespace(config={"members": [{"noise": {"alpha": 0, "seed": 0}, "model": {"arch": "mlp1"},
+    pending = SimpleNamespace(config={"members": [{"data": {"order_seed": 0, "subset_seed": 0}, "noise": {"alpha": 0, "seed": 0}, "model": {"arch": "mlp1"},
                                                    "train": {"lr": 0.1, "batch_size": 128, "seed": 0}}]},
                               metrics=None, metrics_dataframe=None, error=None)
     trials, epochs = rundir.collect([unstarted, pending], [])

@@ -73,7 +73,7 @@ def result(members: int, val: bool) -> SimpleNamespace:
                         f"members/{k}/test_top5": [0.9, 0.95], f"members/{k}/images_per_s": [10.0, 10.0]})
         if val:
             history[f"members/{k}/val_acc"] = [0.7, 0.65]
-    config = {"noise": {"alpha": 0, "seed": 0}, "model": {"arch": "mlp1"}, "train": {"lr": 0.1, "batch_size": 128, "seed": 0}}
+    config = {"data": {"order_seed": 0, "subset_seed": 0}, "noise": {"alpha": 0, "seed": 0}, "model": {"arch": "mlp1"}, "train": {"lr": 0.1, "batch_size": 128, "seed": 0}}
     return SimpleNamespace(config={"members": [config] * members}, metrics={"trial_id": "g"},
                            metrics_dataframe=pd.DataFrame(history), error=None)
 
