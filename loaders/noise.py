@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from errors import PATH, Rule, UsageError, at_least, check_fields, choice, param, within
+from errors import PATH, UsageError, at_least, check_fields, choice, optional_text, param, within
 
 MASK32 = 0xFFFFFFFF
 TWO32 = 1 << 32
@@ -38,7 +38,7 @@ SOURCES = ("same", "cifar100", "white", "novel")
 WHITE = -1  # source index of a synthesised white-noise image
 KEY_SALT = 0x27D4EB2F  # separates the key that mixes v's high word from the one that mixes its low word
 HIGH_SALT = 0x165667B1  # the key of the round that mixes v's high word alone (v >= 2**32)
-MATRIX = Rule("null, a .npy/.csv path or cifar10n:random|worst|aggre", lambda v: v is None or isinstance(v, str))
+MATRIX = optional_text("null, a .npy/.csv path or cifar10n:random|worst|aggre")
 
 
 @dataclass

@@ -218,28 +218,30 @@ def check_trial(config: dict[str, Any]) -> None:
 
 
 def check_value(key: str, value: Any) -> None:
-    """One value of a dotted config key against that key's rule."""
+    """One value of a dotted config key against that key's rule; a key that names no value is one line too."""
     spec, name = owner(key)
-    if spec is None or name not in rules(spec):
+    if name not in names(spec):
         raise invalid(key, value, choices=names(spec))
+    if name not in rules(spec):  # a whole section
+        raise invalid(key, value, f"a section: set its keys ({', '.join(names(owner(key + '.x')[0]))})")
     rules(spec)[name].check(key, value)
 
 
 def owner(key: str) -> tuple[Any, str]:
-    """The section (dataclass) that declares the dotted key, and the key's last part; None if none does."""
-    *path, name = key.split(".")
-    spec: Any = Config
-    for part in path:
-        spec = next((f.default_factory for f in fields(spec) if f.name == part and is_dataclass(f.default_factory)),
-                    None)
-        if spec is None:
-            return None, name
-    return spec, name
+    """The section (a dataclass type) a dotted key leads to, and the part of the key it should declare."""
+    spec, parts = Config, key.split(".")
+    for part in parts[:-1]:
+        section = next((f.default_factory for f in fields(spec) if f.name == part and is_dataclass(f.default_factory)),
+                       None)
+        if section is None:
+            return spec, part
+        spec = section
+    return spec, parts[-1]
 
 
 def names(spec: Any) -> list[str]:
-    """The keys of a section (of the whole config when None: a dotted key whose sections do not exist)."""
-    return [f.name for f in fields(spec if spec is not None else Config)]
+    """The keys a section declares."""
+    return [f.name for f in fields(spec)]
 
 
 def store() -> None:
@@ -321,19 +323,15 @@ def typed(cfg: Any, given: dict[str, Any]) -> Config:
 def translated(exc: Exception, given: dict[str, Any]) -> UsageError:
     """An OmegaConf or Hydra error as one line in the project's form, naming the key and the value given."""
     cause = exc.__cause__ if getattr(exc.__cause__, "full_key", None) else exc
-    key = re.sub(r"\[\d+\]$", "", getattr(cause, "full_key", None) or "")
-    if not key:  # Hydra's own: e.g. +key=value for a key that exists
-        added = re.search(r"An item is already at '([^']+)'", str(exc))
-        if added and added[1] in given:
-            return invalid(f"+{added[1]}", given[added[1]], f"{added[1]}=... without + (the key exists)")
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        return UsageError(f"bad override: {' '.join(lines[:3])}")
-    value = given.get(key, getattr(cause, "value", None))
-    spec, name = owner(key)
-    if spec is None or name not in names(spec):
-        return invalid(key, value, choices=names(spec))
-    rule = rules(spec).get(name)
-    if rule is None:  # a whole section given a value
-        return invalid(key, value, f"a section: set its keys ({', '.join(names(owner(key + '.x')[0]))})")
-    return invalid(key, value, rule.must or f"one of {', '.join(map(str, rule.choices))}")
-
+    key = re.sub(r"\[\d+\]$", "", getattr(cause, "full_key", None) or "")  # an item of a list: the list's key
+    key = next((k for k in given if k.startswith(f"{key}.")), key) if key and key not in given else key
+    added = re.search(r"An item is already at '([^']+)'", str(exc))
+    if added and added[1] in given:  # +key=value for a key that exists
+        return invalid(f"+{added[1]}", given[added[1]], f"{added[1]}=... without + (the key exists)")
+    if key:
+        try:
+            check_value(key, given.get(key, getattr(cause, "value", None)))  # the key's rule says what it must be
+        except UsageError as error:
+            return error
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return UsageError(f"bad override: {' '.join(lines[:3])}")
