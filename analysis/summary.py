@@ -168,13 +168,19 @@ def read_run(run_dir: Path, select: str | None = None,
 NOISE_KINDS = ("uniform", "matrix", "labels")  # exp=human_noise: uniform labels, noise.matrix, noise.labels
 
 
-def noise_kind(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary with a `kind` column (matrix where noise.matrix is set, labels where noise.labels is,
-    else uniform); the alpha = 0 rows, the clean set every kind shares, appear once under each kind."""
-    kind = pd.Series("uniform", index=summary.index)
+def kind_of(summary: pd.DataFrame) -> np.ndarray:
+    """Each row's noise kind: matrix where noise.matrix is set, labels where noise.labels is, else uniform."""
+    kind = np.full(len(summary), "uniform", dtype=object)
     for column in NOISE_KINDS[1:]:
         if column in summary:
-            kind = kind.mask(summary[column].notna() & (summary[column].astype(str) != ""), column)
+            kind[(summary[column].notna() & (summary[column].astype(str) != "")).to_numpy()] = column
+    return kind
+
+
+def noise_kind(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary with a `kind` column (see `kind_of`); the alpha = 0 rows, the clean set every kind
+    shares, appear once under each kind."""
+    kind = kind_of(summary)
     out = summary.assign(kind=kind)
     clean = out[(out["alpha"] == 0) & (out["kind"] == "uniform")]
     return pd.concat([out, *(clean.assign(kind=k) for k in NOISE_KINDS[1:] if k in set(kind))], ignore_index=True)
@@ -199,23 +205,28 @@ def critical_points(summary: pd.DataFrame, target: float, metric: str = "test_ac
       (`censored` = "below": the true count is ≤ it);
     - never met: `n_crit` is the largest size measured, a lower bound only (`censored` = "above").
     """
-    rows = {}
-    for alpha, cell in summary.groupby("alpha"):
-        curve = cell.groupby("n_clean")[metric].mean().sort_index().dropna()
-        if curve.empty:
-            continue
-        n, acc = np.log(curve.index.to_numpy(float)), curve.to_numpy(float)
+    points = np.column_stack([summary[c].to_numpy(float) for c in ("alpha", "n_clean", metric)])
+    points = points[~np.isnan(points).any(axis=1)]
+    points = points[np.lexsort((points[:, 1], points[:, 0]))]  # by alpha, then n_clean
+    starts = np.flatnonzero(np.r_[True, (np.diff(points[:, :2], axis=0) != 0).any(axis=1)])[:len(points)]
+    alphas, sizes = points[starts, 0], points[starts, 1]  # one curve point per (alpha, n_clean): its rows' mean
+    accs = np.add.reduceat(points[:, 2], starts) / np.diff(np.r_[starts, len(points)]) if len(points) else sizes
+    first = np.flatnonzero(np.r_[True, alphas[1:] != alphas[:-1]])[:len(alphas)]
+    rows = []
+    for start, stop in zip(first, [*first[1:], len(alphas)]):
+        size, acc = sizes[start:stop], accs[start:stop]
         reached = np.flatnonzero(acc >= target)
         if not len(reached):
-            rows[alpha] = (float(curve.index[-1]), "above")
+            rows.append((size[-1], "above"))
         elif reached[0] == 0:
-            rows[alpha] = (float(curve.index[0]), "below")
+            rows.append((size[0], "below"))
         else:
             i = reached[0]
             frac = (target - acc[i - 1]) / (acc[i] - acc[i - 1])
-            rows[alpha] = (float(np.exp(n[i - 1] + frac * (n[i] - n[i - 1]))), "")
-    out = pd.DataFrame.from_dict(rows, orient="index", columns=["n_crit", "censored"])
-    return out.astype({"n_crit": float, "censored": str}).sort_index()
+            rows.append((float(np.exp(np.log(size[i - 1]) + frac * np.log(size[i] / size[i - 1]))), ""))
+    index = pd.Index(alphas[first]).astype(summary["alpha"].dtype) if len(rows) else None
+    return pd.DataFrame({"n_crit": np.array([r[0] for r in rows], float),
+                         "censored": np.array([r[1] for r in rows], object)}, index=index)
 
 
 def critical_clean(summary: pd.DataFrame, target: float, metric: str = "test_acc") -> pd.Series:

@@ -41,10 +41,12 @@ def test_full_partial_and_not_run_rows(tmp_path: Path) -> None:
     assert [r[1] for r in rows] == [c.claim for c in claims.CLAIMS]  # one row per claim, in the paper's order
     by_claim = {r[1]: r for r in rows}
     convnet = by_claim["MNIST: ConvNet > 90% at α = 100"]
-    assert convnet[3:] == ["exp=uniform_mnist preset=paper (uniform_mnist)", "1 x H100", "7.75", "contradicted |"]
+    assert convnet[3:] == ["exp=uniform_mnist preset=paper (uniform_mnist)", "test_acc", "1 x H100", "7.75", "contradicted |"]
+    assert "(95% CI" in convnet[2] and convnet[2].endswith("; selected on test (test_acc: no held-out split, data.n_val=0; "
+                                                          "the test set both chose and scored)")
     assert by_claim["MNIST: perceptron ≈ 40% at α = 100 (30–50%)"][-1] == "held |"
-    batch = by_claim["Larger batches are more robust to noise (accuracy rises with batch size at the largest α)"]
-    assert batch[4:] == ["1 x H100", "6", "partial (4 of 10 trials): held |"]  # 4 finished of the 10 planned
+    batch = by_claim[next(c.claim for c in claims.CLAIMS if c.claim.startswith("Larger batches"))]
+    assert batch[4:] == ["test_acc", "1 x H100", "6", "partial (4 of 10 trials): held |"]  # 4 finished of the 10 planned
     drew = {"fig1", "fig11"}
     assert all(r[-1] == "not run at paper scale |" and r[2] == "" for r in rows if r[0].strip("| ") not in drew)
     assert sum(r[-1] == "not run at paper scale |" for r in rows) == len(claims.CLAIMS) - 5
