@@ -155,8 +155,8 @@ def read_run(run_dir: Path, select: str | None = None,
     epoch of best selection accuracy (`at_best_epoch`), and `selected_on` says so."""
     if epoch not in EPOCHS:
         raise ValueError(f"epoch={epoch!r} is unknown: choose one of {', '.join(EPOCHS)}")
-    study = rundir.read_study(run_dir)
-    trials = full_size(pd.read_csv(Path(run_dir) / rundir.TRIALS), study)
+    study, trials = rundir.read_trials(run_dir)
+    trials = full_size(trials, study)
     if epoch == "best":
         key = SELECT[select or default_select(trials)]
         trials = at_best_epoch(trials, pd.read_csv(Path(run_dir) / rundir.EPOCHS), key)

@@ -17,26 +17,25 @@ import platform
 import socket
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from loaders.datasets import resolve_root
 from rundir import write_json
+from study.config import TRIAL_SECTIONS
 from study.trial import Trial
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CONFIG = Path(__file__).resolve().parents[1] / "study" / "conf" / "config.yaml"
 LRS = (0.01, 0.05, 0.1, 0.5)  # §3.4's grid: members of a group cycle through it
 
 
 def member(dataset: str, arch: str, batch_size: int, n: int | None, device: str, k: int = 0, alpha: float = 0.0,
            epochs: int = 2, compile_mode: str = "auto", n_test: int | None = 2000) -> dict[str, Any]:
-    """Member k of a group, from the project's own defaults (config.yaml), so rows cost what studies run."""
-    base = yaml.safe_load(CONFIG.read_text())
-    config = {section: dict(base[section]) for section in ("data", "noise", "model", "train")}
+    """Member k of a group, from the project's own defaults (study.config's), so rows cost what studies run."""
+    config = {name: asdict(section()) for name, section in TRIAL_SECTIONS.items()}
     config["data"].update(dataset=dataset, root=str(resolve_root(None)), n_clean=n, n_test=n_test, download=False,
                           backend="tensor")
     config["noise"].update(alpha=alpha, seed=k // len(LRS))  # replicates: a new noise seed every len(LRS) members

@@ -27,17 +27,18 @@ def main(argv: list[str] | None = None) -> int:
     from ray import tune
 
     import rundir
-    from study import experiments, launch
+    from study import config, experiments
     from study.cluster import connect
-    from study.grid import grid_of, trial_base
+    from study.grid import expand, grids_of
+    from study.storage import trial_base
     from study.trainable import trainable
 
-    cfg, _ = launch.compose(["exp=uniform_mnist", "preset=smoke", "grid.noise.alpha=[0]", "grid.model.arch=[perceptron]",
+    cfg, _ = config.compose(["exp=uniform_mnist", "preset=smoke", "grid.noise.alpha=[0]", "grid.model.arch=[perceptron]",
                              "grid.train.lr=[0.1]", f"+grid.train.seed=[{','.join(map(str, range(trials)))}]",
                              "data.n_clean=100", "data.n_test=100", "train.epochs=1", "max_concurrent_trials=1",
                              "ray.num_cpus=1"])
-    base, grid = trial_base(cfg), grid_of(cfg)
-    plan = experiments.plan(cfg, base, grid)
+    base, grids = trial_base(cfg), grids_of(cfg.grid, cfg.grid_extra)
+    plan = experiments.plan(cfg, base, grids, [[c] for c in expand(base, grids[0])])  # one config per trial
     start = time.perf_counter()
     connect(cfg)
     init_s = time.perf_counter() - start
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         ray.shutdown()
     assert len(results) == trials and not results.errors, results.errors
     train_s = sum(r.metrics["time_total_s"] for r in results)  # Tune's own clock of each trainable call
-    out = {"host": socket.gethostname(), "cpus": cfg["ray"]["num_cpus"], "trials": trials, "concurrency": 1,
+    out = {"host": socket.gethostname(), "cpus": cfg.ray.num_cpus, "trials": trials, "concurrency": 1,
            "ray": ray.__version__, "python": platform.python_version(), "ray_init_s": round(init_s, 3),
            "wall_s": round(wall_s, 3), "train_s": round(train_s, 3),
            "overhead_per_trial_s": round((wall_s - train_s) / trials, 4), "target_s": TARGET_S}

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from loaders.errors import UsageError
+from errors import UsageError, invalid
 from rundir import atomic_path
 
 CIFAR10N_FILE = "CIFAR-10_human.pt"
@@ -78,15 +78,14 @@ def cifar10n(root: str, download: bool = False) -> dict[str, np.ndarray]:
 def cifar10n_kind(key: str, value: str) -> tuple[str, ...]:
     kind = value[len(PREFIX):]
     if kind not in CIFAR10N:
-        raise UsageError(f"{key}={value!r} is unknown: choose one of {', '.join(PREFIX + k for k in CIFAR10N)} or a file")
+        raise invalid(key, value, choices=[*(PREFIX + k for k in CIFAR10N), "a file"])
     return CIFAR10N[kind]
 
 
 def _file(key: str, value: str, suffixes: tuple[str, ...]) -> Path:
     path = Path(value).expanduser()
     if path.suffix not in suffixes or not path.is_file():
-        raise UsageError(f"{key}={value!r} is invalid: it must be an existing {' or '.join(suffixes)} file"
-                         f" or {PREFIX}<{'|'.join(CIFAR10N)}>")
+        raise invalid(key, value, f"an existing {' or '.join(suffixes)} file or {PREFIX}<{'|'.join(CIFAR10N)}>")
     return path
 
 
@@ -103,16 +102,16 @@ def load_matrix(value: str, m: int, root: str, download: bool = False) -> np.nda
         matrix = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter=",", ndmin=2)
         matrix = np.asarray(matrix, dtype=np.float64)
     except (ValueError, OSError) as exc:
-        raise UsageError(f"{key}={value!r} is unreadable as a numeric matrix ({str(exc).splitlines()[0][:100]})") from None
+        raise invalid(key, value, f"a numeric matrix ({str(exc).splitlines()[0][:100]})") from None
     if matrix.shape != (m, m):
-        raise UsageError(f"{key}={value!r} has shape {matrix.shape}: the dataset has {m} classes, so it must be ({m}, {m})")
+        raise invalid(key, value, f"({m}, {m}), a row and a column per class of the dataset (it has shape {matrix.shape})")
     if not np.isfinite(matrix).all() or (matrix < 0).any():
         r, c = np.argwhere(~(matrix >= 0))[0]
-        raise UsageError(f"{key}={value!r} has entry [{r}, {c}] = {matrix[r, c]}: entries must be finite and >= 0")
+        raise invalid(key, value, f"finite and >= 0 in every entry (it has entry [{r}, {c}] = {matrix[r, c]})")
     sums = matrix.sum(1)
     if (np.abs(sums - 1) > ROW_SUM_TOLERANCE).any():
         r = int(np.argmax(np.abs(sums - 1)))
-        raise UsageError(f"{key}={value!r} has row {r} summing to {sums[r]:.6g}: every row must sum to 1")
+        raise invalid(key, value, f"row-stochastic, every row summing to 1 (it has row {r} summing to {sums[r]:.6g})")
     return matrix / sums[:, None]
 
 
@@ -128,13 +127,13 @@ def load_votes(value: str, n: int, m: int, root: str, download: bool = False) ->
         path = _file(key, value, (".npy", ".csv"))
         votes = _from_npy(key, value, path) if path.suffix == ".npy" else _from_csv(key, value, path, n)
     if len(votes.counts) != n:
-        raise UsageError(f"{key}={value!r} holds annotations for {len(votes.counts)} images, but the training split "
-                         f"has {n}: it must give one row per training image (original order)")
+        raise invalid(key, value, f"one row per training image, in their original order (it holds annotations for "
+                                  f"{len(votes.counts)} images, but the training split has {n})")
     real = np.arange(votes.labels.shape[1]) < votes.counts[:, None]
     bad = real & ((votes.labels < 0) | (votes.labels >= m))
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise UsageError(f"{key}={value!r} gives image {i} the label {votes.labels[i, j]}: labels must be in [0, {m})")
+        raise invalid(key, value, f"labels in [0, {m}) (it gives image {i} the label {votes.labels[i, j]})")
     return votes
 
 
@@ -143,8 +142,8 @@ def _from_npy(key: str, value: str, path: Path) -> Votes:
     if labels.ndim == 1:
         labels = labels[:, None]
     if labels.ndim != 2 or labels.shape[1] == 0 or not np.issubdtype(labels.dtype, np.integer):
-        raise UsageError(f"{key}={value!r} is a {labels.dtype} array of shape {labels.shape}: it must be an (n, r) "
-                         "integer array, r >= 1 annotations per image")
+        raise invalid(key, value, f"an (n, r) integer array, r >= 1 annotations per image (it is a {labels.dtype} "
+                                  f"array of shape {labels.shape})")
     return Votes(labels.astype(np.int64), np.full(len(labels), labels.shape[1]))
 
 
@@ -152,16 +151,16 @@ def _from_csv(key: str, value: str, path: Path, n: int) -> Votes:
     """`index,label` rows (a header line is skipped), in any order, any number per image."""
     table = pd.read_csv(path, header=None, comment="#", dtype=str)
     if table.shape[1] != 2 or table.empty:
-        raise UsageError(f"{key}={value!r} must have two columns, index,label (it has {table.shape[1]})")
+        raise invalid(key, value, f"two columns, index,label (it has {table.shape[1]})")
     if not table.iloc[0].str.strip().str.lstrip("-").str.isdigit().all():
         table = table.iloc[1:]  # a header
     try:
         index, label = (table[c].astype(np.int64).to_numpy() for c in table.columns)
     except ValueError:
-        raise UsageError(f"{key}={value!r} has a row that is not two integers index,label") from None
+        raise invalid(key, value, "rows of two integers, index,label") from None
     if ((index < 0) | (index >= n)).any():
         bad = index[(index < 0) | (index >= n)][0]
-        raise UsageError(f"{key}={value!r} names image {bad}: indices must be in [0, {n}) (the training split)")
+        raise invalid(key, value, f"indices in [0, {n}), the training split (it names image {bad})")
     order = np.argsort(index, kind="stable")
     index, label = index[order], label[order]
     counts = np.bincount(index, minlength=n)

@@ -17,8 +17,8 @@ from ffcv.reader import Reader
 from ffcv.types import ALLOC_TABLE_TYPE, CURRENT_VERSION, HeaderType
 from ffcv.writer import DatasetWriter
 
+from errors import UsageError
 from loaders.datasets import ImageSet, cache_dir
-from loaders.errors import UsageError
 from rundir import atomic_path
 
 FORMAT = "v1"  # bump when what a key describes changes, so old cache files are never read
@@ -61,10 +61,6 @@ def folder_beton(folder: Path, cache: Path, max_resolution: int, jpeg_quality: i
     """The .beton of a folder of class subfolders of images (torchvision ImageFolder layout), as JPEGs."""
     from torchvision.datasets import ImageFolder
 
-    if not (isinstance(max_resolution, int) and max_resolution > 0):
-        raise UsageError(f"max_resolution={max_resolution!r} is invalid: it must be an integer > 0")
-    if not (isinstance(jpeg_quality, int) and 1 <= jpeg_quality <= 100):
-        raise UsageError(f"jpeg_quality={jpeg_quality!r} is invalid: it must be an integer in [1, 100]")
     folder = Path(folder).resolve()
     where = hashlib.sha1(str(folder).encode()).hexdigest()[:10]  # two folders of one name stay apart
     path = cache / f"{folder.name}-{where}-jpg-r{max_resolution}-q{jpeg_quality}-{FORMAT}.beton"

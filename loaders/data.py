@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from errors import UsageError, invalid
 from loaders import annotations, backends, datasets
-from loaders.errors import UsageError
 from loaders.noise import NoiseModel, NoiseSpec, distribution
 from loaders.tensor import batches
 
@@ -33,43 +33,38 @@ def noise_spec(noise: dict[str, Any], dataset: str) -> NoiseSpec:
     return NoiseSpec(**{**noise, "confusion": noise.get("confusion") or str(datasets.default_confusion_path(dataset))})
 
 
-def check_noise(noise: dict[str, Any], data: dict[str, Any]) -> None:
-    """The noise spec, its (alpha, delta) feasibility, its confusion artifact, its noise.matrix and its image
-    source (data: the trial's data section; cifar10n:<kind> is read from data.root)."""
-    dataset = data["dataset"]
-    spec = noise_spec(noise, dataset)
+def check(data: dict[str, Any], noise: dict[str, Any], clean_only: bool = False) -> None:
+    """What build() would reject, from the split sizes and the noise section alone (nothing loaded): the noise
+    spec, its confusion artifact, its (alpha, delta) feasibility, its noise.matrix and noise.labels, its image
+    source; data.n_clean and data.n_test against the splits, and the unused training images noise.source=novel
+    takes; and a data.root that may not be read. clean_only: H_alpha, whose training set has no noisy copies."""
+    name, root = data["dataset"], Path(data["root"])
+    spec = noise_spec(noise, name)
     if spec.delta > 0 and spec.order != "random" and not Path(spec.confusion).is_file():
-        make = "python -m study.launch exp=confusion" + (f" data.dataset={dataset}" if dataset != "mnist" else "")
-        if Path(spec.confusion) != datasets.default_confusion_path(dataset):
+        make = "python -m study.launch exp=confusion" + (f" data.dataset={name}" if name != "mnist" else "")
+        if Path(spec.confusion) != datasets.default_confusion_path(name):
             make += f" noise.confusion={spec.confusion}"
         raise UsageError(f"noise.order={spec.order} needs the confusion matrix {spec.confusion}, which does not "
                          f"exist: make it with `{make}`")
-    distribution(spec, datasets.num_classes(data), data.get("root") or "", data.get("download", False))  # rejects an infeasible (alpha, delta), a bad matrix
-    if spec.source == "cifar100" and dataset != "cifar10":
-        raise UsageError(f"noise.source=cifar100 is for data.dataset=cifar10 (same image shape), not {dataset}")
-
-
-def check_sizes(data: dict[str, Any], noise: dict[str, Any], clean_only: bool = False) -> None:
-    """What build() would reject about sizes, from the split sizes alone (nothing loaded): data.n_clean and
-    data.n_test against the splits, and the unused training images noise.source=novel takes; and a data.root
-    that may not be read. clean_only: H_alpha, whose training set has no noisy copies."""
-    name, root = data["dataset"], Path(data["root"])
+    if spec.source == "cifar100" and name != "cifar10":
+        raise invalid("noise.source", spec.source, f"same, novel or white with data.dataset={name} (CIFAR-100's "
+                                                   "images have the shape of data.dataset=cifar10 only)")
     try:
         datasets.present(name, root)  # stats under the root: one may not read it
-        sizes = datasets.split_sizes(name, root, data.get("stand_in", False), data.get("path"))
+        sizes = datasets.split_sizes(name, root, data["stand_in"], data["path"])
     except PermissionError as exc:
-        raise UsageError(f"data.root={data['root']!r} is invalid: it must be a folder you may read "
-                         f"({exc.strerror}: {exc.filename})") from None
+        raise invalid("data.root", data["root"], f"a folder you may read ({exc.strerror}: {exc.filename})") from None
+    m = datasets.num_classes(data)
+    distribution(spec, m, data["root"], data["download"])  # rejects an infeasible (alpha, delta), a bad matrix
     if sizes is None:  # an ImageNet folder tree: build() checks it once listed
         return
     kind = f"stand-in {name}" if sizes == datasets.STAND_IN_SIZE.get(name) and not datasets.present(name, root) else name
     for key, n, split in (("data.n_clean", sizes[0], "training"), ("data.n_test", sizes[1], "test")):
-        datasets.check_subset_size(data.get(key.split(".")[1]), n, key, f" (the {kind} {split} split)")
-    spec = noise_spec(noise, name)
+        datasets.check_subset_size(data[key.split(".")[1]], n, key, f" (the {kind} {split} split)")
     if spec.labels and not clean_only:  # the annotations file against the training split, before anything runs
-        annotations.load_votes(spec.labels, sizes[0], datasets.num_classes(data), data["root"], data.get("download", False))
+        annotations.load_votes(spec.labels, sizes[0], m, data["root"], data["download"])
     if spec.source == "novel" and not clean_only:
-        n = data.get("n_clean") or sizes[0]
+        n = data["n_clean"] or sizes[0]
         datasets.check_novel(sizes[0] - n, n, spec.n_virtual(n) - n, spec.alpha)
 
 

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import torchvision
 
+from errors import UsageError, invalid
 from loaders import folder
-from loaders.errors import UsageError
 
 DATASETS = ("mnist", "cifar10", "cifar100", "imagenet", "folder")
 NUM_CLASSES = {"mnist": 10, "cifar10": 10, "cifar100": 100, "imagenet": 1000}
@@ -98,8 +98,6 @@ def tree(data: dict) -> "folder.Tree":
     """The checked class-folder tree of data.dataset=folder (data.path) or imagenet (<root>/imagenet)."""
     if data["dataset"] == "imagenet":
         return folder.scan(str(Path(data["root"]) / "imagenet"))
-    if not data.get("path"):
-        raise UsageError("data.dataset=folder needs data.path=<dir> holding train/<class>/ and val/<class>/ image folders")
     return folder.scan(str(data["path"]))
 
 
@@ -158,7 +156,7 @@ def ensure_available(name: str, root: Path, download: bool, stand_in: bool = Fal
     complete, so a failed or interrupted download leaves nothing behind.
     """
     if name not in DATASETS:
-        raise UsageError(f"data.dataset={name!r} is unknown: choose one of {', '.join(DATASETS)}")
+        raise invalid("data.dataset", name, choices=DATASETS)
     if present(name, root):
         return False
     where = {"mnist": f"MNIST in torchvision's layout under {root}/MNIST/raw",
@@ -275,7 +273,7 @@ def split_sizes(name: str, root: Path, stand_in: bool, path: str | None = None) 
 def check_subset_size(size: int | None, n: int, key: str = "subset size", where: str = "") -> None:
     """A subset of `size` examples (None: all) can be drawn from a split of n: else one line naming the key."""
     if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and 0 < size <= n):
-        raise UsageError(f"{key}={size!r} is invalid: it must be an integer in [1, {n}]{where}")
+        raise invalid(key, size, f"an integer in [1, {n}]{where}")
 
 
 def stratified_subset(labels: torch.Tensor, size: int | None, seed: int, key: str = "subset size") -> torch.Tensor:

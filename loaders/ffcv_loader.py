@@ -6,7 +6,7 @@ source(v) instead of row v. The only per-copy memory is the epoch's 4-byte order
 
 Relies on FFCV 1.0.2 internals (decoders index `metadata` by the batch indices; EpochIterator reads
 `reader.metadata`; the OS-cache memory manager reads by address): ffcv is pinned and
-tests/test_loaders_ffcv.py checks those internals.
+tests/test_loaders.py checks those internals.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from loaders.errors import UsageError
+from errors import UsageError, invalid
 from rundir import atomic_path
 
 TEST_SPLITS = ("val", "test")  # the first that exists is the test split
@@ -85,8 +85,7 @@ def scan(path: str) -> Tree:
     train = root / "train"
     test = next((root / s for s in TEST_SPLITS if (root / s).is_dir()), None)
     if not train.is_dir() or test is None:
-        raise UsageError(f"data.path={path!r} is invalid: it must be a folder holding train/<class>/ and val/<class>/ "
-                         f"(or test/<class>/) image folders")
+        raise invalid("data.path", path, "a folder holding train/<class>/ and val/<class>/ (or test/<class>/) image folders")
     classes = _class_names(train)
     if len(classes) < 2:
         raise UsageError(f"{train} has {len(classes)} class folder{'s' * (len(classes) != 1)}"

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from loaders.errors import UsageError
+from errors import PATH, UsageError, at_least, check_fields, choice, optional_text, param, within
 
 MASK32 = 0xFFFFFFFF
 TWO32 = 1 << 32
@@ -38,60 +38,41 @@ SOURCES = ("same", "cifar100", "white", "novel")
 WHITE = -1  # source index of a synthesised white-noise image
 KEY_SALT = 0x27D4EB2F  # separates the key that mixes v's high word from the one that mixes its low word
 HIGH_SALT = 0x165667B1  # the key of the round that mixes v's high word alone (v >= 2**32)
+MATRIX = optional_text("null, a .npy/.csv path or cifar10n:random|worst|aggre")
 
 
-@dataclass(frozen=True)
+@dataclass
 class NoiseSpec:
-    """What noise dilutes the training set.
+    """What noise dilutes the training set: the `noise` section of the study's config (study.config), each key
+    declared once here with its default and its rule; the rules across keys in __post_init__.
 
-    alpha: noisy examples added per clean example (real, >= 0).
-    seed: fixes every noisy label (and the random order) for ever; the same (seed, v) always gives
-        the same label.
-    delta: structure of the noise in [0, 1] (§3.2, Fig. 4; see structured_distribution); 0 = uniform.
-    order: which wrong classes the structure favours: confusing (most confused first, from the
-        confusion matrix), reverse (least confused first) or random (seeded by `seed`).
-    source: where noisy copies' images come from (§3.3): same (the clean images, repeated), novel
-        (training images outside the clean subset, never repeated), cifar100 (another dataset's
-        images, uniform labels) or white (synthesised Gaussian noise, uniform labels).
-    confusion: path of the (m, m) confusion matrix (.npy, rows = true class) for confusing/reverse.
-    matrix: an (m, m) per-copy label distribution (.npy/.csv, or cifar10n:<kind>): the general case of
-        delta/order, read by loaders.annotations.load_matrix.
-    labels: per-image annotations (.npy/.csv, or cifar10n:<kind>): noisy copy v of image i carries one of
-        image i's annotations, picked by the hash of (seed, v) (loaders.annotations.load_votes).
+    seed fixes every noisy label (and the random order) for ever: the same (seed, v) always gives the same
+    label. delta: §3.2, Fig. 4 (structured_distribution). order: confusing (most confused first, from the
+    confusion matrix), reverse (least confused first) or random (seeded by `seed`). source (§3.3): same (the
+    clean images, repeated), novel (training images outside the clean subset, never repeated), cifar100
+    (another dataset's images, uniform labels) or white (synthesised Gaussian noise, uniform labels).
+    matrix: the general case of delta/order (loaders.annotations.load_matrix). labels: noisy copy v of image i
+    carries one of image i's annotations, picked by the hash of (seed, v) (loaders.annotations.load_votes).
     """
 
-    alpha: float = 0.0
-    seed: int = 0
-    delta: float = 0.0
-    order: str = "confusing"
-    source: str = "same"
-    confusion: str | None = None
-    matrix: str | None = None
-    labels: str | None = None
+    alpha: float = param(0.0, at_least(0, noun="a real number"))  # noisy examples per clean example
+    seed: int = param(0, within(0, TWO32, integer=True, high_open=True, shown_high="2**32"))
+    delta: float = param(0.0, within(0, 1))  # 0 uniform .. 1 the top wrong class as likely as the correct one
+    order: str = param("confusing", choice(ORDERS))  # which wrong classes structured noise favours
+    source: str = param("same", choice(SOURCES))  # where the noisy copies' images come from
+    confusion: str | None = param(None, PATH)  # (m, m) .npy for order confusing/reverse; null: <storage.root>/confusion/<dataset>.npy
+    matrix: str | None = param(None, MATRIX)  # an (m, m) row-stochastic per-copy label distribution
+    labels: str | None = param(None, MATRIX)  # per-image annotations: an (n, r) .npy or a CSV of index,label rows
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.alpha, (int, float)) and np.isfinite(self.alpha) and self.alpha >= 0):
-            raise UsageError(f"noise.alpha={self.alpha!r} is invalid: it must be a real number >= 0")
-        if not (isinstance(self.seed, (int, np.integer)) and 0 <= self.seed < TWO32):
-            raise UsageError(f"noise.seed={self.seed!r} is invalid: it must be an integer in [0, 2**32)")
-        if not (isinstance(self.delta, (int, float)) and 0 <= self.delta <= 1):
-            raise UsageError(f"noise.delta={self.delta!r} is invalid: it must be a number in [0, 1]")
-        if self.order not in ORDERS:
-            raise UsageError(f"noise.order={self.order!r} is unknown: choose one of {', '.join(ORDERS)}")
-        if self.source not in SOURCES:
-            raise UsageError(f"noise.source={self.source!r} is unknown: choose one of {', '.join(SOURCES)}")
-        if self.delta > 0 and self.source in ("cifar100", "white"):
-            # Those images have no true class, so there is no correct label to structure noise around.
-            raise UsageError(f"noise.delta={self.delta} needs images with a true class: with "
-                             f"noise.source={self.source} use delta=0, or use source=same or novel")
+        check_fields(self, "noise")
         given = [f"{k}={v}" for k, v in (("noise.delta", self.delta or None), ("noise.matrix", self.matrix),
                                           ("noise.labels", self.labels)) if v is not None]
         if len(given) > 1:  # each one alone says what a noisy copy's label is drawn from
             raise UsageError(f"{' and '.join(given)} are two ways to give the noisy labels: set only one of them")
-        if (self.matrix or self.labels) and self.source in ("cifar100", "white"):
-            key = "noise.matrix" if self.matrix else "noise.labels"
-            raise UsageError(f"{key}={self.matrix or self.labels} needs images with a true class: with "
-                             f"noise.source={self.source} leave it null, or use source=same or novel")
+        if given and self.source in ("cifar100", "white"):  # no true class to structure the noisy labels around
+            raise UsageError(f"{given[0]} needs images with a true class: with noise.source={self.source} drop it, "
+                             "or use source=same or novel")
 
     def n_virtual(self, n: int) -> int:
         """Size of the diluted set built on n clean examples (fractional alpha is rounded)."""
@@ -205,8 +186,8 @@ def thresholds(dist: np.ndarray) -> np.ndarray:
     """
     dist = np.asarray(dist, dtype=np.float64)
     m = dist.shape[0]
-    if dist.shape != (m, m) or (dist < 0).any() or not np.allclose(dist.sum(1), 1.0):
-        raise UsageError("a noise distribution must be an (m, m) row-stochastic matrix")
+    if dist.shape != (m, m) or (dist < 0).any() or not np.allclose(dist.sum(1), 1.0):  # never from a checked config
+        raise ValueError("a noise distribution must be an (m, m) row-stochastic matrix")
     cdf = np.concatenate([np.zeros((m, 1)), np.cumsum(dist, axis=1)], axis=1)
     table = np.ceil(cdf * TWO32).astype(np.int64)
     table[:, -1] = TWO32

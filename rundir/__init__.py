@@ -6,26 +6,37 @@
 <run_dir>/summary.csv, figN.png, claims.md   written by analysis.report
 <run_dir>/provenance.json   where and how it ran: one entry per launch (device, commit, command, wall time,
                             GPU-minutes), and their totals
+<run_dir>/confusion.npy     exp=confusion: the trials' test confusion matrices, summed
+<run_dir>/.lock             held by the launcher while the study runs: a second launcher or a pack is refused
+<run_dir>/tune/             Tune's experiment state and checkpoints (study.json lists its experiments)
 
 study/ writes these files and analysis/ reads them; this module imports neither (nor loaders/).
+rundir.pack carries a run dir to another machine as one file.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import fcntl
 import functools
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from errors import UsageError, invalid
 
 STUDY = "study.json"
 TRIALS = "trials.csv"
 EPOCHS = "epochs.csv"
 SUMMARY = "summary.csv"
 PROVENANCE = "provenance.json"
+CONFUSION = "confusion.npy"
+LOCK = ".lock"
 
 COLUMNS = {"noise.alpha": "alpha", "model.arch": "arch", "train.lr": "lr", "train.batch_size": "batch_size",
            "train.seed": "seed", "noise.seed": "noise_seed", "data.order_seed": "order_seed",
@@ -87,6 +98,62 @@ def read_study(run_dir: Path) -> dict[str, Any]:
     return read_json(Path(run_dir) / STUDY)
 
 
+def read_trials(run_dir: Path) -> tuple[dict[str, Any], Any]:
+    """A finished run's study.json and trials.csv (a pandas DataFrame)."""
+    import pandas as pd
+
+    return read_study(run_dir), pd.read_csv(Path(run_dir) / TRIALS)
+
+
+def named(root: Path, exp: str, preset: str) -> Path:
+    """A new run dir's default path: <root>/<exp>-<preset>-<local time>."""
+    return Path(root) / f"{exp}-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_path(path: Path) -> None:
+    """run_dir= is a folder, or a path whose first existing ancestor is one."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise invalid("run_dir", str(path), f"a folder or a path that does not exist yet ({p} is a file)")
+            return
+
+
+def check_study(run_dir: Path, key: str = "") -> None:
+    """run_dir holds a study (its study.json); else one line, naming the key it came from."""
+    if not (run_dir / STUDY).is_file():
+        raise UsageError(f"{key + '=' if key else ''}{run_dir} is not a study run dir: it has no {STUDY}")
+
+
+LOCKS: dict[Path, int] = {}  # run dir -> the open .lock this process holds
+
+
+def lock(run_dir: Path) -> None:
+    """Hold <run_dir>/.lock for the rest of this process: a second launcher on the same run dir is refused."""
+    if run_dir in LOCKS:
+        return
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UsageError(f"{run_dir} is in use: its study is still running (another launcher holds "
+                         f"{run_dir / LOCK}); wait for it to end, or stop it (Ctrl-C) and resume then") from None
+    LOCKS[run_dir] = fd
+
+
+def check_stopped(run_dir: Path) -> None:
+    """A stopped study run dir: it holds study.json and no launcher holds its lock."""
+    check_study(run_dir)
+    if (run_dir / LOCK).exists():
+        with open(run_dir / LOCK) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UsageError(f"{run_dir} is in use: its study is still running; stop it (Ctrl-C, or a budget) "
+                                 "and pack it then") from None
+
+
 def collect(results: Iterable[Any], paths: Iterable[str]) -> tuple[Any, Any]:
     """trials.csv and epochs.csv frames from Tune results (ray.tune.Result: config, metrics,
     metrics_dataframe, error); `paths` are the dotted config keys the grid varies.
@@ -133,3 +200,43 @@ def collect(results: Iterable[Any], paths: Iterable[str]) -> tuple[Any, Any]:
                 epochs.append(mine.assign(trial_id=row["trial_id"], group=group, **{c: row[c] for c in columns.values()}))
     epochs_df = pd.concat(epochs, ignore_index=True) if epochs else pd.DataFrame()
     return pd.DataFrame(trials, columns=[*columns.values(), *TRIAL_METRICS]), epochs_df
+
+
+def finished_ids(results: Iterable[Any]) -> set[str]:
+    """The ids of the Tune trials (groups) that ran every epoch without an error."""
+    done = set()
+    for r in results:
+        config = (r.config or {}).get("members", [r.config])[0] if r.config else None
+        if config and not r.error and r.metrics and r.metrics.get("epoch") == config["train"]["epochs"]:
+            done.add(r.metrics["trial_id"])
+    return done
+
+
+def write_results(results: list[Any], paths: Iterable[str], run_dir: Path, finished_only: bool = False) -> None:
+    """trials.csv (with finished_only, the trials that ran every epoch) and epochs.csv (every epoch reported)."""
+    trials, epochs = collect(results, paths)
+    if finished_only:
+        trials = trials[trials["group"].isin(finished_ids(results))]
+    write_csv(trials, run_dir / TRIALS)
+    write_csv(epochs, run_dir / EPOCHS)
+
+
+def failures(results: Iterable[Any]) -> collections.Counter[str]:
+    """Each distinct reason trials failed (the last line of its error, e.g. a GPU node without CUDA), counted."""
+    return collections.Counter(
+        ([line.strip() for line in str(getattr(r.error, "cause", None) or r.error).splitlines() if line.strip()]
+         or [type(r.error).__name__])[-1] for r in results if r.error)
+
+
+def save_confusion(results: Iterable[Any], run_dir: Path, copy_to: Path) -> int:
+    """exp=confusion: the trials' test confusion matrices summed into run_dir/confusion.npy and copied to
+    copy_to (noise.confusion, where exp=structured reads it), atomically; the number of trials summed."""
+    import numpy as np
+
+    matrices = [np.asarray(r.metrics["confusion"]) for r in results if not r.error and "confusion" in (r.metrics or {})]
+    if matrices:
+        copy_to.parent.mkdir(parents=True, exist_ok=True)
+        for path in (run_dir / CONFUSION, copy_to):  # atomic: exp=structured may read the shared copy any time
+            with atomic_path(path) as tmp:
+                np.save(tmp, np.sum(matrices, axis=0))
+    return len(matrices)

@@ -37,10 +37,10 @@ OUT = REPO / "bench" / "results" / "mutants.json"
 TESTS = {
     "loaders/noise.py": ["tests/test_noise.py", "tests/test_noise_structured.py", "tests/test_noise_white.py",
                          "tests/test_noise_human.py"],
-    "study/losses.py": ["tests/test_losses.py", "tests/test_losses_strict.py"],
-    "study/train.py": ["tests/test_train.py", "tests/test_train_strict.py", "tests/test_fused.py"],
+    "study/losses.py": ["tests/test_losses.py"],
+    "study/train.py": ["tests/test_train.py", "tests/test_fused.py"],
     "analysis/summary.py": ["tests/test_analysis.py", "tests/test_replicates.py", "tests/test_claims_table.py",
-                            "tests/test_validation.py"],
+                            "tests/test_val_split.py"],
     "analysis/claims.py": ["tests/test_analysis.py", "tests/test_claims_table.py", "tests/test_noise_human.py"],
 }
 # torch is not fork-safe once it has run: mutmut's forkserver forks clean workers. It is warmed by importing

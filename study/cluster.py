@@ -5,32 +5,32 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any
 
-from loaders.errors import UsageError
+from errors import UsageError, invalid
+from study.config import Config
 
 
-def check_resources(cfg: dict[str, Any]) -> dict[str, float]:
+def check_resources(cfg: Config) -> dict[str, float]:
     """Tune resources per trial. A GPU request for a local Ray with no GPU visible fails (or, when asked,
     falls back to CPU); a cluster is not checked, as its autoscaler may still add GPU nodes."""
     import torch
 
-    cpu, gpu = cfg["resources"]["cpu"], cfg["resources"]["gpu"]  # their types and ranges: study.schema
-    if gpu and not cfg["ray"]["address"] and not torch.cuda.is_available():
-        if not cfg["resources"]["allow_cpu_fallback"]:
-            raise UsageError(f"resources.gpu={gpu} but no GPU is visible here: use resources.gpu=0 (preset=smoke), "
-                             "or resources.allow_cpu_fallback=true to run these trials on CPU")
+    cpu, gpu, local = cfg.resources.cpu, cfg.resources.gpu, not cfg.ray.address
+    if gpu and local and not torch.cuda.is_available():
+        if not cfg.resources.allow_cpu_fallback:
+            raise invalid("resources.gpu", gpu, "0 where no GPU is visible, as here (preset=smoke); or run these "
+                                                "trials on CPU with resources.allow_cpu_fallback=true")
         print(f"note: no GPU visible, resources.gpu={gpu} becomes 0 (resources.allow_cpu_fallback=true)", file=sys.stderr)
         gpu = 0
-    if not cfg["ray"]["address"]:  # a local Ray has what this machine has: more would stay pending for ever
-        cpus = cfg["ray"]["num_cpus"] or os.cpu_count() or 1
+    if local:  # a local Ray has what this machine has: more would stay pending for ever
+        cpus = cfg.ray.num_cpus or os.cpu_count() or 1
         if cpu > cpus:
-            raise UsageError(f"resources.cpu={cpu!r} is invalid: it must be at most {cpus}, the CPUs of the local Ray "
-                             "(ray.num_cpus, else this machine's cores); or join a cluster with ray.address")
+            raise invalid("resources.cpu", cpu, f"at most {cpus}, the CPUs of the local Ray (ray.num_cpus, else this "
+                                                "machine's cores); or join a cluster with ray.address")
         gpus = torch.cuda.device_count() if gpu else 0
         if gpu > gpus:
-            raise UsageError(f"resources.gpu={gpu!r} is invalid: it must be at most {gpus}, the GPUs visible to the "
-                             "local Ray; or join a cluster with ray.address")
+            raise invalid("resources.gpu", gpu, f"at most {gpus}, the GPUs visible to the local Ray; or join a "
+                                                "cluster with ray.address")
     return {"cpu": cpu, "gpu": gpu}
 
 
@@ -43,9 +43,9 @@ def node_name() -> str:
     return f"{socket.gethostname()} ({ip}, node {node_id[:12]})"
 
 
-def check_address(cfg: dict[str, Any]) -> None:
+def check_address(cfg: Config) -> None:
     """A cluster address that does not answer fails in seconds, before anything is written (ray.init would retry for minutes)."""
-    address = cfg["ray"]["address"]
+    address = cfg.ray.address
     if not address or address == "auto" or "://" in address:
         return
     host, _, port = address.rpartition(":")
@@ -56,17 +56,18 @@ def check_address(cfg: dict[str, Any]) -> None:
                          "(start one with `ray start --head`, or use ray.address=null for a local Ray)") from None
 
 
-def connect(cfg: dict[str, Any]) -> None:
+def connect(cfg: Config) -> None:
+    """Join the cluster (ray.address), or start a local Ray for this study; once per process."""
     import ray
 
-    address = cfg["ray"]["address"]
+    os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep the driver's working directory (Tune passes it on)
     if ray.is_initialized():  # joined already, to check the nodes' storage (study.storage.check_nodes)
         return
+    address = cfg.ray.address
     if not address:  # "local" never attaches to a stale cluster left by an earlier `ray start`
-        ray.init(address="local", num_cpus=cfg["ray"]["num_cpus"],
-                 runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
+        ray.init(address="local", num_cpus=cfg.ray.num_cpus)
         return
     try:
         ray.init(address=address)
     except ConnectionError as exc:  # e.g. address=auto with no cluster running
-        raise UsageError(f"ray.address={address!r}: {str(exc).strip().splitlines()[0]}") from None
+        raise invalid("ray.address", address, f"a running Ray cluster's ({str(exc).strip().splitlines()[0]})") from None

@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from loaders import backends, datasets
 from loaders.noise import NoiseSpec
 from study import models
+from study.config import Config
 
 STEP_OVERHEAD_S = 2.7e-3
 SUSTAINED_FLOPS = 50e12
@@ -122,6 +123,24 @@ def estimate(groups: list[list[dict[str, Any]]], gpu_fraction: float) -> dict[st
     return {"configs": len(per_config), "trials": len(groups), "max_members": max(len(g) for g in groups),
             "examples_min": min(per_config), "examples_max": max(per_config), "examples_total": sum(per_config),
             "gpu_hours": gpu_s / 3600, "source": "; ".join(sorted(sources))}
+
+
+def dry_run_text(cfg: Config, choices: dict[str, str], grids: list[dict[str, list[Any]]],
+                 groups: list[list[dict[str, Any]]]) -> str:
+    """What dry_run=true prints: the study's shape, its trials and examples, and its estimated GPU time."""
+    gpu = cfg.resources.gpu or 1.0  # a CPU preset is costed as if each trial had a whole GPU
+    cost = estimate(groups, gpu)
+    shape = " + ".join(" x ".join(f"{path} {len(values)}" for path, values in grid.items()) or "1"
+                       for grid in grids)
+    replicates = f", x {cfg.replicates} replicates" if cfg.replicates > 1 else ""
+    return "\n".join([
+        f"dry run: exp={choices['exp']} preset={choices['preset']} (nothing started, nothing written)",
+        f"configs: {cost['configs']} ({shape}{replicates}), in {cost['trials']} trials "
+        f"(fused groups of up to {cost['max_members']} members)",
+        f"examples per config: {cost['examples_min']:,} to {cost['examples_max']:,} "
+        f"(total {cost['examples_total']:.3g})",
+        f"estimated GPU time: {cost['gpu_hours']:.3g} GPU-hours at {gpu:g} GPU per trial [{cost['source']}]",
+    ])
 
 
 def _cpu_rates() -> dict[tuple[str, str, int], dict[int, float]]:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study import schema
+from errors import invalid
+from study.config import Config
 from study.grid import with_value
 
 DOMAINS = ("loguniform", "uniform", "choice", "randint")  # ray.tune sampling functions allowed in search.space
@@ -42,30 +43,44 @@ def domains(tree: dict[str, Any], prefix: str = "") -> dict[str, tuple[str, Any]
         elif isinstance(value, dict):
             out.update(domains(value, path + "."))
         else:
-            raise schema.invalid(f"search.space.{path}", value, f"{{name: args}} with name one of {', '.join(DOMAINS)}")
+            raise invalid(f"search.space.{path}", value, f"{{name: args}} with name one of {', '.join(DOMAINS)}")
     return out
 
 
-def searched_paths(cfg: dict[str, Any], grid: dict[str, list[Any]]) -> list[str]:
+def searched_paths(cfg: Config, grid: dict[str, list[Any]]) -> list[str]:
     """Config keys chosen per cell: the optuna space, or the grid's learning rate."""
-    if cfg["search"]["name"] == "optuna":
-        return list(domains(cfg["search"]["space"]))
+    if cfg.search.name == "optuna":
+        return list(domains(cfg.search.space))
     return [p for p in GRID_SEARCHED if p in grid]
 
 
-def plan(cfg: dict[str, Any], base: dict[str, Any], grid: dict[str, list[Any]]) -> list[Experiment]:
+def plan(cfg: Config, base: dict[str, Any], grids: list[dict[str, list[Any]]],
+         groups: list[list[dict[str, Any]]]) -> list[Experiment]:
+    """search=grid, scheduler=none: one Tune grid over the groups of every grid (grid_extra's included). Else an
+    experiment per cell of each grid (a union of grids is no single Tune grid: grid_extra's get folders of their
+    own); the trials read the .betons the launcher wrote (data.rebuild off)."""
     from ray import tune
 
-    if cfg["search"]["name"] == "grid" and cfg["scheduler"]["name"] == "none":
-        space = base
-        for path, values in grid.items():
-            space = with_value(space, path, tune.grid_search(values))
-        return [Experiment("tune", space)]
+    if cfg.grouped:
+        return [Experiment("tune", {"members": tune.grid_search(groups)})]
+    experiments = []
+    for i, grid in enumerate(grids):
+        for cell in cells(cfg, base, grid):
+            path = cell.path if i == 0 else cell.path.replace("tune", f"tune-extra{i}", 1)
+            experiments.append(Experiment(path, with_value(cell.param_space, "data.rebuild", False)))
+    return experiments
+
+
+def cells(cfg: Config, base: dict[str, Any], grid: dict[str, list[Any]]) -> list[Experiment]:
+    """One experiment per point of the grid keys not searched: Optuna's space (or the grid's learning rates)
+    searched inside it."""
+    from ray import tune
+
     searched = searched_paths(cfg, grid)
     inner: dict[str, Any] = {p: tune.grid_search(v) for p, v in grid.items() if p in searched}
-    if cfg["search"]["name"] == "optuna":
+    if cfg.search.name == "optuna":
         inner = {p: tune.choice(args) if name == "choice" else getattr(tune, name)(*args)
-                 for p, (name, args) in domains(cfg["search"]["space"]).items()}
+                 for p, (name, args) in domains(cfg.search.space).items()}
     outer = {p: v for p, v in grid.items() if p not in searched}
     experiments = []
     for i, values in enumerate(itertools.product(*outer.values())):
@@ -81,26 +96,24 @@ def trial_dirname(trial: Any) -> str:
     return f"{trial.trainable_name}_{trial.trial_id}"
 
 
-def tune_config(cfg: dict[str, Any]) -> Any:
+def tune_config(cfg: Config) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    search, scheduler = cfg["search"], cfg["scheduler"]
-    optuna = search["name"] == "optuna"
-    asha = scheduler["name"] == "asha"
+    search, scheduler = cfg.search, cfg.scheduler
+    optuna, asha = search.name == "optuna", scheduler.name == "asha"
     return tune.TuneConfig(
         metric=METRIC if optuna or asha else None, mode=MODE if optuna or asha else None,
-        search_alg=OptunaSearch(seed=search["seed"]) if optuna else None,
-        num_samples=search["trials_per_cell"] if optuna else 1,
-        scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg["train"]["epochs"], grace_period=scheduler["grace_period"],
-                                reduction_factor=scheduler["reduction_factor"]) if asha else None,
-        max_concurrent_trials=cfg["max_concurrent_trials"], trial_dirname_creator=trial_dirname,
+        search_alg=OptunaSearch(seed=search.seed) if optuna else None, num_samples=cfg.per_cell,
+        scheduler=ASHAScheduler(time_attr="epoch", max_t=cfg.train.epochs, grace_period=scheduler.grace_period,
+                                reduction_factor=scheduler.reduction_factor) if asha else None,
+        max_concurrent_trials=cfg.max_concurrent_trials, trial_dirname_creator=trial_dirname,
         reuse_actors=True,  # a new actor per trial costs seconds (a process that imports torch); reuse is ~0.1 s
     )
 
 
-def fit(experiments: list[Experiment], trainable: Any, cfg: dict[str, Any], run_dir: Path,
+def fit(experiments: list[Experiment], trainable: Any, cfg: Config, run_dir: Path,
         restore: bool) -> list[Any]:
     """Run (or, with restore, resume) every experiment; their ResultGrids in order."""
     from ray import tune
@@ -116,7 +129,7 @@ def fit(experiments: list[Experiment], trainable: Any, cfg: dict[str, Any], run_
                 TRAINABLE, param_space=exp.param_space, tune_config=tune_config(cfg),
                 run_config=tune.RunConfig(
                     storage_path=str(path.parent), name=path.name,
-                    failure_config=tune.FailureConfig(max_failures=cfg["max_failures"]),
+                    failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),  # a retry needs only the last
             )
         return tuner.fit()

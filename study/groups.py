@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from study import cost
-from study.schema import REPLICATED
+from study.config import REPLICATED
 from study.grid import with_value
 from study.trial import shared_part
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from loaders.errors import UsageError
+from errors import UsageError, invalid
 
 ARCHS = ("perceptron", "mlp1", "mlp2", "mlp4", "conv2", "conv4", "conv6", "resnet18", "resnet101")
 
@@ -53,7 +53,7 @@ def build(arch: str, shape: tuple[int, int, int], classes: int, mlp_hidden: int 
         return convnet(c, h, w, classes, list(conv_channels[:depth]), fc_hidden)
     if arch.startswith("resnet") and arch in ARCHS:
         return resnet(int(arch[6:]), c, h, classes)
-    raise UsageError(f"model.arch={arch!r} is unknown: choose one of {', '.join(ARCHS)}")
+    raise invalid("model.arch", arch, choices=ARCHS)
 
 
 def resnet(depth: int, channels: int, height: int, classes: int) -> nn.Module:

@@ -1,137 +1,19 @@
-"""A run dir as one file that travels to another machine, and back; or its small result files alone.
+"""The run dir as one file that travels to another machine, and back; or its small result files alone
+(the format: rundir.pack).
 
     python -m study.pack <run_dir> <file.tar.gz|file.tar.zst> [--logs]   # everything resume= needs
     python -m study.pack --unpack <file.tar.gz|file.tar.zst> <dir>       # <dir> becomes the run dir
     python -m study.pack --small <run_dir> <dir>                         # the result files (bench/results/paper/<exp>)
-
-The archive holds the run dir's files, Tune's experiment state and every checkpoint; TensorBoard's event
-files (Tune's bulky per-trial logs, a copy of result.json) only with --logs. Names are relative to the run
-dir, so it unpacks under any path; `resume=<dir>` continues it there. Every output appears whole or not at
-all. .tar.zst needs the `zstd` program.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
-import os
-import shutil
-import subprocess
 import sys
-import tarfile
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
-import rundir
-from loaders.errors import UsageError
-
-FORMATS = (".tar.gz", ".tar.zst")
-LOGS = "events.out.tfevents."  # TensorBoard files Tune writes beside result.json
-SMALL = (rundir.STUDY, rundir.TRIALS, rundir.EPOCHS, rundir.SUMMARY, "claims.md", "claims.csv", rundir.PROVENANCE)
-SKIPPED = (".lock",)  # the launcher's lock: this machine's only
-
-
-def suffix(archive: Path) -> str:
-    for fmt in FORMATS:
-        if archive.name.endswith(fmt):
-            if fmt == ".tar.zst" and shutil.which("zstd") is None:
-                raise UsageError(f"{archive}: .tar.zst needs the zstd program, not found on PATH (apt install zstd); "
-                                 "or write a .tar.gz")
-            return fmt
-    raise UsageError(f"{archive} is invalid: an archive must end in {' or '.join(FORMATS)}")
-
-
-def check_run_dir(run_dir: Path) -> None:
-    """A stopped study run dir: it holds study.json and no launcher holds its lock."""
-    if not (run_dir / rundir.STUDY).is_file():
-        raise UsageError(f"{run_dir} is not a study run dir: it has no {rundir.STUDY}")
-    if (run_dir / ".lock").exists():
-        with open(run_dir / ".lock") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise UsageError(f"{run_dir} is in use: its study is still running; stop it (Ctrl-C, or a budget) "
-                                 "and pack it then") from None
-
-
-@contextlib.contextmanager
-def stream(path: Path, fmt: str, mode: str) -> Iterator[IO[bytes]]:
-    """The raw tar stream of an archive file: gzip by Python, zstd by its program."""
-    if fmt == ".tar.gz":
-        yield path
-        return
-    args = ["zstd", "-q", "-f", "-o", str(path)] if mode == "w" else ["zstd", "-q", "-dc", str(path)]
-    proc = subprocess.Popen(args, stdin=subprocess.PIPE if mode == "w" else None,
-                            stdout=None if mode == "w" else subprocess.PIPE)
-    pipe = proc.stdin if mode == "w" else proc.stdout
-    try:
-        yield pipe
-    finally:
-        pipe.close()
-        if proc.wait() != 0:
-            raise UsageError(f"{path}: zstd failed (exit {proc.returncode})")
-
-
-def open_tar(path: Path | IO[bytes], fmt: str, mode: str) -> tarfile.TarFile:
-    if fmt == ".tar.gz":
-        return tarfile.open(path, f"{mode}:gz")
-    return tarfile.open(fileobj=path, mode=f"{mode}|")
-
-
-def pack(run_dir: Path, archive: Path, logs: bool = False) -> int:
-    """Write the archive atomically; the number of files in it."""
-    fmt = suffix(archive)
-    check_run_dir(run_dir)
-    files = sorted(p for p in run_dir.rglob("*") if p.is_file() and p.name not in SKIPPED
-                   and (logs or not p.name.startswith(LOGS)))
-    with rundir.atomic_path(archive) as tmp, stream(tmp, fmt, "w") as out, open_tar(out, fmt, "w") as tar:
-        for path in files:
-            tar.add(path, arcname=str(path.relative_to(run_dir)))
-    return len(files)
-
-
-def unpack(archive: Path, target: Path) -> int:
-    """Extract into a new folder `target` (made whole, by renaming a sibling temp folder); the number of files."""
-    fmt = suffix(archive)
-    if not archive.is_file():
-        raise UsageError(f"{archive} is invalid: it must be an archive file")
-    if target.exists():
-        raise UsageError(f"{target} exists: unpack into a new folder (it becomes the run dir)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        with stream(archive, fmt, "r") as raw, open_tar(raw, fmt, "r") as tar:
-            tar.extractall(tmp, filter="data")  # no absolute names, no links out of the folder
-        if not (tmp / rundir.STUDY).is_file():
-            raise UsageError(f"{archive} holds no run dir: it has no {rundir.STUDY} at its top")
-        os.rename(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return sum(p.is_file() for p in target.rglob("*"))
-
-
-def small(run_dir: Path, target: Path) -> list[str]:
-    """Copy the small result files (SMALL and the figures) into `target`, replacing what an earlier copy put
-    there; their names."""
-    check_run_dir(run_dir)
-    names = sorted(p.name for p in run_dir.iterdir() if p.is_file() and (p.name in SMALL or p.suffix == ".png"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    old = target.with_name(f".{target.name}.old")
-    try:
-        for name in names:
-            shutil.copy2(run_dir / name, tmp / name)
-        os.chmod(tmp, 0o777 & ~rundir.umask())  # mkdtemp makes 0700
-        if target.exists():
-            os.rename(target, old)
-        os.rename(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return names
+from errors import UsageError
+from rundir.pack import pack, small, unpack
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
-"""A study in slices: a time budget per launch, resuming a run dir (moved or not) with the few overrides
-that may change between slices, and `run_dir=` that continues the study already there.
+"""A study in slices: a time budget per launch, Ctrl-C and SIGTERM, resuming a run dir (moved or not) with the
+few overrides that may change between slices, and `run_dir=` that continues the study already there.
 
 Why not `TuneConfig(time_budget_s=...)`: in Ray 2.60 the budget ends the study by stopping every running and
 pending trial as TERMINATED (ray/tune/execution/tune_controller.py, `_stop_experiment_if_needed` and
@@ -18,22 +18,27 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
-from loaders.errors import UsageError
+import rundir
+from errors import UsageError
+from study import config
+from study.config import DURATION, Config
 from study.grid import flatten
-from study.schema import DURATION
 
 UNITS = {"s": 1, "m": 60, "h": 3600}
 PORTABLE = ("budget", "data.root", "storage.root", "ray.address")  # what may differ between slices of one study
 PLACED = ("data.root", "data.cache", "noise.confusion")  # paths the driver resolves afresh for each slice
 IGNORED = ("resume", "run_dir", "dry_run", "force")  # how a study is launched, not what it is
 EXIT_BUDGET = 75  # sysexits' EX_TEMPFAIL: not finished yet, run the resume command to go on
+MAX_TRIALS = 200  # Tune generates up to this many trials at once: a budget needs them all to exist when it stops
 
 
 def seconds(budget: str | None) -> float | None:
-    """'90s', '12m', '3h' -> seconds; None -> None. Its form is checked by study.schema."""
+    """'90s', '12m', '3h' -> seconds; None -> None. Its form is checked by study.config."""
     if budget is None:
         return None
     number, unit = DURATION.match(budget).groups()
@@ -41,7 +46,47 @@ def seconds(budget: str | None) -> float | None:
 
 
 def tune_listens() -> bool:
+    """Tune's SIGUSR1 handler is installed: it saves the experiment state and returns."""
     return signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM ended the study: Tune saved its state, `resume=<run_dir>` finishes it."""
+
+    def __init__(self, signum: int, run_dir: Path, finished: int, total: int) -> None:
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}: {finished} of {total} trials finished; "
+                         f"finish the study with: {sys.executable} -m study.launch resume={run_dir}")
+
+    @property
+    def code(self) -> int:
+        return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM, as a shell reports a process they ended
+
+
+@contextlib.contextmanager
+def stoppable() -> Iterator[list[int]]:
+    """While Tune runs: the first SIGINT or SIGTERM asks Tune to stop (through its SIGUSR1 handler) and is recorded
+    in the yielded list; a second one, or one while no Tune loop listens, raises KeyboardInterrupt."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if len(received) > 1 or not tune_listens():
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    disabled = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours, above: SIGTERM too, and it records the signal
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if disabled is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = disabled
 
 
 @contextlib.contextmanager
@@ -70,40 +115,70 @@ def budget_timer(budget: float | None) -> Iterator[list[bool]]:
         thread.join()
 
 
-def check_budget(cfg: dict[str, Any], grouped: bool, groups: int) -> None:
-    """A budget needs one Tune grid (Tune generates up to 200 trials at once; all must exist when it stops)
-    and checkpoints, or a stopped trial starts again from epoch 0."""
-    if cfg["budget"] is None:
-        return
-    if not grouped:
-        raise UsageError(f"budget={cfg['budget']!r} needs search=grid and scheduler=none (optuna and ASHA draw or "
-                         "stop trials as they go, and a slice would cut that short): drop budget, or use those")
-    if groups > 200:
-        raise UsageError(f"budget={cfg['budget']!r} needs at most 200 trials, this study has {groups}: shrink the "
-                         "grid, fuse more (train.fuse), or drop budget")
-    if not cfg["train"]["checkpoint_every"]:
-        raise UsageError(f"budget={cfg['budget']!r} needs train.checkpoint_every >= 1 (0: never), or a trial cut "
-                         "by the budget starts again from its first epoch")
+def check_budget(cfg: Config, groups: int) -> None:
+    """A budget needs every trial of its one Tune grid to exist when it stops (its other rules: study.config)."""
+    if cfg.budget is not None and groups > MAX_TRIALS:
+        raise UsageError(f"budget={cfg.budget!r} needs at most {MAX_TRIALS} trials, this study has {groups}: shrink "
+                         "the grid, fuse more (train.fuse), or drop budget")
 
 
 def given(argv: list[str]) -> list[str]:
-    """The dotted keys of command-line overrides (Hydra's + and ++ prefixes dropped)."""
-    return [arg.partition("=")[0].lstrip("+") for arg in argv]
+    """The dotted keys of command-line overrides (Hydra's + and ~ prefixes dropped)."""
+    return [arg.partition("=")[0].lstrip("+~") for arg in argv]
 
 
-def resume_overrides(argv: list[str], cfg: dict[str, Any]) -> dict[str, Any]:
-    """The PORTABLE overrides given beside resume=, with their values; any other is refused in one line."""
-    for key in given(argv):
-        if key not in ("resume", *PORTABLE):
-            raise UsageError(f"{key}= cannot change with resume=: a resumed study keeps the config it started with; "
-                             f"only {', '.join(k + '=' for k in PORTABLE)} may be given (another machine, another slice)")
-    values = flatten(cfg)
-    return {key: values[key] for key in given(argv) if key in PORTABLE}
+def value_at(tree: dict[str, Any], key: str) -> Any:
+    """The value of a dotted key in a nested config; None where it has none."""
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
 
 
-def portable(cfg: dict[str, Any]) -> dict[str, Any]:
+def named(names: dict[str, str], cfg: Config) -> dict[str, Any]:
+    """A study as compared between launches: its exp and preset, then its config."""
+    return {"exp": names["exp"], "preset": names["preset"], **asdict(cfg)}
+
+
+def unchanged(held: dict[str, Any], new: dict[str, Any], keys: Iterable[str], refusal: str, where: Path | str) -> None:
+    """Each of `keys` (PORTABLE and IGNORED ones aside) has the held study's value in this launch's config; the
+    first that differs is `refusal`, formatted with the key, both values and `where` the study is."""
+    for key in keys:
+        if key.split(".")[0] not in IGNORED and key not in PORTABLE and value_at(held, key) != value_at(new, key):
+            raise UsageError(refusal.format(key=key, old=value_at(held, key), new=value_at(new, key), where=where))
+
+
+def restorable(run_dir: Path, study: dict[str, Any]) -> bool:
+    from ray import tune
+
+    return any(tune.Tuner.can_restore(run_dir / p) for p in study.get("experiments", ["tune"]))
+
+
+def held(run_dir: Path) -> dict[str, Any]:
+    """The study.json of the study in run_dir, locked for this process (a study still running there is not run
+    twice) and with Tune state to restore; else one line."""
+    rundir.check_study(run_dir, "resume")
+    rundir.lock(run_dir)
+    study = rundir.read_study(run_dir)
+    if not restorable(run_dir, study):
+        raise UsageError(f"resume={run_dir} holds no Tune experiment state to restore: start the study afresh")
+    return study
+
+
+def resume_overrides(argv: list[str], cfg: Config, names: dict[str, str], study: dict[str, Any],
+                     run_dir: Path) -> dict[str, Any]:
+    """The PORTABLE overrides given beside resume=, with their values. Any other key given must hold the study's
+    value (the command that started it, resume= appended, changes nothing); else one line names it."""
+    new = named(names, cfg)
+    unchanged(named(study, config.load(study["config"])), new, given(argv),
+              "{key}={new!r} cannot change with resume=: the study in {where} has {key}={old!r}; a resumed study "
+              f"keeps the config it started with, and only {', '.join(k + '=' for k in PORTABLE)} may change "
+              "(another machine, another slice)", run_dir)
+    return {key: value_at(new, key) for key in given(argv) if key in PORTABLE}
+
+
+def portable(cfg: Config) -> dict[str, Any]:
     """The PORTABLE values of a composed config."""
-    values = flatten(cfg)
+    values = flatten(asdict(cfg))
     return {key: values[key] for key in PORTABLE}
 
 
@@ -116,15 +191,24 @@ def with_overrides(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[str, 
     return out
 
 
-def same_study(held: dict[str, Any], cfg: dict[str, Any], run_dir: str) -> None:
-    """run_dir= on a folder that holds a study continues it only with the same config (PORTABLE and IGNORED
-    keys aside); else one line names the first key that differs."""
-    old, new = flatten(held), flatten(cfg)
-    for key in dict.fromkeys([*old, *new]):
-        if key.split(".")[0] in IGNORED or key in PORTABLE or old.get(key) == new.get(key):
-            continue
-        raise UsageError(f"run_dir={run_dir!r} holds another study: {key}={old.get(key)!r} there, {new.get(key)!r} "
-                         "here; use the same config to continue it, or another run_dir to start a new study")
+def resumed(study: dict[str, Any], overrides: dict[str, Any]) -> tuple[Config, dict[str, str]]:
+    """The held study's config, checked again, with these overrides; and its exp and preset."""
+    return (config.load(with_overrides(study["config"], overrides)),
+            {"exp": study["exp"], "preset": study["preset"]})
+
+
+def continues(cfg: Config, names: dict[str, str]) -> bool:
+    """run_dir= names a folder that already holds a study with Tune state: the same study (PORTABLE and IGNORED
+    keys aside; else one line names the first key that differs), to be continued as resume= would (a requeued
+    job re-running its command picks up where it left off)."""
+    if not cfg.run_dir or cfg.dry_run or not (Path(cfg.run_dir) / rundir.STUDY).is_file():
+        return False
+    study = rundir.read_study(Path(cfg.run_dir))
+    old, new = named(study, config.load(study["config"])), named(names, cfg)
+    unchanged(old, new, dict.fromkeys([*flatten(old), *flatten(new)]),
+              "run_dir={where!r} holds another study: {key}={old!r} there, {new!r} here; use the same config to "
+              "continue it, or another run_dir to start a new study", cfg.run_dir)
+    return restorable(Path(cfg.run_dir), study)
 
 
 class BudgetSpent(Exception):

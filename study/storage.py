@@ -1,36 +1,55 @@
 """One storage root for a study: runs, datasets, .beton cache and confusion artifacts live under it.
 
 storage.root, else $STUDY_ROOT, else the per-user cache (~/.cache/label-noise-study). It is resolved once,
-in the driver, and every path a trial reads is made absolute from it there (study.grid.trial_base): a node
+in the driver, and every path a trial reads is made absolute from it there (trial_base): a node
 never resolves ~ or an environment variable of its own. Explicit data.root, data.cache, noise.confusion and
 run_dir still win. On a cluster, check_nodes proves every alive node sees the root before any trial starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from errors import UsageError, invalid
 from loaders import datasets
-from loaders.errors import UsageError
 from study.cluster import node_name
+from study.config import TRIAL_SECTIONS, Config
 
 NODE_TIMEOUT_S = 120  # a node's first task starts a worker process (imports, runtime env): seconds, not minutes
 
 
-def named_root(cfg: dict[str, Any]) -> str | None:
+def named_root(cfg: Config) -> str | None:
     """The root the user named (storage.root, else $STUDY_ROOT), if any."""
-    return (cfg.get("storage") or {}).get("root") or os.environ.get("STUDY_ROOT") or None
+    return cfg.storage.root or os.environ.get("STUDY_ROOT") or None
 
 
-def storage_root(cfg: dict[str, Any]) -> Path:
+@contextlib.contextmanager
+def resolving(key: str, value: Any) -> Iterator[None]:
+    """A path key resolved in the block: one that cannot be (a folder on its way one may not search) is one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise invalid(key, value, f"a path you may read ({exc.strerror}: {exc.filename})") from None
+
+
+def absolute(key: str, path: str | Path) -> Path:
+    """The path a key names, absolute (~ expanded, links followed); one line if it cannot be resolved."""
+    with resolving(key, str(path)):
+        return Path(path).expanduser().resolve()
+
+
+def storage_root(cfg: Config) -> Path:
     """The study's storage root, absolute."""
-    return Path(named_root(cfg) or datasets.user_dir()).expanduser().resolve()
+    return absolute("storage.root", named_root(cfg) or datasets.user_dir())
 
 
-def runs_root(cfg: dict[str, Any]) -> Path:
+def runs_root(cfg: Config) -> Path:
     """Where run dirs go by default: <root>/runs when a root is named, else ./runs (a local study stays beside you)."""
     return storage_root(cfg) / "runs" if named_root(cfg) else Path("runs")
 
@@ -38,11 +57,23 @@ def runs_root(cfg: dict[str, Any]) -> Path:
 def place(base: dict[str, Any], root: Path) -> dict[str, Any]:
     """The trial base with its data root, .beton cache and confusion artifact absolute, under root unless set."""
     data, noise = dict(base["data"]), dict(base["noise"])
-    data["root"] = str(datasets.resolve_root(data["root"], root))
-    data["cache"] = str(Path(data.get("cache") or root / "ffcv").expanduser().resolve())
-    noise["confusion"] = str(Path(noise.get("confusion") or datasets.default_confusion_path(data["dataset"], root))
-                             .expanduser().resolve())
+    with resolving("data.root", data["root"] or os.environ.get("STUDY_DATA_ROOT")):
+        data["root"] = str(datasets.resolve_root(data["root"], root))
+    data["cache"] = str(absolute("data.cache", data["cache"] or root / "ffcv"))
+    confusion = noise["confusion"] or datasets.default_confusion_path(data["dataset"], root)
+    noise["confusion"] = str(absolute("noise.confusion", confusion))
     return {**base, "data": data, "noise": noise}
+
+
+def trial_base(cfg: Config) -> dict[str, Any]:
+    """The sections a trial sees, as plain dicts, with their paths (data root, .beton cache, confusion artifact)
+    made absolute under the storage root and every file they name absolute: no node resolves them again."""
+    base = place({name: asdict(getattr(cfg, name)) for name in TRIAL_SECTIONS}, storage_root(cfg))
+    for section, key in (("data", "path"), ("noise", "matrix"), ("noise", "labels")):
+        value = base[section][key]
+        if value and not str(value).startswith("cifar10n:"):  # cifar10n:<kind> names annotations, not a file
+            base[section][key] = str(absolute(f"{section}.{key}", value))
+    return base
 
 
 def _read_token(path: str) -> tuple[str, str | None, str]:
@@ -66,8 +97,7 @@ def check_nodes(root: Path) -> None:
         path = root / f".visible-{token}"
         path.write_text(token)
     except OSError as exc:
-        raise UsageError(f"storage.root={str(root)!r} is invalid: it must be a folder you may write "
-                         f"({exc.strerror}: {exc.filename})") from None
+        raise invalid("storage.root", str(root), f"a folder you may write ({exc.strerror}: {exc.filename})") from None
     read = ray.remote(num_cpus=0, max_retries=0)(_read_token)
     try:
         pending = {read.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))

@@ -71,7 +71,7 @@ def trainable(config: dict[str, Any], paths: dict[str, str] | None = None) -> No
         best = max(reports, key=lambda r: r.test_acc)  # the top level is what Tune's table, ASHA and Optuna read
         metrics = {**dataclasses.asdict(best), "node_id": node_id,
                    "members": {str(k): dataclasses.asdict(r) for k, r in enumerate(reports)}}
-        if train.get("report_confusion") and best.epoch == last:  # exp=confusion sums these
+        if train["report_confusion"] and best.epoch == last:  # exp=confusion sums these
             metrics["confusion"] = trial.confusion().sum(0).tolist()
         if not every or (best.epoch % every and best.epoch != last):
             tune.report(metrics)

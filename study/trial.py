@@ -1,12 +1,8 @@
 """One Tune trial built from plain config dicts: a group of members trained together. No Ray, no Hydra.
 
-Config layout of a member (every key is set by the launcher from the Hydra config):
-  data:  dataset, root (absolute), path (folder), download, n_clean (None = all), n_test (None = all), n_val (0 = none),
-         subset_seed,
-         order_seed, stand_in, image_size, backend, cache, rebuild, workers, max_resolution, jpeg_quality
-  noise: alpha, seed, delta, order, source, confusion (None = the default artifact path), matrix, labels
-  model: arch, mlp_hidden, conv_channels, fc_hidden
-  train: lr, batch_size, epochs, seed, loss (ce | h_alpha), device, compile, report_confusion
+A member's config holds the sections of study.config.TRIAL_SECTIONS (data, noise, model, train), every key
+set and already checked by the launcher (study.preflight), its paths absolute: a trial trusts it. The noise
+section becomes a loaders.noise.NoiseSpec once, in loaders.data.build, with its distribution.
 
 The members of a group are identical except in MEMBER_KEYS: they see the same images in the same order.
 """
@@ -19,21 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from errors import UsageError
 from loaders import data
-from loaders.errors import UsageError
-from study import losses, models, schema
+from study import losses, models
 from study.train import EpochReport, Fused, Single, confusion_matrices, fit
 
 # What members of one group may differ in: learning rate, weight init, and which noisy label each copy
 # carries. Noise seeds that also pick images (novel, white) must be shared: see study.groups.
 MEMBER_KEYS = ("train.lr", "train.seed", "noise.seed")
 COMPILE_AUTO = "reduce-overhead"  # fastest measured for a fused conv4 group on an H200 (bench/results/gpu_check-h200-1.json)
-
-
-def check(config: dict[str, Any]) -> None:
-    """Reject bad values with one clear line each, before anything runs or is written."""
-    schema.check(config)  # every key's type and range, or its choices
-    data.check_noise(config["noise"], config["data"])  # the keys together: artifact, feasibility, source
 
 
 def shared_part(config: dict[str, Any]) -> dict[str, Any]:
@@ -65,8 +55,6 @@ class Trial:
 
     def __init__(self, configs: dict[str, Any] | Sequence[dict[str, Any]]) -> None:
         self.configs = [configs] if isinstance(configs, dict) else list(configs)
-        for config in self.configs:
-            check(config)
         first = shared_part(self.configs[0])
         if any(shared_part(c) != first for c in self.configs[1:]):
             raise ValueError("the members of a group may differ only in " + ", ".join(MEMBER_KEYS))
@@ -74,13 +62,13 @@ class Trial:
         self.device = pick_device(train["device"])
         h_alpha = train["loss"] == "h_alpha"  # trains on the clean examples: the noise is in the loss
         self.data = data.build(d, [c["noise"] for c in self.configs], self.device, train["batch_size"],
-                               d.get("order_seed", 0), clean_only=h_alpha)
+                               d["order_seed"], clean_only=h_alpha)
         dists = torch.from_numpy(np.stack(self.data.distributions)).to(self.device)  # structured too
         self.to_target = losses.targets(train["loss"], self.configs[0]["noise"]["alpha"], dists)
         nets = [self.model(c) for c in self.configs]
         lrs = [c["train"]["lr"] for c in self.configs]
         self.net = (Single(nets[0], lrs[0], self.device) if len(nets) == 1 else
-                    Fused(nets, lrs, self.device, compile_mode(train.get("compile", "auto"), self.device)))
+                    Fused(nets, lrs, self.device, compile_mode(train["compile"], self.device)))
         self.epoch = 0
 
     def model(self, config: dict[str, Any]) -> torch.nn.Module:

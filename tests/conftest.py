@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
 import os
 import re
 import socket
@@ -84,15 +87,21 @@ def ray_tmpdir() -> Iterator[str]:
         yield tmp
 
 
+@functools.cache
+def _small_trial() -> dict:
+    """The trial sections of the real config (study.config, through Hydra) at a test's scale."""
+    from study.config import TRIAL_SECTIONS, compose
+
+    cfg, _ = compose(["data.download=false", "data.n_clean=2000", "data.n_test=2000", "data.n_val=0", "model.arch=conv2",
+                      "model.conv_channels=[32,64,64,64,128,128]", "train.lr=0.5", "train.epochs=3", "train.device=cpu"])
+    return {name: dataclasses.asdict(getattr(cfg, name)) for name in TRIAL_SECTIONS}
+
+
 def trial_config(data_root: Path, **sections: dict) -> dict:
-    """A small trial config (the layout study.trial documents), with sections updated by keyword."""
-    config = {
-        "data": {"dataset": "mnist", "root": str(data_root), "download": False, "n_clean": 2000, "n_test": 2000,
-                 "subset_seed": 0, "order_seed": 0},
-        "noise": {"alpha": 0.0, "seed": 0},
-        "model": {"arch": "conv2", "mlp_hidden": 256, "conv_channels": [32, 64, 64, 64, 128, 128], "fc_hidden": 128},
-        "train": {"lr": 0.5, "batch_size": 128, "epochs": 3, "seed": 0, "loss": "ce", "device": "cpu"},
-    }
+    """A small trial config (MNIST under data_root, conv2, 2,000 images, 3 epochs on the CPU) composed from the
+    real config, with sections updated by keyword."""
+    config = copy.deepcopy(_small_trial())
+    config["data"]["root"] = str(data_root)
     for name, values in sections.items():
         config[name] = {**config[name], **values}
     return config

@@ -1,7 +1,8 @@
 """A study in slices across machines (issue 14): stopped by budget=, packed, unpacked at another path with its
 data root moved too, resumed there to a complete trials.csv: nothing lost, nothing duplicated, the finished
 trial not re-run, the partial one continued from its checkpoint. And run_dir= on a folder holding the same
-study continues it (issue 15 item 5): a requeued job re-running its command re-runs nothing."""
+study continues it (issue 15 item 5): a requeued job re-running its command re-runs nothing, nor does that
+command with resume= appended (issue 20 item 5)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 import rundir
 from tests.conftest import REPO
+from tests.helpers import LAUNCHER
 from tests.test_faults import TINY, rows, started
 
 pytestmark = pytest.mark.slow
@@ -41,7 +43,7 @@ def mnist_at(root: Path, data_root: Path) -> Path:
 
 
 def run(args: list[str], env: dict[str, str], log: Path) -> tuple[int, str]:
-    with started([sys.executable, "-m", "study.launch", *args], env, log) as proc:
+    with started([*LAUNCHER, *args], env, log) as proc:
         code = proc.wait(400)
     return code, log.read_text()
 
@@ -103,4 +105,6 @@ def test_run_dir_resume_or_start(data_root: Path, env: dict[str, str], tmp_path:
     assert code == 0 and re.search(rf"^run dir {run_dir} holds this study: continuing it", text, re.M), text[-3000:]
     assert rows(run_dir) == before  # nothing re-ran
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / rundir.TRIALS).sort_values("trial_id", ignore_index=True), trials)
-    assert len(rundir.read_json(run_dir / rundir.PROVENANCE)["launches"]) == 2
+    code, text = run([*args, f"resume={run_dir}"], env, log)  # the starting command, resume= appended: accepted
+    assert code == 0 and rows(run_dir) == before, text[-3000:]
+    assert len(rundir.read_json(run_dir / rundir.PROVENANCE)["launches"]) == 3

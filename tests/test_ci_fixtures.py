@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import REPO
 
 TARGETS = ["tests/test_data_sources.py::test_cifar10_npz_is_read_in_the_original_order",  # its module's `cifar10`
-           "tests/test_cifar10_white.py::test_white_noise_trial_learns_above_chance"]  # conftest's cifar10_root
+           "tests/test_data_sources.py::test_white_noise_trial_learns_above_chance"]  # conftest's cifar10_root
 
 
 def pytest_run(root: Path, ci: bool) -> subprocess.CompletedProcess:

@@ -6,9 +6,6 @@ MNIST/CIFAR-10, or on a generated stand-in where a dataset is absent (CIFAR-100,
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +13,7 @@ import pytest
 
 from analysis import claims as analysis_claims
 from analysis.intervals import NOISE_FLOOR
-from tests.conftest import REPO
+from tests.helpers import launch
 
 # Figures whose claims a smoke grid measures (others need alpha = 100, ResNets or ImageNet: paper scale).
 MEASURED_AT_SMOKE = {"fig5", "fig6", "fig7", "fig8", "fig9", "fig11", "fig12"}
@@ -66,11 +63,10 @@ ORACLES = {
 }
 
 
-def launch(exp: str, run_dir: Path, data_root: Path, *overrides: str) -> Path:
-    proc = subprocess.run([sys.executable, "-m", "study.launch", f"exp={exp}", "preset=smoke", "data.download=false",
-                           f"run_dir={run_dir}",
-                           *overrides], capture_output=True, text=True, cwd=REPO, timeout=1200,
-                          env={**os.environ, "STUDY_DATA_ROOT": str(data_root)})
+def smoke(exp: str, run_dir: Path, data_root: Path, *overrides: str) -> Path:
+    """exp=<exp> preset=smoke through the launcher, to its end: its run dir."""
+    proc = launch(f"exp={exp}", "preset=smoke", "data.download=false", f"run_dir={run_dir}", *overrides, timeout=1200,
+                  env={"STUDY_DATA_ROOT": str(data_root)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == f"results: {run_dir.resolve()}"
     return run_dir
@@ -80,7 +76,7 @@ def launch(exp: str, run_dir: Path, data_root: Path, *overrides: str) -> Path:
 def confusion(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
     """exp=confusion, which exp=structured needs for its confusing/reverse orders."""
     tmp = tmp_path_factory.mktemp("confusion")
-    launch("confusion", tmp / "run", data_root, f"noise.confusion={tmp / 'mnist.npy'}")
+    smoke("confusion", tmp / "run", data_root, f"noise.confusion={tmp / 'mnist.npy'}")
     return tmp
 
 
@@ -97,7 +93,7 @@ def test_confusion_artifact(confusion: Path) -> None:
 @pytest.mark.parametrize("exp", ["batchsize", "structured", "noise_source", "repeated", "dataset_size",
                                  "learning_rate", "uniform_cifar10", "uniform_imagenet", "dataset_size_imagenet"])
 def test_experiment_yields_figures_and_claims(exp: str, confusion: Path, data_root: Path, tmp_path: Path) -> None:
-    run_dir = launch(exp, tmp_path / "run", data_root, f"noise.confusion={confusion / 'mnist.npy'}")
+    run_dir = smoke(exp, tmp_path / "run", data_root, f"noise.confusion={confusion / 'mnist.npy'}")
     study = pd.read_json(run_dir / "study.json", typ="series")
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == study["trials"] and (trials["status"] == "ok").all()

@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from tests.conftest import REPO, free_ports
+from tests.helpers import LAUNCHER
 
 RAY = str(Path(sys.executable).with_name("ray"))
 TINY = ["exp=uniform_mnist", "preset=smoke", "data.download=false", "grid.model.arch=[perceptron]",
@@ -59,10 +60,6 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def launch(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "study.launch", *TINY, *args]
-
-
 def rows(run_dir: Path) -> dict[str, list[dict]]:
     """Every result Tune has written so far, per trial folder that has one."""
     out = {}
@@ -92,8 +89,8 @@ def finished(proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
 def test_trial_killed_once_resumes_from_its_checkpoint(env: dict[str, str], tmp_path: Path) -> None:
     run_dir, log = tmp_path / "run", tmp_path / "launch.log"
     epochs = 40  # long enough that the kill lands mid-trial
-    args = launch(["grid.noise.alpha=[0]", "grid.train.lr=[0.5]", f"train.epochs={epochs}", "ray.num_cpus=1",
-                   "max_failures=1", f"run_dir={run_dir}"])
+    args = [*LAUNCHER, *TINY, "grid.noise.alpha=[0]", "grid.train.lr=[0.5]", f"train.epochs={epochs}", "ray.num_cpus=1",
+            "max_failures=1", f"run_dir={run_dir}"]
     with started(args, env, log) as proc:
         at = wait_for(lambda: next((r for rs in rows(run_dir).values() for r in rs if r["epoch"] >= 2), None), proc, log)
         os.kill(at["pid"], signal.SIGKILL)  # Tune reports each trial's pid: kill its actor process, as an OOM kill would
@@ -114,8 +111,8 @@ def test_trial_killed_once_resumes_from_its_checkpoint(env: dict[str, str], tmp_
 def test_driver_killed_then_resume_finishes_without_rerunning(env: dict[str, str], tmp_path: Path) -> None:
     run_dir, log = tmp_path / "run", tmp_path / "launch.log"
     epochs = 3
-    args = launch(["grid.noise.alpha=[0,1]", "grid.train.lr=[0.1,0.5]", f"train.epochs={epochs}", "ray.num_cpus=1",
-                   "max_concurrent_trials=1", f"run_dir={run_dir}"])
+    args = [*LAUNCHER, *TINY, "grid.noise.alpha=[0,1]", "grid.train.lr=[0.1,0.5]", f"train.epochs={epochs}",
+            "ray.num_cpus=1", "max_concurrent_trials=1", f"run_dir={run_dir}"]
     with started(args, env, log) as proc:
         wait_for(lambda: sum(rs[-1]["epoch"] == epochs for rs in rows(run_dir).values()) >= 2, proc, log)
         kill_group(proc)  # SIGKILL: the driver and the local Ray it started die at once
@@ -123,7 +120,7 @@ def test_driver_killed_then_resume_finishes_without_rerunning(env: dict[str, str
     done_before = {name for name, rs in rows(run_dir).items() if rs[-1]["epoch"] == epochs}
     assert not (run_dir / "trials.csv").exists()
 
-    with started([sys.executable, "-m", "study.launch", f"resume={run_dir}"], env, log) as proc:
+    with started([*LAUNCHER, f"resume={run_dir}"], env, log) as proc:
         finished(proc, log)
     after = rows(run_dir)
     assert all(len(after[name]) == before[name] for name in done_before)  # finished trials were not re-run
@@ -145,8 +142,8 @@ def test_worker_node_killed_mid_study(env: dict[str, str], tmp_path: Path) -> No
     worker = [RAY, "start", *node, f"--address=127.0.0.1:{gcs}", '--resources={"worker_node": 1}',
               f"--dashboard-agent-listen-port={worker_agent}", f"--metrics-export-port={worker_metrics}"]
     run_dir, log, epochs = tmp_path / "run", tmp_path / "launch.log", 150  # long enough for both nodes to start actors
-    args = launch(["grid.noise.alpha=[0,1]", "grid.train.lr=[0.1,0.5]", f"train.epochs={epochs}",
-                   f"ray.address=127.0.0.1:{gcs}", "max_failures=3", f"run_dir={run_dir}"])
+    args = [*LAUNCHER, *TINY, "grid.noise.alpha=[0,1]", "grid.train.lr=[0.1,0.5]", f"train.epochs={epochs}",
+            f"ray.address=127.0.0.1:{gcs}", "max_failures=3", f"run_dir={run_dir}"]
     env = {**env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # as cluster.yaml does
     with started(head, env, tmp_path / "head.log") as head_proc:
         up(head_proc, tmp_path / "head.log")

@@ -4,9 +4,6 @@ bad trees named in one line; a smoke study on a generated tree through the launc
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
+from errors import UsageError
 from loaders import backends, data, datasets, folder
-from loaders.errors import UsageError
-from tests.conftest import REPO, trial_config
+from tests.conftest import trial_config
+from tests.helpers import launch
 
 CPU = torch.device("cpu")
 
@@ -95,9 +93,7 @@ def test_bad_trees_one_line(tmp_path: Path, make, message: str) -> None:
 
 def test_class_missing_from_val_named_by_the_launcher(tmp_path: Path) -> None:
     path = tree(tmp_path / "t", {"ant": (2, 1), "bee": (2, 0)})
-    proc = subprocess.run([sys.executable, "-m", "study.launch", "data.dataset=folder", f"data.path={path}",
-                           "preset=smoke", f"run_dir={tmp_path / 'run'}"], capture_output=True, text=True, cwd=REPO,
-                          timeout=300)
+    proc = launch("data.dataset=folder", f"data.path={path}", "preset=smoke", f"run_dir={tmp_path / 'run'}", timeout=300)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "class 'bee'" in proc.stderr and "missing from" in proc.stderr
     assert not (tmp_path / "run").exists()
@@ -108,11 +104,10 @@ def test_folder_smoke_study_through_the_launcher(tmp_path: Path, data_root: Path
     """A generated 3-class tree, uniform noise at alpha 0 and 2: the study finishes and learns the clean tree."""
     path = tree(tmp_path / "t", {"a": (40, 20), "b": (40, 20), "c": (40, 20)})
     run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "study.launch", "data.dataset=folder", f"data.path={path}",
-                           "preset=smoke", "data.n_clean=null", "data.n_test=null", "grid.model.arch=[conv2]", "figures=[]",
-                           "grid.noise.alpha=[0,2]", "grid.train.lr=[0.05]", "train.epochs=3", "train.batch_size=16",
-                           f"data.cache={tmp_path / 'cache'}", f"run_dir={run}"], capture_output=True, text=True,
-                          cwd=REPO, timeout=600, env={**os.environ, "RAY_TMPDIR": ray_tmpdir})
+    proc = launch("data.dataset=folder", f"data.path={path}", "preset=smoke", "data.n_clean=null", "data.n_test=null",
+                  "grid.model.arch=[conv2]", "figures=[]", "grid.noise.alpha=[0,2]", "grid.train.lr=[0.05]", "train.epochs=3",
+                  "train.batch_size=16", f"data.cache={tmp_path / 'cache'}", f"run_dir={run}", timeout=600,
+                  env={"RAY_TMPDIR": ray_tmpdir})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     trials = pd.read_csv(run / "trials.csv")
     assert sorted(trials["alpha"]) == [0, 2] and (trials["status"] == "ok").all()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers import LAUNCHER, launch
 from tests.test_faults import finished, rows, started, wait_for
 
 pytestmark = pytest.mark.slow
@@ -22,10 +22,6 @@ pytestmark = pytest.mark.slow
 SMALL = ["exp=uniform_mnist", "preset=smoke", "data.download=false", "grid.model.arch=[conv2]", "data.n_clean=500",
          "data.n_test=500", "figures=[]"]
 ALPHAS = (2, 4, 6, 8)
-
-
-def launch(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "study.launch", *SMALL, *args]
 
 
 @pytest.fixture
@@ -37,12 +33,11 @@ def env(data_root: Path, ray_tmpdir: str) -> dict[str, str]:
 def test_signal_then_resume_finishes(signum: int, env: dict[str, str], tmp_path: Path) -> None:
     run_dir, log = tmp_path / "run", tmp_path / "launch.log"
     epochs = 6  # 8 trials one at a time: long enough that the signal lands mid-study
-    args = launch(["grid.noise.alpha=[2,4,6,8]", "grid.train.lr=[0.1,0.5]", f"train.epochs={epochs}", "ray.num_cpus=1",
-                   "max_concurrent_trials=1", "train.fuse=none", f"run_dir={run_dir}"])
+    args = [*LAUNCHER, *SMALL, "grid.noise.alpha=[2,4,6,8]", "grid.train.lr=[0.1,0.5]", f"train.epochs={epochs}",
+            "ray.num_cpus=1", "max_concurrent_trials=1", "train.fuse=none", f"run_dir={run_dir}"]
     with started(args, env, log) as proc:
         wait_for(lambda: rows(run_dir), proc, log)  # the study runs
-        second = subprocess.run([sys.executable, "-m", "study.launch", f"resume={run_dir}"], env=env, cwd=REPO,
-                                capture_output=True, text=True, timeout=120)
+        second = launch(f"resume={run_dir}", env=env, timeout=120)
         assert second.returncode == 2 and second.stderr.strip() == (
             f"error: {run_dir} is in use: its study is still running (another launcher holds {run_dir / '.lock'}); "
             "wait for it to end, or stop it (Ctrl-C) and resume then"), second.stderr
@@ -59,7 +54,7 @@ def test_signal_then_resume_finishes(signum: int, env: dict[str, str], tmp_path:
     before = {n: len(rows(run_dir)[n]) for n in done_before}
     assert done_before and len(done_before) < 8 and not (run_dir / "trials.csv").exists()
 
-    with started([sys.executable, "-m", "study.launch", f"resume={run_dir}"], env, log) as proc:
+    with started([*LAUNCHER, f"resume={run_dir}"], env, log) as proc:
         finished(proc, log)
     after = rows(run_dir)
     assert all(len(after[n]) == before[n] for n in done_before)  # finished trials were not re-run

@@ -5,7 +5,6 @@ cycle every trial slot some 30 times (200 took 15 minutes of CI)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import psutil
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers import LAUNCHER
 
 pytestmark = pytest.mark.slow
 TRIALS = 200
@@ -23,7 +23,7 @@ DRIVER_MAX_BYTES = 3 * 2**30  # the driver holds configs and results, never a da
 
 def test_many_trials_all_reach_trials_csv_once_each(data_root: Path, tmp_path: Path, ray_tmpdir: str) -> None:
     run_dir = tmp_path / "run"
-    args = [sys.executable, "-m", "study.launch", "exp=uniform_mnist", "preset=smoke", "data.download=false",
+    args = [*LAUNCHER, "exp=uniform_mnist", "preset=smoke", "data.download=false",
             "grid.noise.alpha=[0]", "grid.model.arch=[perceptron]", "grid.train.lr=[0.1]",
             f"+grid.train.seed=[{','.join(map(str, range(TRIALS)))}]", "train.fuse=none",  # one Tune trial each
             "data.n_clean=100", "data.n_test=100", "train.epochs=1", "train.checkpoint_every=0", "figures=[]",

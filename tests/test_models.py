@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from loaders.errors import UsageError
+from errors import UsageError
 from study import models
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from loaders.errors import UsageError
+from errors import UsageError
 from loaders.noise import STREAM_LABEL, NoiseModel, NoiseSpec, hash32, thresholds, uniform_distribution
 
 M = 10

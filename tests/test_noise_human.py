@@ -13,8 +13,8 @@ import pytest
 import torch
 from ffcv.pipeline.compiler import Compiler
 
+from errors import UsageError
 from loaders import annotations, backends, data, datasets
-from loaders.errors import UsageError
 from loaders.ffcv_ops import Relabel
 from loaders.noise import NoiseModel, NoiseSpec, distribution, structured_distribution, copy_distribution, wrong_class_order
 from tests.conftest import trial_config
@@ -176,12 +176,12 @@ def test_bad_matrix_one_line(tmp_path: Path, content: np.ndarray, message: str) 
 
 def test_bad_labels_and_combinations_one_line(tmp_path: Path) -> None:
     np.save(tmp_path / "v.npy", np.full((5, 2), 10))
-    with pytest.raises(UsageError, match=r"gives image 0 the label 10: labels must be in \[0, 10\)"):
+    with pytest.raises(UsageError, match=r"v\.npy' is invalid: it must be labels in \[0, 10\) \(it gives image 0 the label 10\)"):
         annotations.load_votes(str(tmp_path / "v.npy"), 5, M, "")
     with pytest.raises(UsageError, match="holds annotations for 5 images, but the training split has 6"):
         annotations.load_votes(str(tmp_path / "v.npy"), 6, M, "")
     (tmp_path / "v.csv").write_text("0,1\n7,2\n")
-    with pytest.raises(UsageError, match=r"names image 7: indices must be in \[0, 5\)"):
+    with pytest.raises(UsageError, match=r"v\.csv' is invalid: it must be indices in \[0, 5\), the training split \(it names image 7\)"):
         annotations.load_votes(str(tmp_path / "v.csv"), 5, M, "")
     with pytest.raises(UsageError, match="cifar10n:random, cifar10n:worst, cifar10n:aggre"):
         annotations.load_votes("cifar10n:best", 5, M, "")
@@ -203,18 +203,13 @@ def test_csv_image_without_annotation_is_named(data_root: Path, tmp_path: Path) 
 @pytest.mark.slow
 def test_human_noise_smoke_study_yields_its_figure_and_claim(cifar10_root: Path, tmp_path: Path, ray_tmpdir: str) -> None:
     """exp=human_noise preset=smoke through the launcher on real CIFAR-10 and CIFAR-10N (about 2 CPU minutes)."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
+    from tests.helpers import launch
 
     if not (cifar10_root / annotations.CIFAR10N_FILE).is_file():
         pytest.skip(f"no {annotations.CIFAR10N_FILE} under {cifar10_root}")
     run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "study.launch", "exp=human_noise", "preset=smoke", "data.download=false",
-                           f"run_dir={run}"], capture_output=True, text=True, cwd=REPO, timeout=900,
-                          env={**os.environ, "STUDY_DATA_ROOT": str(cifar10_root), "RAY_TMPDIR": ray_tmpdir})
+    proc = launch("exp=human_noise", "preset=smoke", "data.download=false", f"run_dir={run}",
+                  env={"STUDY_DATA_ROOT": str(cifar10_root), "RAY_TMPDIR": ray_tmpdir})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     trials = pd.read_csv(run / "trials.csv")
     kinds = trials["labels"].notna() * 2 + trials["matrix"].notna()

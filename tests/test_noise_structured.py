@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from loaders.errors import UsageError
+from errors import UsageError
+from loaders import data
 from loaders.noise import (NoiseModel, NoiseSpec, copy_distribution, distribution, structured_distribution, thresholds,
                            uniform_distribution, wrong_class_order)
 from study import launch
-from study.trial import check
 from tests.conftest import trial_config
 
 M = 10
@@ -156,9 +156,9 @@ def test_missing_confusion_artifact_names_the_command(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.npy"
     config = trial_config(tmp_path, noise={"alpha": 20, "delta": 0.5, "order": "confusing", "confusion": str(missing)})
     with pytest.raises(UsageError, match=rf"{missing}.*`python -m study.launch exp=confusion noise.confusion={missing}`"):
-        check(config)
+        data.check(config["data"], config["noise"])
     config["noise"]["order"] = "random"
-    check(config)  # random order needs no artifact
+    data.check(config["data"], config["noise"])  # random order needs no artifact
 
 
 def test_structured_study_without_artifact_stops_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -1,4 +1,4 @@
-"""study.pack on a run dir made by hand: the archive round-trips every file byte for byte under another path
+"""study.pack (rundir.pack) on a run dir made by hand: the archive round-trips every file byte for byte under another path
 (TensorBoard logs only with --logs, never the lock), --small copies exactly the result files, and bad input
 is one line, exit 2, with nothing written."""
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from rundir.pack import SMALL
 from study import pack
 
 FILES = {
@@ -57,7 +58,7 @@ def test_small_copies_exactly_the_result_files(run_dir: Path, tmp_path: Path) ->
     target.mkdir(parents=True)
     (target / "stale.csv").write_text("from an earlier copy")
     assert pack.main(["--small", str(run_dir), str(target)]) == 0
-    assert sorted(tree(target)) == sorted([*pack.SMALL, "fig1.png"])
+    assert sorted(tree(target)) == sorted([*SMALL, "fig1.png"])
     assert tree(target) == {k: v for k, v in FILES.items() if k in tree(target)}
     assert sorted(p.name for p in target.parent.iterdir()) == ["uniform_mnist"]
 
@@ -82,7 +83,7 @@ def test_bad_input(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_a_running_study_is_not_packed(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fd = os.open(run_dir / ".lock", os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as study.launch.lock holds it while the study runs
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as rundir.lock holds it while the study runs
     try:
         assert pack.main([str(run_dir), str(tmp_path / "run.tar.gz")]) == 2
     finally:

@@ -3,14 +3,16 @@ exit 2 before any Ray process starts (the end-to-end slices: tests/test_budget_r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 import rundir
-from study import launch, slices
-from tests.test_bad_input import SMOKE, fails
+from errors import UsageError
+from study import config, slices
+from tests.helpers import SMOKE, fails
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("12m", 720), ("3h", 10800), ("1.5h", 5400), (None, None)])
@@ -20,10 +22,9 @@ def test_budget_durations(text: str | None, seconds: float | None) -> None:
 
 @pytest.mark.parametrize("value", ["5", "0m", "12x", "m", "-3h", "1d"])
 def test_bad_budget(value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    err = fails([*SMOKE, f"budget={value}", f"run_dir={tmp_path / 'run'}"], capsys)
+    err = fails([*SMOKE, f"budget={value}"], capsys, tmp_path / "run")
     assert err.startswith("error: budget=") and err.endswith(
         "is invalid: it must be null or a duration > 0: a number and s, m or h, e.g. 90s, 12m, 3h")
-    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("extra, why", [
@@ -33,34 +34,53 @@ def test_bad_budget(value: str, tmp_path: Path, capsys: pytest.CaptureFixture[st
 ])
 def test_budget_needs_a_resumable_study(extra: list[str], why: str, data_root: Path, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    err = fails([*SMOKE, "budget=10m", *extra, f"run_dir={tmp_path / 'run'}"], capsys)
+    err = fails([*SMOKE, "budget=10m", *extra], capsys, tmp_path / "run")
     assert err.startswith("error: budget='10m' ") and why in err
-    assert not (tmp_path / "run").exists()
 
 
 def held(tmp_path: Path, argv: list[str]) -> Path:
     """A run dir holding the study `argv` composes, as study.launch writes its study.json."""
-    cfg, choices = launch.compose(argv)
+    cfg, choices = config.compose(argv)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    rundir.write_json({"exp": choices["exp"], "preset": choices["preset"], "config": cfg, "experiments": ["tune"]},
-                      run_dir / rundir.STUDY)
+    rundir.write_json({"exp": choices["exp"], "preset": choices["preset"], "config": dataclasses.asdict(cfg),
+                       "experiments": ["tune"]}, run_dir / rundir.STUDY)
+    (run_dir / "tune").mkdir()
     return run_dir
 
 
-@pytest.mark.parametrize("override", ["train.epochs=3", "grid.noise.alpha=[5]", "+grid.train.seed=[1]", "exp=batchsize"])
-def test_resume_refuses_other_overrides(override: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("override, held_value", [("train.epochs=3", "1"), ("grid.noise.alpha=[5]", "[0]"),
+                                                  ("+grid.train.seed=[1]", "None"), ("exp=batchsize", "'uniform_mnist'")])
+def test_resume_refuses_other_overrides(override: str, held_value: str, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = held(tmp_path, SMOKE)
-    key = override.partition("=")[0].lstrip("+")
-    assert fails([f"resume={run_dir}", override], capsys) == (
-        f"error: {key}= cannot change with resume=: a resumed study keeps the config it started with; only budget=, "
-        "data.root=, storage.root=, ray.address= may be given (another machine, another slice)")
+    (run_dir / "tune" / "tuner.pkl").write_bytes(b"")  # what Tuner.can_restore looks for
+    key, _, value = override.lstrip("+").partition("=")
+    shown = {"exp": "'batchsize'", "train.epochs": "3"}.get(key, value)
+    assert fails([*SMOKE, f"resume={run_dir}", override], capsys) == (
+        f"error: {key}={shown} cannot change with resume=: the study in {run_dir} has {key}={held_value}; a resumed "
+        "study keeps the config it started with, and only budget=, data.root=, storage.root=, ray.address= may change "
+        "(another machine, another slice)")
 
 
-def test_resume_overrides_are_the_portable_keys() -> None:
+def test_resume_beside_the_command_that_started_the_study(tmp_path: Path) -> None:
+    """The command a study started with, resume= appended (and a portable key changed), is accepted as is: only
+    the portable keys reach the resumed config; the same override with another value is refused."""
+    run_dir = held(tmp_path, SMOKE)
+    study = rundir.read_study(run_dir)
+    argv = [*SMOKE, f"run_dir={run_dir}", f"resume={run_dir}", "budget=12m"]
+    cfg, names = config.compose(argv)
+    assert slices.resume_overrides(argv, cfg, names, study, run_dir) == {"budget": "12m"}
+    argv = [a if a != "data.n_clean=500" else "data.n_clean=400" for a in argv]
+    with pytest.raises(UsageError, match=r"^data.n_clean=400 cannot change with resume=: .* has data.n_clean=500;"):
+        slices.resume_overrides(argv, *config.compose(argv), study, run_dir)
+
+
+def test_resume_overrides_are_the_portable_keys(tmp_path: Path) -> None:
     argv = ["resume=/r", "budget=12m", "data.root=/data", "ray.address=auto"]
-    cfg, _ = launch.compose(argv)
-    overrides = slices.resume_overrides(argv, cfg)
+    cfg, names = config.compose(argv)
+    study = rundir.read_study(held(tmp_path, []))
+    overrides = slices.resume_overrides(argv, cfg, names, study, tmp_path)
     assert overrides == {"budget": "12m", "data.root": "/data", "ray.address": "auto"}
     study = {"data": {"root": "/old", "n_clean": 5}, "ray": {"address": None, "num_cpus": 1}, "train": {"epochs": 2}}
     assert slices.with_overrides(study, overrides) == {
@@ -81,14 +101,14 @@ def test_run_dir_with_another_study_is_refused(change: str, shown: str, tmp_path
     err = fails([*SMOKE, change, f"run_dir={run_dir}"], capsys)
     assert err == (f"error: run_dir={str(run_dir)!r} holds another study: {shown}; use the same config to continue "
                    "it, or another run_dir to start a new study")
-    assert (run_dir / rundir.STUDY).read_text() == before and sorted(p.name for p in run_dir.iterdir()) == ["study.json"]
+    assert (run_dir / rundir.STUDY).read_text() == before and sorted(p.name for p in run_dir.iterdir()) == ["study.json",
+                                                                                                          "tune"]
 
 
 def test_run_dir_with_this_study_is_held_whatever_the_portable_keys(tmp_path: Path) -> None:
     run_dir = held(tmp_path, SMOKE)
-    (run_dir / "tune").mkdir()
-    assert not launch.held_study(*launch.compose([*SMOKE, f"run_dir={run_dir}"]))  # no Tune state: start afresh
+    assert not slices.continues(*config.compose([*SMOKE, f"run_dir={run_dir}"]))  # no Tune state: start afresh
     (run_dir / "tune" / "tuner.pkl").write_bytes(b"")  # what Tuner.can_restore looks for
     for extra in ([], ["budget=3h", "data.root=/elsewhere", "ray.address=auto", "force=true"]):
-        assert launch.held_study(*launch.compose([*SMOKE, *extra, f"run_dir={run_dir}"]))
+        assert slices.continues(*config.compose([*SMOKE, *extra, f"run_dir={run_dir}"]))
     assert json.loads((run_dir / rundir.STUDY).read_text())["config"]["budget"] is None

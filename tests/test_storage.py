@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from errors import UsageError
 from loaders.datasets import user_dir
-from loaders.errors import UsageError
 from study import storage
-from study.grid import trial_base
-from study.launch import compose
+from study.config import Config, compose
+from study.storage import trial_base
 
 
-def base(monkeypatch: pytest.MonkeyPatch, *overrides: str, env: dict[str, str] | None = None) -> tuple[dict, dict]:
+def base(monkeypatch: pytest.MonkeyPatch, *overrides: str, env: dict[str, str] | None = None) -> tuple[Config, dict]:
     for name in ("STUDY_ROOT", "STUDY_DATA_ROOT"):
         monkeypatch.delenv(name, raising=False)
     for name, value in (env or {}).items():

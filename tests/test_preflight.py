@@ -1,5 +1,5 @@
-"""The plan check: every bad value a trial's data or a local Ray would reject is one line on stderr and exit 2,
-before the run dir exists (issue 11)."""
+"""study.preflight: every bad value a trial's data or a local Ray would reject is one line on stderr and exit 2,
+before the run dir exists (issue 11); the cost guard."""
 
 from __future__ import annotations
 
@@ -8,21 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from errors import UsageError
 from loaders import datasets
-from study import launch, schema
-from loaders.errors import UsageError
-
-SMOKE = ["exp=uniform_mnist", "preset=smoke", "data.download=false", "grid.noise.alpha=[0]",
-         "grid.model.arch=[perceptron]", "grid.train.lr=[0.1]", "data.n_clean=500", "data.n_test=500", "train.epochs=1"]
-
-
-def fails(argv: list[str], capsys: pytest.CaptureFixture[str], run: Path) -> str:
-    assert launch.main([*argv, f"run_dir={run}"]) == 2
-    captured = capsys.readouterr()
-    err = captured.err.strip()
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in captured.out + captured.err
-    assert not run.exists()
-    return err
+from study import config, launch, preflight
+from study.config import Config, Ray
+from tests.helpers import SMOKE, fails
 
 
 @pytest.mark.parametrize("argv, line", [
@@ -35,7 +25,7 @@ def fails(argv: list[str], capsys: pytest.CaptureFixture[str], run: Path) -> str
      "noise.alpha=1000 is invalid: noise.source=novel needs 500000 unused training images (n_clean x alpha) but "
      "only 59500 lie outside the 500 clean ones: lower noise.alpha to at most 119 or data.n_clean"),
     (["grid.model.arch=[conv4]", "model.conv_channels=[4]"], "model.conv_channels has 1 widths; conv4 needs 4"),
-    (["resources.cpu=64", "ray.num_cpus=2"], "resources.cpu=64 is invalid: it must be at most 2, the CPUs of the "
+    (["resources.cpu=64", "ray.num_cpus=2"], "resources.cpu=64.0 is invalid: it must be at most 2, the CPUs of the "
                                              "local Ray"),
 ])
 def test_bad_plan_is_one_line(argv: list[str], line: str, data_root: Path, tmp_path: Path,
@@ -66,9 +56,9 @@ def test_unreadable_data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
 
 
 def test_max_failures_minus_one_retries_forever() -> None:
-    schema.check_value("max_failures", -1)
+    config.check_value("max_failures", -1)
     with pytest.raises(UsageError, match=r"max_failures=-2 is invalid: it must be an integer >= -1 \(-1: retry forever\)"):
-        schema.check_value("max_failures", -2)
+        config.check_value("max_failures", -2)
 
 
 def test_cost_guard_stops_a_study_of_days(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -83,12 +73,12 @@ def test_cost_guard_prints_the_estimate_and_force_runs_anyway(monkeypatch: pytes
     from study import cost
 
     monkeypatch.setattr(cost, "local_hours", lambda *args: (100.0, "2 CPU cores"))
-    cfg = {"ray": {"num_cpus": 2}, "force": True}
-    launch.cost_guard(cfg, [[{}], [{}, {}]], {"cpu": 1, "gpu": 0})
+    cfg = Config(ray=Ray(num_cpus=2), force=True)
+    preflight.cost_guard(cfg, [[{}], [{}, {}]], {"cpu": 1, "gpu": 0})
     assert capsys.readouterr().out == ("estimate: 3 configs in 2 trials, about 100 hours on this machine "
                                        "(2 CPU cores; dry_run=true for the details)\n")
     with pytest.raises(UsageError, match="about 100 hours on this machine .* over 24: .* force=true"):
-        launch.cost_guard({**cfg, "force": False}, [[{}]], {"cpu": 1, "gpu": 0})
+        preflight.cost_guard(Config(ray=Ray(num_cpus=2)), [[{}]], {"cpu": 1, "gpu": 0})
 
 
 def test_local_hours_from_cpu_rows() -> None:

@@ -18,7 +18,7 @@ from analysis.figures import FIGURES
 from analysis.summary import summarize
 from loaders import datasets
 from loaders.data import clean_and_val
-from study import schema
+from study import config
 from study.trial import Trial
 from tests.conftest import trial_config
 from tests.test_replicates import replicate_rows
@@ -40,11 +40,11 @@ def test_val_split_is_carved_out_before_n_clean_stratified_seeded_and_disjoint()
     assert len(everything) == 5500 and not set(everything.tolist()) & set(val_all.tolist())
 
 
-def test_schema_declares_n_val() -> None:
-    schema.check({"data": {"n_val": 0}})
-    schema.check({"data": {"n_val": 500}})
+def test_config_declares_n_val() -> None:
+    config.check_value("data.n_val", 0)
+    config.check_value("data.n_val", 500)
     with pytest.raises(Exception, match="data.n_val"):
-        schema.check({"data": {"n_val": -1}})
+        config.check_value("data.n_val", -1)
 
 
 def test_every_member_reports_val_acc_each_epoch(data_root: Path) -> None:
@@ -146,17 +146,15 @@ def test_claims_link_to_figures_relative_to_out(tmp_path: Path) -> None:
 def test_smoke_study_with_n_val_selects_on_val(data_root: Path, tmp_path: Path) -> None:
     """A real smoke study through Tune with data.n_val=500: val_acc in trials.csv, summary.csv chosen on it,
     and `analysis.report --select val|test` both work on the run."""
-    import os
     import subprocess
     import sys
 
     from tests.conftest import REPO
+    from tests.helpers import launch
 
-    proc = subprocess.run([sys.executable, "-m", "study.launch", "exp=uniform_mnist", "preset=smoke", "data.n_val=500",
-                           "data.n_clean=1000", "grid.noise.alpha=[0,10]", "grid.model.arch=[mlp1]",
-                           "grid.train.lr=[0.1,0.5]", "train.epochs=1", f"run_dir={tmp_path / 'run'}"],
-                          capture_output=True, text=True, cwd=REPO, timeout=900,
-                          env={**os.environ, "STUDY_DATA_ROOT": str(data_root)})
+    proc = launch("exp=uniform_mnist", "preset=smoke", "data.n_val=500", "data.n_clean=1000", "grid.noise.alpha=[0,10]",
+                  "grid.model.arch=[mlp1]", "grid.train.lr=[0.1,0.5]", "train.epochs=1", f"run_dir={tmp_path / 'run'}",
+                  env={"STUDY_DATA_ROOT": str(data_root)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = Path(proc.stdout.strip().splitlines()[-1].removeprefix("results: "))
     trials = pd.read_csv(run / rundir.TRIALS)
