@@ -11,7 +11,6 @@ started, and what they read made ready once.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,15 +87,18 @@ def check(configs: list[dict[str, Any]]) -> None:
 
 
 def cost_guard(cfg: Config, groups: list[list[dict[str, Any]]], resources: dict[str, float]) -> None:
-    """A local study: one line with its estimate on this machine; over MAX_LOCAL_HOURS it stops unless force=true."""
+    """A study on this machine: one line with its estimate here, its launch's fixed cost included; over
+    MAX_LOCAL_HOURS it stops unless force=true."""
     import torch
 
-    cpus = cfg.ray.num_cpus or os.cpu_count() or 1
-    gpus = torch.cuda.device_count() if resources["gpu"] else 0
-    hours, device = cost.local_hours(groups, resources["cpu"], cpus, resources["gpu"], gpus)
+    gpus = (1 if cfg.runner == "local" else torch.cuda.device_count()) if resources["gpu"] else 0
+    share = 1.0 if cfg.runner == "local" else resources["gpu"]  # local: one group at a time has the whole GPU
+    hours, device = cost.local_hours(groups, resources["cpu"], cost.cores(cfg), share, gpus)
+    fixed_s, fixed = cost.fixed_cost(groups, cfg.runner, bool(gpus))
+    hours += fixed_s / 3600
     n_configs = sum(len(g) for g in groups)
     print(f"estimate: {n_configs} configs in {len(groups)} trials, about {hours:.3g} hours on this machine "
-          f"({device}; dry_run=true for the details)", flush=True)
+          f"({device}, {fixed}; dry_run=true for the details)", flush=True)
     if hours > MAX_LOCAL_HOURS and not cfg.force:
         raise UsageError(f"this study would take about {hours:.3g} hours on this machine ({device}), over "
                          f"{MAX_LOCAL_HOURS}: shrink its grid or scale, run it on a cluster (ray.address), or pass "
