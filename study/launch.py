@@ -1,13 +1,14 @@
-"""Launch one experiment of the paper as a Ray Tune study: compose, plan, run, write.
+"""Launch one experiment of the paper as a Ray Tune study (or, with runner=local, without Ray): compose, plan, run,
+write.
 
     python -m study.launch exp=uniform_mnist [preset=smoke|paper] [search=grid|optuna] [scheduler=none|asha] [key=value ...]
     python -m study.launch resume=<run_dir>      # finish an interrupted study
 
 compose: Hydra composes the typed config and checks it once (study.config). plan: the grids become trial
 configs, each checked with its data and model (study.preflight). run: Tune trains them (study.trainable) on
-Ray until they end, a budget is spent or a signal comes (study.slices). write: the run dir gets trials.csv,
-epochs.csv and the analysis' summary, figures and claims (rundir, analysis.report). Bad input: one line,
-exit 2, nothing written.
+Ray, or runner=local one group after another in this process (study.local), until they end, a budget is
+spent or a signal comes (study.slices). write: the run dir gets trials.csv, epochs.csv and the analysis'
+summary, figures and claims (rundir, analysis.report). Bad input: one line, exit 2, nothing written.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from typing import Any
 
 import rundir
 from errors import UsageError
-from study import config, cost, experiments, preflight, provenance, slices, storage
+from study import config, cost, experiments, local, preflight, provenance, slices, storage
 from study.cluster import check_address, check_resources, connect
 from study.config import Config
-from study.grid import flatten
 from study.preflight import Plan
 
 
@@ -59,7 +59,7 @@ def run_study(cfg: Config, names: dict[str, str], resume_dir: Path | None = None
     slices.check_budget(cfg, len(groups))
     if not cfg.ray.address and resume_dir is None:
         preflight.cost_guard(cfg, groups, resources)
-    tune_plan = experiments.plan(cfg, plan.base, plan.grids, groups)
+    tune_plan = experiments.plan(cfg, plan.base, plan.grids, groups) if cfg.runner == "tune" else []
     if cfg.grouped:
         print(f"trials: {len(groups)} groups of {len(plan.configs)} configs (train.fuse={cfg.train.fuse})", flush=True)
     preflight.prepare(plan.configs)
@@ -72,7 +72,10 @@ def run_study(cfg: Config, names: dict[str, str], resume_dir: Path | None = None
                            "figures": cfg.figures, "config": dataclasses.asdict(cfg),
                            "searched": [rundir.column(p) for p in plan.searched],
                            "experiments": [e.path for e in tune_plan]}, run_dir / rundir.STUDY)
-    results, outcome = run(cfg, plan, tune_plan, resources, run_dir, resume_dir is not None, len(groups))
+    if cfg.runner == "local":  # the one other runner: no Ray (study.local)
+        results, outcome = local.run(cfg, plan, groups, resources, run_dir, resume_dir is not None)
+    else:
+        results, outcome = run(cfg, plan, tune_plan, resources, run_dir, resume_dir is not None, len(groups))
     write(cfg, plan, results, outcome, run_dir, len(groups))
     return run_dir
 
@@ -88,10 +91,7 @@ def run(cfg: Config, plan: Plan, tune_plan: list[experiments.Experiment], resour
 
     started = time.time()
     connect(cfg)
-    # A resumed run dir may have moved to another machine: its restored trials (which keep the configs they
-    # started with) read this launch's data root, .beton cache and confusion artifact.
-    placed = flatten(plan.base)
-    moved = {k: placed[k] for k in slices.PLACED if not any(k in grid for grid in plan.grids)} if restore else None
+    moved = slices.placed(plan.base, plan.grids) if restore else None
     runnable = tune.with_resources(tune.with_parameters(trainable, paths=moved), resources)
     try:
         with slices.stoppable() as received, slices.budget_timer(slices.seconds(cfg.budget)) as spent:

@@ -7,7 +7,6 @@ ASHA choose one config per trial)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -64,16 +63,10 @@ def trainable(config: dict[str, Any], paths: dict[str, str] | None = None) -> No
         with checkpoint.as_directory() as folder:
             trial.load_state_dict(torch.load(Path(folder) / STATE_FILE, map_location=trial.device))
     node_id = ray.get_runtime_context().get_node_id()  # Tune adds hostname/node_ip; this tells nodes on one host apart
-    train = trial.configs[0]["train"]
-    every, last = train["checkpoint_every"], train["epochs"]
 
     def report(reports: list[EpochReport]) -> None:
-        best = max(reports, key=lambda r: r.test_acc)  # the top level is what Tune's table, ASHA and Optuna read
-        metrics = {**dataclasses.asdict(best), "node_id": node_id,
-                   "members": {str(k): dataclasses.asdict(r) for k, r in enumerate(reports)}}
-        if train["report_confusion"] and best.epoch == last:  # exp=confusion sums these
-            metrics["confusion"] = trial.confusion().sum(0).tolist()
-        if not every or (best.epoch % every and best.epoch != last):
+        metrics = {**trial.metrics(reports), "node_id": node_id}
+        if not trial.checkpoint_due(reports[0].epoch):
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:
