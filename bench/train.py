@@ -22,6 +22,7 @@ import platform
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -52,10 +53,13 @@ def member(dataset: str, arch: str, batch_size: int, n: int | None, device: str,
     return config
 
 
-def measure(configs: list[dict[str, Any]], clock: str = "wall") -> dict[str, Any]:
+def measure(configs: list[dict[str, Any]], clock: str = "wall",
+            prepare: Callable[[Trial], None] | None = None) -> dict[str, Any]:
     """Train a group for its epochs; the last epoch's images/s (the first ones warm up), by the wall clock or
-    by this process's CPU time (CLOCKS)."""
+    by this process's CPU time (CLOCKS). `prepare` changes the trial before its first step (an experiment)."""
     trial = Trial(configs)
+    if prepare is not None:
+        prepare(trial)
     reports: list = []
     cpu_s: list[float] = []
 
