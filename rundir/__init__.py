@@ -40,7 +40,8 @@ LOCK = ".lock"
 
 COLUMNS = {"noise.alpha": "alpha", "model.arch": "arch", "train.lr": "lr", "train.batch_size": "batch_size",
            "train.seed": "seed", "noise.seed": "noise_seed", "data.order_seed": "order_seed",
-           "data.subset_seed": "subset_seed"}  # config keys always in trials.csv
+           "data.subset_seed": "subset_seed", "noise.matrix": "matrix",
+           "noise.labels": "labels"}  # config keys always in trials.csv (matrix, labels: the noise's file or CIFAR-10N kind)
 # Rows that differ only in these are replicates of one config (a run dir from before order_seed and
 # subset_seed varied with the replicate lacks those columns).
 REPLICATE_KEYS = ("seed", "noise_seed", "order_seed", "subset_seed")
@@ -174,8 +175,9 @@ def collect(results: Iterable[Any], paths: Iterable[str]) -> tuple[Any, Any]:
         if history is not None and "epoch" in history:  # a retried trial may report an epoch twice
             history = history.drop_duplicates("epoch", keep="last")
         for k, config in enumerate(result.config.get("members") or [result.config]):
-            row = {name: functools.reduce(lambda d, key: d[key], path.split("."), config)
-                   for path, name in columns.items()}
+            # .get: a trial of a study started before a column's key existed has no value for it
+            row = {name: functools.reduce(lambda d, key: d.get(key) if isinstance(d, dict) else None, path.split("."),
+                                          config) for path, name in columns.items()}
             prefix = f"members/{k}/"
             done = history is not None and f"{prefix}test_acc" in history
             mine = (history.reindex(columns=[prefix + m for m in EPOCH_METRICS]).set_axis(list(EPOCH_METRICS), axis=1)

@@ -245,16 +245,19 @@ def human_summary(matrix_acc: float, labels_acc: float, spread: float = 0.0) -> 
 def test_human_claim_verdict_and_figure(tmp_path: Path, matrix_acc: float, labels_acc: float, spread: float,
                                         held: bool | None) -> None:
     from analysis import claims, figures
+    from analysis.describe import Run
 
     claim = next(c for c in claims.CLAIMS if c.figure == "human")
     text, verdict = claim.check(human_summary(matrix_acc, labels_acc, spread), None, claim.tolerance)
     assert verdict is held and f"{100 * (matrix_acc - labels_acc):+.1f} points over 2 (arch, α) pairs" in text
     assert claim.check(human_summary(0.4, 0.4).query("labels.isna()"), None, claim.tolerance) is None  # no per-image run
-    fig = figures.human(human_summary(matrix_acc, labels_acc), None, tmp_path, "smoke")
+    run = Run.of({"preset": "smoke", "config": {"data": {"dataset": "cifar10"}}})
+    fig = figures.human(human_summary(matrix_acc, labels_acc), None, tmp_path, run)
     lines = {l.get_label(): (list(l.get_xdata()), list(l.get_ydata())) for l in fig.axes[0].get_lines()}
-    assert lines[figures.HUMAN["uniform"]] == ([0, 2, 5], [50.0, 30.0, 10.0])
-    assert lines[figures.HUMAN["labels"]] == ([0, 2, 5], [50.0, 100 * labels_acc, 100 * labels_acc])  # alpha 0 shared
-    assert lines[figures.HUMAN["matrix"]][1][0] == 50.0 and (tmp_path / "human.png").stat().st_size > 10_000
+    assert lines["uniform label noise"] == ([0, 2, 5], [50.0, 30.0, 10.0])
+    assert lines["CIFAR-10N random per-image labels"] == ([0, 2, 5], [50.0, 100 * labels_acc, 100 * labels_acc])  # alpha 0 shared
+    assert lines["CIFAR-10N random class-conditional matrix"][1][0] == 50.0
+    assert lines["chance (10%)"][1] == [10.0, 10.0] and (tmp_path / "human.png").stat().st_size > 10_000
 
 
 def test_human_claim_text_interval_and_pairs() -> None:
