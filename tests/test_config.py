@@ -89,3 +89,19 @@ def test_a_trial_trusts_its_checked_config(data_root: Path, monkeypatch: pytest.
     monkeypatch.setattr(data, "distribution", counted_distribution)
     Trial(members).run(lambda reports: None)
     assert counts == {"spec": 2, "distribution": 2}
+
+
+def test_human_noise_takes_its_annotator_set_as_one_key() -> None:
+    """exp=human_noise annotators=worst: both human arms read CIFAR-10N's worst labels, the uniform arm stays; the
+    key alone (noise.labels= for every trial) is refused with one line naming annotators= (issue 23)."""
+    cfg, _ = config.compose(["exp=human_noise", "preset=smoke", "annotators=worst"])
+    assert cfg.grid["noise"]["alpha"] == [0, 2, 5] and cfg.noise.labels is None and cfg.noise.matrix is None
+    assert [g["noise"] for g in cfg.grid_extra] == [{"alpha": [2, 5], "matrix": ["cifar10n:worst"]},
+                                                    {"alpha": [2, 5], "labels": ["cifar10n:worst"]}]
+    default, _ = config.compose(["exp=human_noise"])
+    assert {v for g in default.grid_extra for k, v in g["noise"].items() if k != "alpha" for v in v} == {"cifar10n:random"}
+    with pytest.raises(UsageError, match=r"^noise.labels='cifar10n:worst' for every trial and noise.matrix from this "
+                                         r"study's grid are two ways .* annotators=<random\|worst\|aggre>"):
+        config.compose(["exp=human_noise", "noise.labels=cifar10n:worst"])
+    with pytest.raises(UsageError, match=r"^annotators='best' is unknown: choose one of random, worst, aggre$"):
+        config.compose(["exp=human_noise", "annotators=best"])
