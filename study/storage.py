@@ -108,10 +108,16 @@ def check_nodes(root: Path) -> None:
             name = f"{node['NodeManagerHostname']} ({node['NodeManagerAddress']}, node {node['NodeID'][:12]})"
             raise UsageError(f"storage.root={str(root)!r}: node {name} did not answer within {NODE_TIMEOUT_S} s, "
                              "so it is not known to see the root")
-        for name, seen, why in ray.get(ready):
-            if seen != token:
-                raise UsageError(f"storage.root={str(root)!r} is not visible on node {name} "
-                                 f"({why or 'another file'} at {path}): mount the shared file system there at "
-                                 "the same path, or set storage.root (STUDY_ROOT) to a path every node sees")
+        check_answers(ray.get(ready), token, root, path)
     finally:
         path.unlink(missing_ok=True)
+
+
+def check_answers(answers: list[tuple[str, str | None, str]], token: str, root: Path, path: Path) -> None:
+    """Each node's (name, what it read at path, why it could not): the first that did not read the token (no such
+    file, another file system, a stale copy) is named in one line."""
+    for name, seen, why in answers:
+        if seen != token:
+            raise UsageError(f"storage.root={str(root)!r} is not visible on node {name} "
+                             f"({why or 'another file'} at {path}): mount the shared file system there at "
+                             "the same path, or set storage.root (STUDY_ROOT) to a path every node sees")

@@ -12,6 +12,7 @@ import pytest
 import rundir
 from errors import UsageError
 from study import config, slices
+from study.grid import flatten
 from tests.helpers import SMOKE, fails
 
 
@@ -112,3 +113,26 @@ def test_run_dir_with_this_study_is_held_whatever_the_portable_keys(tmp_path: Pa
     for extra in ([], ["budget=3h", "data.root=/elsewhere", "ray.address=auto", "force=true"]):
         assert slices.continues(*config.compose([*SMOKE, *extra, f"run_dir={run_dir}"]))
     assert json.loads((run_dir / rundir.STUDY).read_text())["config"]["budget"] is None
+
+
+def test_every_key_but_the_portable_and_launch_ones_makes_another_study(tmp_path: Path) -> None:
+    """run_dir= compares every key of the two configs, one by one: each changed alone is named in the refusal,
+    except the four that may change between slices and the four that say how a study is launched."""
+    cfg, names = config.compose(SMOKE)
+    held = slices.named(names, cfg)
+    keys = list(flatten(held))
+    assert {"exp", "preset", "data.n_clean", "noise.alpha", "train.lr", "grid.noise.alpha", "replicates"} <= set(keys)
+    free = {"budget", "data.root", "storage.root", "ray.address", "resume", "run_dir", "dry_run", "force"}
+    assert free <= set(keys)
+    for key in keys:
+        new = slices.with_overrides(held, {key: ["another value"]})
+        if key in free:
+            slices.unchanged(held, new, keys, "{key}", tmp_path)
+            continue
+        with pytest.raises(UsageError) as err:
+            slices.unchanged(held, new, keys, "{key}: {old!r} there, {new!r} here in {where}", tmp_path)
+        assert str(err.value) == f"{key}: {slices.value_at(held, key)!r} there, ['another value'] here in {tmp_path}"
+    added = slices.with_overrides(held, {"data.new_key": 1})  # a key only one side has differs from None
+    with pytest.raises(UsageError, match="^data.new_key$"):
+        slices.unchanged(held, added, [*keys, "data.new_key"], "{key}", tmp_path)
+    slices.unchanged(held, held, ["data.new_key"], "{key}", tmp_path)
