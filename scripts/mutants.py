@@ -96,7 +96,7 @@ PRELOAD = ["numpy", "pandas", "torch", "torchvision", "matplotlib", "matplotlib.
 PYTEST_ARGS = ["-p", "no:cacheprovider", "-q", "-x", "-m", "not slow", "-W", "ignore"]
 KILLED = {"killed", "killed on recheck"}
 TARGET = 0.85  # killed share of the non-equivalent mutants, per module
-RECHECK = {"survived", "no tests"}
+RECHECK = {"no tests"}  # called by no test in-process: at import (claims.CLAIMS), or in a subprocess
 _SQUARE = "equivalent: noise distributions are square, (m, m) or (K, m, m), so this index also gives m"
 _DTYPE = "equivalent: targets() passes float32 tables, eye's default dtype; the 0/1 entries are exact in any dtype"
 _DEVICE = ("equivalent on a CPU; on CUDA a CPU tensor here fails: tests/test_gpu_present.py::"
@@ -151,10 +151,10 @@ def refresh(work: Path) -> None:
 
 
 def recheck(work: Path, tests: list[str], names: list[str], deadline: float) -> dict[str, str]:
-    """Survivors re-run in a fresh process, the mutant active from the start, on all the module's tests:
-    mutmut runs only the tests it saw call a function, and a function run at import (claims.threshold
-    builds CLAIMS) or in a subprocess is called by none. A failing test kills the mutant ("killed on
-    recheck"). Those left at the deadline (time.time()) stay as mutmut left them."""
+    """Mutants of functions no test called re-run in a fresh process, the mutant active from the start, on all the
+    module's tests: mutmut runs only the tests it saw call a function, and a function run at import
+    (claims.threshold builds CLAIMS) or in a subprocess is called by none. A failing test kills the mutant
+    ("killed on recheck"). Those left at the deadline (time.time()) stay as mutmut left them."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([".", str(Path(mutmut_pkg.__file__).parents[1]),
                                                         os.environ.get("PYTHONPATH", "")])}
     out = {}
@@ -297,8 +297,8 @@ def write_report(modules: dict[str, dict], command: str, out: Path) -> dict:
         "below_target": [m for m, r in now.items() if (r["killed_share_of_non_equivalent"] or 0) < TARGET],
         "mutants": total, "killed": killed, "killed_share": round(killed / total, 4) if total else None,
         "judged_harmless": sum(r["judged_harmless"] for r in now.values()),
-        "note": "mutants = those checked; killed_share counts mutmut's 'killed' and 'killed on recheck' (a survivor "
-                "re-run in a fresh process on all the module's tests, see recheck()); every other mutant (survived, "
+        "note": "mutants = those checked; killed_share counts mutmut's 'killed' and 'killed on recheck' (a mutant no "
+                "test called in-process, re-run in a fresh process on all the module's tests, see recheck()); every other mutant (survived, "
                 "timeout, ...) is listed per module with its diff and, where a person judged it harmless, why (JUDGED "
                 "in scripts/mutants.py). A module's entry holds the sha256 of the source it was measured on: stale "
                 f"when the source has changed since (totals leave it out). Target: {TARGET:.0%} of the non-equivalent "
