@@ -16,7 +16,7 @@ from ffcv.pipeline.compiler import Compiler
 from errors import UsageError
 from loaders import annotations, backends, data, datasets
 from loaders.ffcv_ops import Relabel
-from loaders.noise import NoiseModel, NoiseSpec, distribution, structured_distribution, copy_distribution, wrong_class_order
+from loaders.noise import DRAWS, NoiseModel, NoiseSpec, distribution, structured_distribution, copy_distribution, wrong_class_order
 from tests.conftest import trial_config
 
 CPU = torch.device("cpu")
@@ -34,14 +34,15 @@ def random_votes(n: int, rng: np.random.Generator, r_max: int = 4) -> tuple[torc
 
 @pytest.mark.parametrize("seed", [0, 2**32 - 1])
 @pytest.mark.parametrize("source", ["same", "novel"])
-def test_numba_votes_equal_torch_votes(seed: int, source: str) -> None:
+@pytest.mark.parametrize("draw", DRAWS)
+def test_numba_votes_equal_torch_votes(seed: int, source: str, draw: str) -> None:
     rng = np.random.default_rng(seed)
     n = 500
     clean = torch.from_numpy(rng.integers(0, M, n))
     pool = torch.from_numpy(rng.integers(0, M, 3 * n)) if source == "novel" else None
     votes = random_votes(n + (3 * n if source == "novel" else 0), rng)
-    models = [NoiseModel(NoiseSpec(alpha=3, seed=s, source=source, labels="x"), clean, M, pool_labels=pool, votes=votes)
-              for s in (seed, seed ^ 0x5BD1E995)]
+    models = [NoiseModel(NoiseSpec(alpha=3, seed=s, source=source, labels="x", draw=draw), clean, M, pool_labels=pool,
+                         votes=votes) for s in (seed, seed ^ 0x5BD1E995)]
     v = np.arange(4 * n, dtype=np.int64)
     if source == "same":  # far past n_virtual: the high word of the hash too
         v = np.concatenate([v, rng.integers(0, 2**62, 20_000)])
@@ -54,6 +55,29 @@ def test_numba_votes_equal_torch_votes(seed: int, source: str) -> None:
     assert not np.array_equal(got[:, 0], got[:, 1])  # the seed matters
 
 
+@pytest.mark.parametrize("seed", [0, 2**32 - 1])
+@pytest.mark.parametrize("source", ["same", "novel", "cifar100"])
+def test_numba_tied_labels_equal_torch_labels(seed: int, source: str) -> None:
+    """noise.draw=image through the FFCV op: bit-identical to NoiseModel for a matrix (cifar100: the uniform row
+    of images with no class), past n_virtual and 2**32 too, and each member (seed) draws its own."""
+    rng = np.random.default_rng(seed)
+    n = 1000
+    matrix = rng.dirichlet(np.ones(M), size=M)
+    clean = torch.from_numpy(rng.integers(0, M, n))
+    pool = torch.from_numpy(rng.integers(-1 if source == "cifar100" else 0, M, 4 * n))
+    models = [NoiseModel(NoiseSpec(alpha=4, seed=s, source=source, draw="image"), clean, M, matrix, pool_labels=pool)
+              for s in (seed, seed ^ 0x5BD1E995)]
+    v = np.arange(5 * n, dtype=np.int64)
+    if source != "novel":
+        v = np.concatenate([v, rng.integers(0, 2**62, 20_000), 2**32 + np.arange(-100, 100)])
+    src, want = models[0](torch.from_numpy(v))
+    relabel = Compiler.compile(Relabel(models).generate_code())
+    got = relabel(models[0].rows[src].numpy().reshape(-1, 1).copy(), np.empty((len(v), 2), np.int64), v)
+    assert np.array_equal(got[:, 0], want.numpy())
+    assert np.array_equal(got[:, 1], models[1](torch.from_numpy(v))[1].numpy())
+    assert not np.array_equal(got[:, 0], got[:, 1])
+
+
 def epoch(loader) -> Counter:
     pairs = Counter()
     for x, y in loader:
@@ -61,12 +85,12 @@ def epoch(loader) -> Counter:
     return pairs
 
 
-@pytest.mark.parametrize("kind", ["matrix", "labels"])
-def test_one_epoch_identical_across_backends(data_root: Path, tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("kind,draw", [("matrix", "copy"), ("labels", "copy"), ("matrix", "image"), ("labels", "image")])
+def test_one_epoch_identical_across_backends(data_root: Path, tmp_path: Path, kind: str, draw: str) -> None:
     mnist = datasets.load("mnist", data_root, train=True)
     rng = np.random.default_rng(1)
     clean = datasets.stratified_subset(mnist.labels, 300, 0)
-    spec = NoiseSpec(alpha=2.5, seed=11, **{kind: "x"})
+    spec = NoiseSpec(alpha=2.5, seed=11, draw=draw, **{kind: "x"})
     matrix = rng.dirichlet(np.ones(M), size=M)
     votes = random_votes(300, rng)
     noise = lambda: NoiseModel(spec, mnist.labels[clean], M, matrix, votes=votes if kind == "labels" else None)  # noqa: E731
@@ -90,6 +114,32 @@ def test_matrix_draws_follow_the_matrix_chi_square() -> None:
         expected = matrix[c] * observed.sum()
         keep = expected > 0
         assert ((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum() < CHI2_9_P1E5
+
+
+def test_tied_draws_one_label_per_image_from_the_matrix() -> None:
+    """noise.draw=image: every noisy copy of an image carries one label; those per-image labels follow the
+    matrix (per true class, chi-square over 2,000 images, 9 dof, p = 1e-5); they are drawn apart from the
+    per-copy draws of the same seed and from another seed's (each agrees with them no more often than chance
+    would, sum_k D[c,k]^2, to within 5 binomial standard deviations)."""
+    rng = np.random.default_rng(6)
+    matrix = rng.dirichlet(np.full(M, 2.0), size=M)
+    n, alpha = 20_000, 3.5  # a fractional alpha: the last round's copies spread over the images, still tied
+    clean = torch.arange(n) % M
+    tied = NoiseModel(NoiseSpec(alpha=alpha, seed=5, matrix="x", draw="image"), clean, M, matrix)
+    v = torch.arange(tied.n, tied.n_virtual)
+    source, labels = tied(v)
+    per_image = torch.full((n,), -1).scatter_(0, source, labels)
+    assert torch.equal(labels, per_image[source])  # one label per image, whichever copy
+    for c in range(M):
+        observed = np.bincount(per_image[clean == c].numpy(), minlength=M)
+        expected = matrix[c] * observed.sum()
+        assert ((observed - expected) ** 2 / expected).sum() < CHI2_9_P1E5
+    chance = float((matrix[clean.numpy()] ** 2).sum(1).mean())  # P(two independent draws agree)
+    bound = 5 * np.sqrt(chance * (1 - chance) / n)
+    for seed, draw in ((5, "copy"), (6, "image")):
+        other = NoiseModel(NoiseSpec(alpha=alpha, seed=seed, matrix="x", draw=draw), clean, M, matrix)(v)[1]
+        first = (v - n) < n  # one copy per image: the first round
+        assert abs((other[first] == labels[first]).double().mean().item() - chance) < bound
 
 
 def test_structured_noise_is_its_matrix(tmp_path: Path) -> None:
@@ -189,6 +239,11 @@ def test_bad_labels_and_combinations_one_line(tmp_path: Path) -> None:
         NoiseSpec(alpha=20, delta=0.5, matrix="m.npy")
     with pytest.raises(UsageError, match="noise.labels=v.npy needs images with a true class"):
         NoiseSpec(alpha=2, labels="v.npy", source="white")
+    with pytest.raises(UsageError, match=r"^noise.draw=image ties a label to an image, but with noise.source=white .*"
+                                         r"use noise.draw=copy, or source=same, novel or cifar100$"):
+        NoiseSpec(alpha=2, draw="image", source="white")
+    with pytest.raises(UsageError, match=r"^noise.draw='tied' is unknown: choose one of copy, image$"):
+        NoiseSpec(alpha=2, draw="tied")
     with pytest.raises(UsageError, match="CIFAR-10N annotations not found at"):
         annotations.cifar10n(str(tmp_path), download=False)
 
