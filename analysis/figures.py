@@ -194,8 +194,9 @@ def fig12(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) ->
                 caption(out, scale, aggregate(trials), "no selection: every lr drawn (test_acc)"))
 
 
-HUMAN = {"uniform": "Uniform labels (the paper's noise)", "matrix": "Annotators' class-conditional matrix",
-         "labels": "Annotators' own per-image labels"}
+HUMAN = {"uniform": "Uniform labels (the paper's noise)",  # one per analysis.summary.NOISE_KINDS
+         "matrix": "Annotators' class-conditional matrix, a draw per copy", "matrix tied": "Annotators' matrix, one draw per image",
+         "labels": "Annotators' own labels, one per copy", "labels tied": "Annotators' own labels, one per image"}
 
 
 def human(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:

@@ -52,9 +52,10 @@ def run_study(cfg: Config, names: dict[str, str], resume_dir: Path | None = None
     rundir.check_path(run_dir)
     resources = check_resources(cfg)
     check_address(cfg)
-    if cfg.ray.address:  # join the cluster and check every alive node sees the storage root, before any write
-        connect(cfg)  # (the root is not pinned in study.json: a run dir moved elsewhere resumes under that root)
-        storage.check_nodes(storage.storage_root(cfg))
+    token = None  # a cluster: every alive node sees the storage root, before any write; each trial checks again
+    if cfg.ray.address:  # (the root is not pinned in study.json: a run dir moved elsewhere resumes under that root)
+        connect(cfg)
+        token = storage.check_nodes(storage.storage_root(cfg))
     groups = plan.groups(cfg, resources["gpu"] > 0)
     slices.check_budget(cfg, len(groups))
     if not cfg.ray.address and resume_dir is None:
@@ -72,15 +73,16 @@ def run_study(cfg: Config, names: dict[str, str], resume_dir: Path | None = None
                            "figures": cfg.figures, "config": dataclasses.asdict(cfg),
                            "searched": [rundir.column(p) for p in plan.searched],
                            "experiments": [e.path for e in tune_plan]}, run_dir / rundir.STUDY)
-    results, outcome = run(cfg, plan, tune_plan, resources, run_dir, resume_dir is not None, len(groups))
+    results, outcome = run(cfg, plan, tune_plan, resources, run_dir, resume_dir is not None, len(groups), token)
     write(cfg, plan, results, outcome, run_dir, len(groups))
     return run_dir
 
 
 def run(cfg: Config, plan: Plan, tune_plan: list[experiments.Experiment], resources: dict[str, float],
-        run_dir: Path, restore: bool, total: int) -> tuple[list[Any], str]:
+        run_dir: Path, restore: bool, total: int, token: tuple[str, str] | None) -> tuple[list[Any], str]:
     """Run (restore: resume) the Tune experiments until they end, the budget is spent or a signal comes; their
-    results and how this launch ended, recorded in provenance.json."""
+    results and how this launch ended, recorded in provenance.json. `token`: the storage root's, which every
+    trial reads on its node before it trains (a cluster)."""
     import ray
     from ray import tune
 
@@ -92,7 +94,7 @@ def run(cfg: Config, plan: Plan, tune_plan: list[experiments.Experiment], resour
     # started with) read this launch's data root, .beton cache and confusion artifact.
     placed = flatten(plan.base)
     moved = {k: placed[k] for k in slices.PLACED if not any(k in grid for grid in plan.grids)} if restore else None
-    runnable = tune.with_resources(tune.with_parameters(trainable, paths=moved), resources)
+    runnable = tune.with_resources(tune.with_parameters(trainable, paths=moved, token=token), resources)
     try:
         with slices.stoppable() as received, slices.budget_timer(slices.seconds(cfg.budget)) as spent:
             results = experiments.fit(tune_plan, runnable, cfg, run_dir, restore=restore)

@@ -83,6 +83,8 @@ class Fused:
     per-member semantics, so ResNets train as K = 1 groups.
     """
 
+    X_DIM: int | None = None  # the batch's member dimension: none, every member trains on one shared batch
+
     def __init__(self, models: Sequence[nn.Module], lrs: Sequence[float], device: torch.device,
                  compile_mode: str | None = None) -> None:
         if any(True for m in models for _ in m.buffers()):
@@ -110,7 +112,7 @@ class Fused:
                     acc_delta: dict[str, torch.Tensor], lr: torch.Tensor, x: torch.Tensor,
                     target: torch.Tensor) -> torch.Tensor:
         with autocast(self.device):
-            grads, loss = vmap(grad_and_value(self._member_loss), in_dims=(0, None, 0))(params, x, target)
+            grads, loss = vmap(grad_and_value(self._member_loss), in_dims=(0, self.X_DIM, 0))(params, x, target)
         for name, p in params.items():  # torch.optim.Adadelta's update, op for op, with lr (K,) broadcast
             g, sq, acc = grads[name], square_avg[name], acc_delta[name]
             sq.mul_(RHO).addcmul_(g, g, value=1 - RHO)

@@ -19,6 +19,7 @@ from ray import tune
 
 from study.cluster import node_name
 from study.grid import with_value
+from study.storage import check_token
 from study.train import EpochReport
 from study.trial import Trial
 
@@ -68,9 +69,13 @@ def checkpoint_due(epoch: int, every: int, last: int) -> bool:
     return bool(every) and (epoch % every == 0 or epoch == last)
 
 
-def trainable(config: dict[str, Any], paths: dict[str, str] | None = None) -> None:
+def trainable(config: dict[str, Any], paths: dict[str, str] | None = None,
+              token: tuple[str, str] | None = None) -> None:
     """`paths`: dotted keys (data.root, data.cache, noise.confusion) a resumed, perhaps moved, run dir reads
-    from where this launch resolved them, not where the study started."""
+    from where this launch resolved them, not where the study started. `token`: (path, value) of the storage
+    root's token on a cluster, read on this node before anything trains (a node whose mount failed fails here)."""
+    if token:
+        check_token(*token)
     resources = ray.get_runtime_context().get_assigned_resources()
     # One intra-op thread per CPU Tune gave this trial, so packed trials do not oversubscribe cores.
     torch.set_num_threads(max(1, int(resources.get("CPU", 1))))

@@ -67,3 +67,30 @@ def test_a_node_that_reads_no_token_or_another_one_is_named(tmp_path: Path) -> N
         assert str(err.value) == (f"storage.root={str(tmp_path)!r} is not visible on node gpu-2 (10.0.0.3, node 3) "
                                   f"({shown} at {path}): mount the shared file system there at the same path, or set "
                                   "storage.root (STUDY_ROOT) to a path every node sees")
+
+
+def test_a_trial_on_a_node_that_reads_another_token_fails_in_one_line_naming_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(storage, "node_name", lambda: "gpu-7 (10.0.0.7, node 0123456789ab)")
+    path, value = storage.token(tmp_path)
+    assert Path(path).parent == tmp_path and Path(path).read_text() == value and len(value) == 32
+    storage.check_token(path, value)  # this node sees the root: the trial goes on
+    stale = tmp_path / "stale"
+    stale.write_text("0" * 32)  # e.g. a local folder left at the mount point by an earlier launch
+    with pytest.raises(storage.NotVisible, match=r"^storage.root='.*' is not visible on node gpu-7 \(10.0.0.7, node "
+                                                 r"0123456789ab\) \(another file at .*stale\): mount the shared"):
+        storage.check_token(str(stale), value)
+    with pytest.raises(storage.NotVisible, match=r"on node gpu-7 .*\(No such file or directory at .*missing\)"):
+        storage.check_token(str(tmp_path / "missing"), value)
+
+
+def test_the_trainable_checks_the_token_before_anything_trains(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from study import trainable
+
+    monkeypatch.setattr(storage, "node_name", lambda: "late-node (10.0.0.9, node fedcba987654)")
+    built = []
+    monkeypatch.setattr(trainable, "Trial", lambda configs: built.append(configs))
+    path, _ = storage.token(tmp_path)
+    with pytest.raises(storage.NotVisible, match="not visible on node late-node"):
+        trainable.trainable({"members": []}, token=(path, "f" * 32))
+    assert built == []  # nothing was built, let alone trained
