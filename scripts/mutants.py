@@ -64,6 +64,7 @@ TESTS = {
     "study/experiments.py": ["tests/test_launch.py"],
     "study/preflight.py": ["tests/test_preflight.py", "tests/test_launch.py"],
     "study/launch.py": ["tests/test_launch.py", "tests/test_preflight.py", "tests/test_slices.py"],
+    "study/watch.py": ["tests/test_watch.py"],
     "study/provenance.py": ["tests/test_rundir_files.py", "tests/test_reproduction.py"],
     # loaders/
     "loaders/annotations.py": ["tests/test_annotations.py"],

@@ -98,14 +98,15 @@ def test_the_defaults() -> None:
                  "n_val": 0, "subset_seed": 0, "order_seed": 0, "stand_in": False, "image_size": 224, "backend": "auto",
                  "cache": None, "rebuild": False, "workers": None, "max_resolution": 256, "jpeg_quality": 90},
         "noise": {"alpha": 0.0, "seed": 0, "delta": 0.0, "order": "confusing", "source": "same", "confusion": None,
-                  "matrix": None, "labels": None},
+                  "matrix": None, "labels": None, "draw": "copy"},
         "model": {"arch": "conv4", "mlp_hidden": 256, "conv_channels": [32, 32, 64, 64, 128, 128], "fc_hidden": 128},
         "train": {"lr": 0.1, "batch_size": 128, "epochs": 10, "seed": 0, "loss": "ce", "device": "auto", "fuse": "auto",
                   "compile": "auto", "report_confusion": False, "checkpoint_every": 1},
         "replicates": 1, "replicate_pin": [], "grid": {}, "grid_extra": [], "figures": [],
         "search": {"name": "grid", "trials_per_cell": 8, "seed": 0, "space": {}},
         "scheduler": {"name": "none", "grace_period": 1, "reduction_factor": 3.0},
-        "resources": {"cpu": 1.0, "gpu": 0.0, "allow_cpu_fallback": False}, "max_concurrent_trials": None,
+        "resources": {"cpu": 1.0, "gpu": 0.0, "allow_cpu_fallback": False, "gpu_wait": "15m"},
+        "max_concurrent_trials": None,
         "max_failures": 3, "storage": {"root": None}, "ray": {"address": None, "num_cpus": None}, "dry_run": False,
         "force": False, "run_dir": None, "resume": None, "budget": None}
     assert config.Config().model.conv_channels is not config.Config().model.conv_channels  # a fresh list each
@@ -155,6 +156,7 @@ EDGES = {
     "grid_extra": ([[], [{}], [{"noise": {"alpha": [1]}}]], [{}, [1], None]),
     "figures": ([[], ["fig1"]], ["fig1", None]),
     "max_failures": ([-1, 0, 3], [-2, 1.5, None]),
+    "resources.gpu_wait": (["15m", "90s", "0.5h"], ["0s", "5", "1d", None, 5]),
     "budget": ([None, "90s", "12m", "1.5h", "0.5s"], ["0s", "0.0m", "5", "1d", "-3h", 5, "h"]),
 }
 
