@@ -134,7 +134,13 @@ def check_nodes(root: Path) -> tuple[str, str]:
         name = f"{node['NodeManagerHostname']} ({node['NodeManagerAddress']}, node {node['NodeID'][:12]})"
         raise UsageError(f"storage.root={str(root)!r}: node {name} did not answer within {NODE_TIMEOUT_S} s, "
                          "so it is not known to see the root")
-    for name, seen, why in ray.get(ready):
-        if seen != value:
-            raise UsageError(not_visible(root, name, why, Path(path)))
+    check_answers(ray.get(ready), value, root, Path(path))
     return path, value
+
+
+def check_answers(answers: list[tuple[str, str | None, str]], token: str, root: Path, path: Path) -> None:
+    """Each node's (name, what it read at path, why it could not): the first that did not read the token (no such
+    file, another file system, a stale copy) is named in one line."""
+    for name, seen, why in answers:
+        if seen != token:
+            raise UsageError(not_visible(root, name, why, path))

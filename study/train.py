@@ -94,7 +94,8 @@ class Fused:
         self.params = {k: p.detach().to(device) for k, p in params.items()}
         self.square_avg = {k: torch.zeros_like(p) for k, p in self.params.items()}
         self.acc_delta = {k: torch.zeros_like(p) for k, p in self.params.items()}
-        self.lr = torch.tensor(list(lrs), dtype=torch.float32, device=device)
+        # in the weights' dtype: a float32 lr would round a float64 member's 0.1, which torch's Adadelta keeps exact
+        self.lr = torch.tensor(list(lrs), dtype=next(iter(self.params.values())).dtype, device=device)
         self.device = device
         self._step = self._fused_step
         if compile_mode is not None:

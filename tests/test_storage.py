@@ -53,6 +53,22 @@ def test_a_root_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
         storage.check_nodes(tmp_path / "file" / "root")
 
 
+def test_a_node_that_reads_no_token_or_another_one_is_named(tmp_path: Path) -> None:
+    """check_nodes' verdict on what each node read: the token the driver wrote, or the first node that read
+    nothing, an empty file (a write not yet seen) or a stale token (another file system's copy) is named."""
+    path = tmp_path / ".visible-abc"
+    ok = [("head (10.0.0.1, node 1)", "abc", ""), ("gpu-1 (10.0.0.2, node 2)", "abc", "")]
+    storage.check_answers(ok, "abc", tmp_path, path)
+    for seen, why, shown in ((None, "No such file or directory", "No such file or directory"), ("", "", "another file"),
+                             ("old", "", "another file"), ("abc\n", "", "another file")):
+        answers = [*ok, ("gpu-2 (10.0.0.3, node 3)", seen, why), ("gpu-3 (10.0.0.4, node 4)", None, "Permission denied")]
+        with pytest.raises(UsageError) as err:
+            storage.check_answers(answers, "abc", tmp_path, path)
+        assert str(err.value) == (f"storage.root={str(tmp_path)!r} is not visible on node gpu-2 (10.0.0.3, node 3) "
+                                  f"({shown} at {path}): mount the shared file system there at the same path, or set "
+                                  "storage.root (STUDY_ROOT) to a path every node sees")
+
+
 def test_a_trial_on_a_node_that_reads_another_token_fails_in_one_line_naming_it(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(storage, "node_name", lambda: "gpu-7 (10.0.0.7, node 0123456789ab)")
