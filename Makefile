@@ -20,8 +20,10 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q -ra
 
-# Mutation testing of the core modules with their fast tests -> bench/results/mutants.json (long: run
-# some modules with `make mutants MODULES="study/losses.py"`).
+# Mutation testing of every module of study/, loaders/, analysis/ and rundir/ with its fast tests ->
+# bench/results/mutants.json: the modules whose entry is not current (missing, measured on another source, or
+# stopped), one after another; run it again to resume (verdicts are kept under .mutants/). Hours on 2 cores:
+# `nice make mutants`, or some modules with `make mutants MODULES="study/losses.py"`.
 MODULES ?=
 mutants: setup $(VENV)/.dev-installed
 	$(PY) scripts/mutants.py $(MODULES)

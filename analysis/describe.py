@@ -64,7 +64,7 @@ class Run:
 
     def labels(self, rows: pd.DataFrame | None = None) -> str:
         """The noisy labels of the rows, in words; several kinds are joined with " / "."""
-        keys = ("matrix", "labels", "delta", "order")
+        keys = ("matrix", "labels", "delta", "order", "draw")
         kinds = [labels_text(*row) for row in zip(*(self.values(rows, k) for k in keys))]
         return " / ".join(dict.fromkeys(kinds)) or labels_text(*(self.noise.get(k) for k in keys))
 
@@ -84,13 +84,15 @@ def annotated(value: str) -> str:
     return f"CIFAR-10N {value[len(CIFAR10N):]}" if value.startswith(CIFAR10N) else PurePath(value).name
 
 
-def labels_text(matrix: str | None, labels: str | None, delta: float | None, order: str | None) -> str:
-    """One kind of noisy label in words."""
+def labels_text(matrix: str | None, labels: str | None, delta: float | None, order: str | None,
+                draw: str | None = None) -> str:
+    """One kind of noisy label in words; draw=image (one label per image, kept by all its copies) is said."""
+    tied = ", one per image" if draw == "image" else ""
     if labels:
-        return f"{annotated(labels)} per-image labels"
+        return f"{annotated(labels)} per-image labels{tied}"
     if matrix:
         return (f"{annotated(matrix)} class-conditional matrix" if matrix.startswith(CIFAR10N)
-                else f"noise matrix {annotated(matrix)}")
+                else f"noise matrix {annotated(matrix)}") + (", one draw per image" if tied else "")
     if delta:
         return f"structured label noise (δ = {delta:g}, {order} order)"
     return "uniform label noise"

@@ -19,7 +19,7 @@ import pandas as pd
 
 from rundir import atomic_path
 from analysis.describe import Run
-from analysis.summary import TARGETS, aggregate, critical_clean, critical_points, noise_kind
+from analysis.summary import TARGETS, aggregate, critical_clean, critical_points, noise_kind, NOISE_KINDS
 
 ALPHA = "Number of noisy labels per clean label (α)"
 ARCH_LABELS = {"perceptron": "Perceptron", "mlp1": "MLP1", "mlp2": "MLP2", "mlp4": "MLP4", "conv2": "Conv2",
@@ -256,13 +256,13 @@ def fig12(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> p
 
 def human(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> plt.Figure:
     """exp=human_noise, drawn like Figure 6: accuracy against alpha per kind of noisy label (uniform, the
-    annotators' class-conditional matrix, their own per-image labels; the legend names the annotator set), a
-    panel per architecture."""
+    annotators' class-conditional matrix drawn per copy or once per image, their own per-image labels; the
+    legend names the annotator set), a panel per architecture."""
     table = noise_kind(summary)
     panels = sorted(table["arch"].unique())
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
     for ax, arch in zip(axes[0], panels):
-        for kind in ("uniform", "matrix", "labels"):
+        for kind in NOISE_KINDS:
             rows = table[(table["arch"] == arch) & (table["kind"] == kind)]
             if len(rows):
                 noisy = rows[rows["alpha"] > 0]  # the alpha = 0 rows, shared by every kind, name none

@@ -42,7 +42,8 @@ LOCK = ".lock"
 COLUMNS = {"noise.alpha": "alpha", "model.arch": "arch", "train.lr": "lr", "train.batch_size": "batch_size",
            "train.seed": "seed", "noise.seed": "noise_seed", "data.order_seed": "order_seed",
            "data.subset_seed": "subset_seed", "noise.matrix": "matrix",
-           "noise.labels": "labels"}  # config keys always in trials.csv (matrix, labels: the noise's file or CIFAR-10N kind)
+           "noise.labels": "labels", "noise.draw": "draw"}  # config keys always in trials.csv (matrix, labels: the
+# noise's file or CIFAR-10N kind; draw: a label per copy or one per image)
 # Rows that differ only in these are replicates of one config (a run dir from before order_seed and
 # subset_seed varied with the replicate lacks those columns).
 REPLICATE_KEYS = ("seed", "noise_seed", "order_seed", "subset_seed")

@@ -123,11 +123,20 @@ class Scheduler:
         check_fields(self, "scheduler")
 
 
+def duration(null: bool = False) -> Rule:
+    """A duration > 0: a number and s, m or h (90s, 12m, 3h); null too when null."""
+    return Rule(f"{'null or ' if null else ''}a duration > 0: a number and s, m or h, e.g. 90s, 12m, 3h",
+                lambda v: (null and v is None) or (isinstance(v, str) and bool(DURATION.match(v)) and float(v[:-1]) > 0))
+
+
 @dataclass
 class Resources:  # per trial
     cpu: float = param(1.0, at_least(0, strict=True))
     gpu: float = param(0.0, at_least(0, note="fractions share a GPU"))
     allow_cpu_fallback: bool = param(False, FLAG)  # true: a gpu request with no GPU visible runs on CPU
+    # A cluster: GPU trials pending this long while it has no GPU at all are said in one line (an autoscaler
+    # may take minutes to start a GPU node; one that never does would leave them pending silently).
+    gpu_wait: str = param("15m", duration())
 
     def __post_init__(self) -> None:
         check_fields(self, "resources")
@@ -181,9 +190,7 @@ class Config:
     force: bool = param(False, FLAG)  # start a local study even when estimated over 24 hours on this machine
     run_dir: str | None = param(None, PATH)  # null: <runs root>/<exp>-<preset>-<time>; a folder holding it: continue
     resume: str | None = param(None, PATH)  # a run dir: finish its interrupted or budget-stopped study
-    budget: str | None = param(None, Rule("null or a duration > 0: a number and s, m or h, e.g. 90s, 12m, 3h",
-                                          lambda v: v is None or (isinstance(v, str) and bool(DURATION.match(v))
-                                                                  and float(v[:-1]) > 0)))
+    budget: str | None = param(None, duration(null=True))  # stop cleanly when spent; resume= goes on
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -114,6 +114,16 @@ def tune_config(cfg: Config) -> Any:
     )
 
 
+def watches(cfg: Config) -> list[Any]:
+    """On a cluster, GPU trials: say so when they wait for a GPU the cluster does not have (study.watch)."""
+    from study.slices import seconds
+    from study.watch import NoGpuWatch
+
+    if not (cfg.ray.address and cfg.resources.gpu):
+        return []
+    return [NoGpuWatch(cfg.resources.gpu, seconds(cfg.resources.gpu_wait), cfg.resources.gpu_wait)]
+
+
 def fit(experiments: list[Experiment], trainable: Any, cfg: Config, run_dir: Path, restore: bool,
         progress: Progress | None = None) -> list[Any]:
     """Run (or, with restore, resume) every experiment; their ResultGrids in order. Tune prints nothing (verbose=0):
@@ -136,7 +146,7 @@ def fit(experiments: list[Experiment], trainable: Any, cfg: Config, run_dir: Pat
                     storage_path=str(path.parent), name=path.name,
                     failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # a retry needs only the last
-                    verbose=0, callbacks=[Report()]),
+                    verbose=0, callbacks=[Report(), *watches(cfg)]),
             )
         return tuner.fit()
 

@@ -55,9 +55,10 @@ def run_study(cfg: Config, names: dict[str, str], resume_dir: Path | None = None
         gpu = 0.0 if gpu_missing(cfg) else cfg.resources.gpu
         preflight.cost_guard(cfg, plan.groups(cfg, gpu > 0), {"cpu": cfg.resources.cpu, "gpu": gpu})
     resources = check_resources(cfg)
-    if cfg.ray.address:  # join the cluster and check every alive node sees the storage root, before any write
-        connect(cfg)  # (the root is not pinned in study.json: a run dir moved elsewhere resumes under that root)
-        storage.check_nodes(storage.storage_root(cfg))
+    token = None  # a cluster: every alive node sees the storage root, before any write; each trial checks again
+    if cfg.ray.address:  # (the root is not pinned in study.json: a run dir moved elsewhere resumes under that root)
+        connect(cfg)
+        token = storage.check_nodes(storage.storage_root(cfg))
     groups = plan.groups(cfg, resources["gpu"] > 0)
     slices.check_budget(cfg, len(groups))
     tune_plan = experiments.plan(cfg, plan.base, plan.grids, groups)
@@ -77,7 +78,8 @@ def run_study(cfg: Config, names: dict[str, str], resume_dir: Path | None = None
     import ray
 
     try:
-        results, outcome, progress = run(cfg, plan, tune_plan, resources, run_dir, resume_dir is not None, len(groups))
+        results, outcome, progress = run(cfg, plan, tune_plan, resources, run_dir, resume_dir is not None, len(groups),
+                                        token)
         try:
             write(cfg, plan, results, outcome, progress, run_dir, len(groups))
         finally:
@@ -89,9 +91,11 @@ def run_study(cfg: Config, names: dict[str, str], resume_dir: Path | None = None
 
 
 def run(cfg: Config, plan: Plan, tune_plan: list[experiments.Experiment], resources: dict[str, float],
-        run_dir: Path, restore: bool, total: int) -> tuple[list[Any], str, console.Progress]:
+        run_dir: Path, restore: bool, total: int,
+        token: tuple[str, str] | None) -> tuple[list[Any], str, console.Progress]:
     """Run (restore: resume) the Tune experiments until they end, the budget is spent or a signal comes; their
-    results, how this launch ended (recorded in provenance.json) and its progress. Ray stays up for the caller."""
+    results, how this launch ended (recorded in provenance.json) and its progress. Ray stays up for the caller.
+    `token`: the storage root's, which every trial reads on its node before it trains (a cluster)."""
     import ray
     from ray import tune
 
@@ -105,7 +109,7 @@ def run(cfg: Config, plan: Plan, tune_plan: list[experiments.Experiment], resour
     # started with) read this launch's data root, .beton cache and confusion artifact.
     placed = flatten(plan.base)
     moved = {k: placed[k] for k in slices.PLACED if not any(k in grid for grid in plan.grids)} if restore else None
-    runnable = tune.with_resources(tune.with_parameters(trainable, paths=moved), resources)
+    runnable = tune.with_resources(tune.with_parameters(trainable, paths=moved, token=token), resources)
     progress = console.Progress(total)
     try:
         with slices.stoppable() as received, slices.budget_timer(slices.seconds(cfg.budget)) as spent:

@@ -20,6 +20,7 @@ from ray import tune
 from study import console
 from study.cluster import node_name
 from study.grid import with_value
+from study.storage import check_token
 from study.train import EpochReport
 from study.trial import Trial
 
@@ -50,17 +51,38 @@ def claim_gpu(gpu: float) -> None:
         torch.cuda.set_per_process_memory_fraction(gpu)
 
 
-def trainable(config: dict[str, Any], paths: dict[str, str] | None = None) -> None:
+def placed(configs: list[dict[str, Any]], paths: dict[str, str] | None) -> list[dict[str, Any]]:
+    """The member configs with these dotted path keys set (where this launch resolved them)."""
+    for key, value in (paths or {}).items():
+        configs = [with_value(c, key, value) for c in configs]
+    return configs
+
+
+def epoch_metrics(reports: list[EpochReport], node_id: str) -> dict[str, Any]:
+    """What Tune gets each epoch: the best member's metrics at the top level (Tune's table, ASHA and Optuna read
+    those) and every member's under members/<k>."""
+    best = max(reports, key=lambda r: r.test_acc)
+    return {**dataclasses.asdict(best), "node_id": node_id,
+            "members": {str(k): dataclasses.asdict(r) for k, r in enumerate(reports)}}
+
+
+def checkpoint_due(epoch: int, every: int, last: int) -> bool:
+    """A checkpoint every `every` epochs and after the last one; none when every is 0."""
+    return bool(every) and (epoch % every == 0 or epoch == last)
+
+
+def trainable(config: dict[str, Any], paths: dict[str, str] | None = None,
+              token: tuple[str, str] | None = None) -> None:
     """`paths`: dotted keys (data.root, data.cache, noise.confusion) a resumed, perhaps moved, run dir reads
-    from where this launch resolved them, not where the study started."""
+    from where this launch resolved them, not where the study started. `token`: (path, value) of the storage
+    root's token on a cluster, read on this node before anything trains (a node whose mount failed fails here)."""
+    if token:
+        check_token(*token)
     resources = ray.get_runtime_context().get_assigned_resources()
     # One intra-op thread per CPU Tune gave this trial, so packed trials do not oversubscribe cores.
     torch.set_num_threads(max(1, int(resources.get("CPU", 1))))
     claim_gpu(resources.get("GPU", 0))
-    configs = members(config)
-    for key, value in (paths or {}).items():
-        configs = [with_value(c, key, value) for c in configs]
-    trial = Trial(configs)
+    trial = Trial(placed(members(config), paths))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry or a resumed study: continue every member after the last saved epoch
         with checkpoint.as_directory() as folder:
@@ -70,12 +92,10 @@ def trainable(config: dict[str, Any], paths: dict[str, str] | None = None) -> No
     every, last = train["checkpoint_every"], train["epochs"]
 
     def report(reports: list[EpochReport]) -> None:
-        best = max(reports, key=lambda r: r.test_acc)  # the top level is what Tune's table, ASHA and Optuna read
-        metrics = {**dataclasses.asdict(best), "node_id": node_id,
-                   "members": {str(k): dataclasses.asdict(r) for k, r in enumerate(reports)}}
-        if train["report_confusion"] and best.epoch == last:  # exp=confusion sums these
+        metrics, epoch = epoch_metrics(reports, node_id), reports[0].epoch
+        if train["report_confusion"] and epoch == last:  # exp=confusion sums these
             metrics["confusion"] = trial.confusion().sum(0).tolist()
-        if not every or (best.epoch % every and best.epoch != last):
+        if not checkpoint_due(epoch, every, last):
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:
