@@ -20,6 +20,7 @@ from typing import Any
 
 from errors import (FLAG, PATH, POSITIVE, Rule, UsageError, at_least, check_fields, choice, invalid, is_int,
                     optional_text, param, rules, within)
+from loaders.annotations import CIFAR10N
 from loaders.backends import BACKENDS
 from loaders.datasets import DATASETS
 from loaders.noise import NoiseSpec
@@ -175,6 +176,8 @@ class Config:
     grid_extra: list[Any] = param([], Rule("a list of partial grids",
                                            lambda v: isinstance(v, list) and all(isinstance(g, dict) for g in v)))
     figures: list[str] = param([], Rule("a list of figure names", lambda v: isinstance(v, list)))
+    # exp=human_noise: the CIFAR-10N annotator set its matrix and per-image arms read (cifar10n:<annotators>)
+    annotators: str = param("random", choice(CIFAR10N))
     search: Search = field(default_factory=Search)
     scheduler: Scheduler = field(default_factory=Scheduler)
     resources: Resources = field(default_factory=Resources)
@@ -183,6 +186,7 @@ class Config:
     storage: Storage = field(default_factory=Storage)
     ray: Ray = field(default_factory=Ray)
     dry_run: bool = param(False, FLAG)  # print trial count, examples and estimated GPU-hours, then stop
+    dashboard: bool = param(False, FLAG)  # true: a local Ray's dashboard stays up after the study, until Ctrl-C
     force: bool = param(False, FLAG)  # start a local study even when estimated over 24 hours on this machine
     run_dir: str | None = param(None, PATH)  # null: <runs root>/<exp>-<preset>-<time>; a folder holding it: continue
     resume: str | None = param(None, PATH)  # a run dir: finish its interrupted or budget-stopped study
@@ -203,6 +207,20 @@ class Config:
                  "epoch")):
             if broken:
                 raise UsageError(f"{given} needs {needs}")
+        self.check_noisy_labels()
+
+    def check_noisy_labels(self) -> None:
+        """A noise.matrix or noise.labels for every trial, and the other (or noise.delta) from a grid for some: two
+        ways to give one trial's noisy labels. exp=human_noise's grid sets both: its annotator set is `annotators`."""
+        fixed = {f"noise.{k}": v for k, v in (("matrix", self.noise.matrix), ("labels", self.noise.labels)) if v}
+        varied = {k for grid in [self.grid, *self.grid_extra] for k in flatten(grid)} & {"noise.matrix", "noise.labels",
+                                                                                       "noise.delta"}
+        for key, value in fixed.items():
+            other = sorted(varied - {key})
+            if other:
+                raise UsageError(f"{key}={value!r} for every trial and {other[0]} from this study's grid are two ways "
+                                 f"to give a trial's noisy labels: exp=human_noise takes its CIFAR-10N annotator set as "
+                                 f"annotators=<{'|'.join(CIFAR10N)}>; otherwise drop {key}")
 
     @property
     def grouped(self) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,9 +128,16 @@ def estimate(groups: list[list[dict[str, Any]]], gpu_fraction: float) -> dict[st
 
 def dry_run_text(cfg: Config, choices: dict[str, str], grids: list[dict[str, list[Any]]],
                  groups: list[list[dict[str, Any]]]) -> str:
-    """What dry_run=true prints: the study's shape, its trials and examples, and its estimated GPU time."""
-    gpu = cfg.resources.gpu or 1.0  # a CPU preset is costed as if each trial had a whole GPU
+    """What dry_run=true prints: the study's shape, its trials and examples, and its estimated GPU time (a CPU
+    preset: its time on this machine's cores)."""
+    gpu = cfg.resources.gpu or 1.0  # a CPU preset's examples and members are counted as a GPU study's
     cost = estimate(groups, gpu)
+    if cfg.resources.gpu:
+        time = f"estimated GPU time: {cost['gpu_hours']:.3g} GPU-hours at {gpu:g} GPU per trial [{cost['source']}]"
+    else:
+        hours, device = local_hours(groups, cfg.resources.cpu, cfg.ray.num_cpus or os.cpu_count() or 1, 0, 0)
+        time = (f"estimated time: about {hours:.3g} hours on this machine ({device}, resources.cpu={cfg.resources.cpu:g} "
+                "per trial) [CPU rows of bench/results/train-*.json]")
     shape = " + ".join(" x ".join(f"{path} {len(values)}" for path, values in grid.items()) or "1"
                        for grid in grids)
     replicates = f", x {cfg.replicates} replicates" if cfg.replicates > 1 else ""
@@ -139,7 +147,7 @@ def dry_run_text(cfg: Config, choices: dict[str, str], grids: list[dict[str, lis
         f"(fused groups of up to {cost['max_members']} members)",
         f"examples per config: {cost['examples_min']:,} to {cost['examples_max']:,} "
         f"(total {cost['examples_total']:.3g})",
-        f"estimated GPU time: {cost['gpu_hours']:.3g} GPU-hours at {gpu:g} GPU per trial [{cost['source']}]",
+        time,
     ])
 
 

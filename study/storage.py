@@ -144,3 +144,25 @@ def check_answers(answers: list[tuple[str, str | None, str]], token: str, root: 
     for name, seen, why in answers:
         if seen != token:
             raise UsageError(not_visible(root, name, why, path))
+
+
+def link_datasets(found: Path) -> str:
+    """Set-up (`make`): <storage root>/datasets becomes a link to `found` (the datasets beside the checkout) unless
+    it exists, so that every command of the checkout reads the data `make demo` found; what was done, in a line."""
+    target = storage_root(Config()) / "datasets"
+    found = Path(found).resolve()
+    if target.is_symlink() and target.resolve() == found:
+        return ""
+    if target.exists() or target.is_symlink():
+        return (f"data root: {target} exists, kept (the data beside the checkout, {found}, is read only with "
+                f"STUDY_DATA_ROOT={found} or data.root={found})")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(found, target_is_directory=True)
+    return f"data root: {target} -> {found} (every command of this checkout reads it)"
+
+
+if __name__ == "__main__":  # python -m study.storage <datasets dir>: what `make` runs
+    import sys
+
+    if line := link_datasets(Path(sys.argv[1])):
+        print(line)

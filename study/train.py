@@ -146,16 +146,19 @@ Net = Single | Fused
 
 
 def evaluate(net: Net, test: Batches) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each member's (top-1, top-5) accuracy on a clean split: two (K,) tensors."""
-    top1 = top5 = total = 0
+    """Each member's (top-1, top-5) accuracy on a clean split: two (K,) tensors; top-5 is NaN with 5 classes or
+    fewer (every guess would be right)."""
+    top1 = top5 = total = classes = 0
     with torch.no_grad(), autocast(net.device):
         for x, y in test:
             logits = net.logits(x)
-            best = logits.topk(min(5, logits.shape[-1]), dim=-1).indices  # (K, B, 5)
+            classes = logits.shape[-1]
+            best = logits.topk(min(5, classes), dim=-1).indices  # (K, B, 5)
             top1 = top1 + (best[..., 0] == y).sum(-1)
             top5 = top5 + (best == y[:, None]).any(-1).sum(-1)
             total += y.numel()
-    return top1.double().cpu() / total, top5.double().cpu() / total
+    top1, top5 = top1.double().cpu() / total, top5.double().cpu() / total
+    return top1, top5 if classes > 5 else torch.full_like(top5, float("nan"))
 
 
 def confusion_matrices(net: Net, test: Batches, classes: int) -> torch.Tensor:

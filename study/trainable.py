@@ -17,6 +17,7 @@ import ray
 import torch
 from ray import tune
 
+from study import console
 from study.cluster import node_name
 from study.grid import with_value
 from study.storage import check_token
@@ -24,6 +25,7 @@ from study.train import EpochReport
 from study.trial import Trial
 
 STATE_FILE = "trial.pt"
+console.quiet_worker()  # on import, in every worker that unpickles this trainable: before Tune restores a checkpoint
 
 
 def members(config: dict[str, Any]) -> list[dict[str, Any]]:

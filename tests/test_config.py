@@ -91,6 +91,24 @@ def test_a_trial_trusts_its_checked_config(data_root: Path, monkeypatch: pytest.
     assert counts == {"spec": 2, "distribution": 2}
 
 
+def test_human_noise_takes_its_annotator_set_as_one_key() -> None:
+    """exp=human_noise annotators=worst: both human arms read CIFAR-10N's worst labels, the uniform arm stays; the
+    key alone (noise.labels= for every trial) is refused with one line naming annotators= (issue 23)."""
+    cfg, _ = config.compose(["exp=human_noise", "preset=smoke", "annotators=worst"])
+    assert cfg.grid["noise"]["alpha"] == [0, 2, 5] and cfg.noise.labels is None and cfg.noise.matrix is None
+    assert [g["noise"] for g in cfg.grid_extra] == [
+        {"alpha": [2, 5], "matrix": ["cifar10n:worst"], "draw": ["copy", "image"]},
+        {"alpha": [2, 5], "labels": ["cifar10n:worst"], "draw": ["image"]}]
+    default, _ = config.compose(["exp=human_noise"])
+    assert {v for g in default.grid_extra for k, v in g["noise"].items() if k in ("matrix", "labels")
+            for v in v} == {"cifar10n:random"}
+    with pytest.raises(UsageError, match=r"^noise.labels='cifar10n:worst' for every trial and noise.matrix from this "
+                                         r"study's grid are two ways .* annotators=<random\|worst\|aggre>"):
+        config.compose(["exp=human_noise", "noise.labels=cifar10n:worst"])
+    with pytest.raises(UsageError, match=r"^annotators='best' is unknown: choose one of random, worst, aggre$"):
+        config.compose(["exp=human_noise", "annotators=best"])
+
+
 def test_the_defaults() -> None:
     """Every key's default, written out: the paper's batch of 128 (§3.4), no held-out split, one replicate."""
     assert dataclasses.asdict(config.Config()) == {
@@ -108,7 +126,7 @@ def test_the_defaults() -> None:
         "resources": {"cpu": 1.0, "gpu": 0.0, "allow_cpu_fallback": False, "gpu_wait": "15m"},
         "max_concurrent_trials": None,
         "max_failures": 3, "storage": {"root": None}, "ray": {"address": None, "num_cpus": None}, "dry_run": False,
-        "force": False, "run_dir": None, "resume": None, "budget": None}
+        "force": False, "run_dir": None, "resume": None, "budget": None, "annotators": "random", "dashboard": False}
     assert config.Config().model.conv_channels is not config.Config().model.conv_channels  # a fresh list each
     assert config.REPLICATED == ("train.seed", "noise.seed", "data.order_seed", "data.subset_seed")
 
@@ -156,6 +174,7 @@ EDGES = {
     "grid_extra": ([[], [{}], [{"noise": {"alpha": [1]}}]], [{}, [1], None]),
     "figures": ([[], ["fig1"]], ["fig1", None]),
     "max_failures": ([-1, 0, 3], [-2, 1.5, None]),
+    "annotators": (["random", "worst", "aggre"], ["best", None]), "dashboard": FLAGS,
     "resources.gpu_wait": (["15m", "90s", "0.5h"], ["0s", "5", "1d", None, 5]),
     "budget": ([None, "90s", "12m", "1.5h", "0.5s"], ["0s", "0.0m", "5", "1d", "-3h", 5, "h"]),
 }

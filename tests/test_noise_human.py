@@ -314,6 +314,7 @@ def human_claims():
 def test_human_claim_verdict_and_figure(tmp_path: Path, fresh: float, tied: float, labels: float, std: float | None,
                                         held: tuple[bool | None, bool | None]) -> None:
     from analysis import figures
+    from analysis.describe import Run
 
     summary = human_summary(fresh, tied, labels, std)
     for claim, gap, expected in zip(human_claims(), (tied - labels, fresh - tied), held):
@@ -321,12 +322,14 @@ def test_human_claim_verdict_and_figure(tmp_path: Path, fresh: float, tied: floa
         assert verdict is expected and f": {100 * gap:+.1f} points (95% CI " in text and "over 2 (arch, α) pairs" in text
     no_draw = summary.drop(columns="draw")  # a run from before noise.draw: every kind drawn per copy
     assert [c.check(no_draw, None, c.tolerance) for c in human_claims()] == [None, None]
-    fig = figures.human(summary, None, tmp_path, "smoke")
+    run = Run.of({"preset": "smoke", "config": {"data": {"dataset": "cifar10"}}})
+    fig = figures.human(summary, None, tmp_path, run)
     lines = {l.get_label(): (list(l.get_xdata()), list(l.get_ydata())) for l in fig.axes[0].get_lines()}
-    assert lines[figures.HUMAN["uniform"]] == ([0, 2, 5], [50.0, 30.0, 10.0])
-    assert lines[figures.HUMAN["labels tied"]] == ([0, 2, 5], [50.0, 100 * labels, 100 * labels])  # alpha 0 shared
-    assert lines[figures.HUMAN["matrix tied"]][1] == [50.0, 100 * tied, 100 * tied]
-    assert lines[figures.HUMAN["matrix"]][1][0] == 50.0 and (tmp_path / "human.png").stat().st_size > 10_000
+    assert lines["uniform label noise"] == ([0, 2, 5], [50.0, 30.0, 10.0])
+    assert lines["CIFAR-10N random per-image labels, one per image"] == ([0, 2, 5], [50.0, 100 * labels, 100 * labels])
+    assert lines["CIFAR-10N random class-conditional matrix, one draw per image"][1] == [50.0, 100 * tied, 100 * tied]
+    assert lines["CIFAR-10N random class-conditional matrix"][1] == [50.0, 100 * fresh, 100 * fresh]  # alpha 0 shared
+    assert lines["chance (10%)"][1] == [10.0, 10.0] and (tmp_path / "human.png").stat().st_size > 10_000
 
 
 def test_human_claim_text_interval_and_pairs() -> None:

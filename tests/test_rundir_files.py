@@ -41,7 +41,8 @@ def test_collect_skips_trials_an_interrupted_study_never_started() -> None:
 
 
 def member(lr: float, seed: int = 0, delta: float = 0.0) -> dict:
-    return {"data": {"order_seed": 3, "subset_seed": 4}, "noise": {"alpha": 5.0, "seed": seed, "delta": delta},
+    return {"data": {"order_seed": 3, "subset_seed": 4}, "noise": {"alpha": 5.0, "seed": seed, "delta": delta,
+                                                                   "matrix": None, "labels": "own.npy", "draw": "image"},
             "model": {"arch": "conv4"}, "train": {"lr": lr, "batch_size": 128, "seed": seed}}
 
 
@@ -72,10 +73,11 @@ def test_collect_by_hand() -> None:
                              error=RuntimeError("boom"))
     trials, epochs = rundir.collect([group, failed], ["noise.delta", "train.lr"])
     assert list(trials.columns) == ["alpha", "arch", "lr", "batch_size", "seed", "noise_seed", "order_seed",
-                                    "subset_seed", "delta", *rundir.TRIAL_METRICS]
+                                    "subset_seed", "matrix", "labels", "draw", "delta", *rundir.TRIAL_METRICS]
     first = trials.iloc[0].to_dict()
     assert first == {"alpha": 5.0, "arch": "conv4", "lr": 0.1, "batch_size": 128, "seed": 0, "noise_seed": 0,
-                     "order_seed": 3, "subset_seed": 4, "delta": 0.5, "trial_id": "g1-0", "group": "g1",
+                     "order_seed": 3, "subset_seed": 4, "matrix": None, "labels": "own.npy", "draw": "image",
+                     "delta": 0.5, "trial_id": "g1-0", "group": "g1",
                      "status": "ok", "epochs": 3, "test_acc": 0.3, "best_test_acc": 0.3, "test_top5": 0.53,
                      "best_test_top5": 0.53, "train_loss": pytest.approx(1.7), "images_per_s": pytest.approx(200.0),
                      "node_id": "n1", "val_acc": 0.15, "best_val_acc": 0.15}

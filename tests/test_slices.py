@@ -204,10 +204,12 @@ def test_exit_codes_and_messages_of_a_slice(tmp_path: Path) -> None:
     assert stopped.code == 130 and slices.Interrupted(signal.SIGTERM, tmp_path, 0, 1).code == 143
     assert str(stopped) == (f"interrupted by SIGINT: 3 of 8 trials finished; finish the study with: {sys.executable} "
                             f"-m study.launch resume={tmp_path}")
-    assert str(slices.BudgetSpent("2h", tmp_path, 3, 2, 8)) == (
-        "budget 2h spent: 3 of 8 trials finished, 2 partial (resume from their last checkpoint), 3 not started; "
-        f"trials.csv holds the finished ones\ncontinue the study with: {sys.executable} -m study.launch "
-        f"resume={tmp_path}")
+    command = f"{sys.executable} -m study.launch resume={tmp_path}"
+    assert str(slices.BudgetSpent("2h", tmp_path, 3, 2, 8, [(2, 4, 10), (0, 1, 10)])) == (
+        "budget 2h spent: 3 of 8 trials finished, 2 partial (each goes on from its last checkpoint; this slice "
+        "advanced 2 of them, epochs 0 → 1 of 10, 2 → 4 of 10), 3 not started; trials.csv holds the finished ones\n"
+        f"another slice of 2h: {command} budget=2h\nfinish the study (no budget): {command} budget=null")
+    assert "advanced" not in str(slices.BudgetSpent("2h", tmp_path, 3, 2, 8))
     assert slices.EXIT_BUDGET == 75
 
 

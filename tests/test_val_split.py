@@ -14,6 +14,7 @@ import torch
 
 import rundir
 from analysis import claims, report
+from analysis.describe import Run
 from analysis.figures import FIGURES
 from analysis.summary import summarize
 from errors import UsageError
@@ -127,7 +128,8 @@ def test_report_select_flag_summary_captions_and_claims_links(tmp_path: Path, ca
         assert set(summary["selected_on"]) == {column}
         md = (run / "claims.md").read_text()
         assert f"| {column} |" in md and "[fig1](fig1.png)" in md
-    fig = FIGURES["fig1"](summarize(with_val(replicate_rows(ACC))), None, run, "preset=smoke")
+    fig = FIGURES["fig1"](summarize(with_val(replicate_rows(ACC))), None, run,
+                          Run.of({"preset": "smoke", "config": {"data": {"dataset": "mnist"}}}))
     (text,) = [t.get_text() for t in fig.texts]
     assert "uniform_mnist-smoke-x" in text and "preset=smoke" in text and "val_acc" in text and "replicates: 3" in text
     no_val = run_dir(tmp_path / "old", replicate_rows(ACC), ["fig1"])
