@@ -1,7 +1,9 @@
-"""One function per paper figure: each takes a run's summary (best LR per cell) and trials, writes figN.png
-and returns the (closed) Figure. Where a point averages several replicates, its 95% confidence interval
-(summary's <metric>_ci_low/_ci_high) is drawn as an error bar; with one replicate the CI is NaN and the
-line is drawn as before, with no bars."""
+"""One function per paper figure: each takes a run's summary (best LR per cell), its trials, its run dir and
+what the run was (analysis.describe.Run), writes figN.png and returns the (closed) Figure. Titles, legends, the
+chance line and the caption come from the run: its dataset and class count, its noisy labels and their source,
+its scale, the split its learning rates were chosen on. Where a point averages several replicates, its 95%
+confidence interval (summary's <metric>_ci_low/_ci_high) is drawn as an error bar; with one replicate the CI
+is NaN and the line is drawn with no bars."""
 
 from __future__ import annotations
 
@@ -16,31 +18,36 @@ import numpy as np
 import pandas as pd
 
 from rundir import atomic_path
-from analysis.summary import TARGETS, aggregate, critical_clean, critical_points, noise_kind
+from analysis.describe import Run
+from analysis.summary import TARGETS, aggregate, critical_clean, critical_points, noise_kind, NOISE_KINDS
 
 ALPHA = "Number of noisy labels per clean label (α)"
 ARCH_LABELS = {"perceptron": "Perceptron", "mlp1": "MLP1", "mlp2": "MLP2", "mlp4": "MLP4", "conv2": "Conv2",
                "conv4": "Conv4", "conv6": "Conv6", "resnet18": "ResNet-18", "resnet101": "ResNet-101"}
-Figure = Callable[[pd.DataFrame, pd.DataFrame, Path, str], plt.Figure]
+Figure = Callable[[pd.DataFrame, pd.DataFrame, Path, Run], plt.Figure]
+TOP5 = "test_top5"
 
 
 RULES = {"test_acc": "LR chosen on test_acc (the paper's rule)",
          "val_acc": "LR chosen on held-out val_acc, test_acc shown"}
 
 
-def caption(out: Path, scale: str, summary: pd.DataFrame | None, rule: str | None = None) -> str:
-    """The line under a figure: the run dir's name, the scale, the selection rule and the replicates."""
+def caption(out: Path, run: Run, summary: pd.DataFrame | None, rule: str | None = None) -> str:
+    """The lines under a figure: the run dir's name and scale; the dataset with its classes and the noise drawn;
+    the selection rule and the replicates."""
     if rule is None:
         chosen = sorted(summary["selected_on"].dropna().unique()) if summary is not None and "selected_on" in summary else []
         rule = "; ".join(RULES.get(c, f"chosen on {c}") for c in chosen) or "no selection"
     n = summary["replicates"] if summary is not None and "replicates" in summary else pd.Series(dtype=float)
     reps = ("replicates: n/a" if n.empty else f"replicates: {int(n.min())}" if n.min() == n.max()
             else f"replicates: {int(n.min())}–{int(n.max())}")
-    return f"run {Path(out).resolve().name} · {scale} · {rule} · {reps}"
+    rows = summary if summary is not None and len(summary) else None
+    return (f"run {Path(out).resolve().name} · {run.scale} · {run.data} · {run.noise_text(rows)}\n"
+            f"{rule} · {reps}")
 
 
 def save(fig: plt.Figure, path: Path, text: str = "") -> plt.Figure:
-    """Write the figure as PNG, atomically, with `text` as a caption line under it."""
+    """Write the figure as PNG, atomically, with `text` as a caption under it."""
     if text:
         fig.text(0.5, 0, text, ha="center", va="top", fontsize=7, color="0.3", transform=fig.transFigure)
     with atomic_path(path) as tmp:
@@ -74,22 +81,53 @@ def curve(ax: plt.Axes, x: object, y: object, low: object, high: object, fmt: st
     ax.errorbar(x, y, yerr=yerr, fmt=fmt, capsize=3, elinewidth=1, **style)
 
 
-def lines(table: pd.DataFrame, x: str, hue: str, title: str, *, xlabel: str = ALPHA,
-          metric: str = "test_acc", logx: bool = False, label: Callable[[object], str] = str,
-          chance: float | None = None) -> plt.Axes:
-    """Accuracy (%) against x, one line per value of hue (the shape of most of the paper's figures)."""
+def measured_ticks(ax: plt.Axes, values: object) -> None:
+    """x ticks at the values measured only (α = 0, 5, 20: no tick at 2.5); a label closer than 4% of the axis
+    to the one before it is left blank (α = 0, 1, 2, 5 crowd one end of 0–100)."""
+    values = sorted({float(v) for v in values if np.isfinite(v)})
+    log = ax.get_xscale() == "log"
+    where = np.log10(values) if log else np.asarray(values)
+    span = (where[-1] - where[0]) if len(values) > 1 else 1.0
+    labels, last = [], -np.inf
+    for v, at in zip(values, where):
+        shown = at - last >= 0.04 * span
+        labels.append((f"{v:,.0f}" if v.is_integer() else f"{v:g}") if shown else "")
+        last = at if shown else last
+    ax.set_xticks(values, labels)
+    ax.minorticks_off()
+
+
+def finish(ax: plt.Axes, title: str, xlabel: str, ylabel: str = "Prediction accuracy (%)",
+           percent: bool = True) -> None:
+    """Labels (a percent axis from 0 to 100), title, grid, and the legend beside the axes, where it covers no line."""
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    if percent:
+        ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+
+
+def chance(run: Run, metric: str) -> float | None:
+    """A uniform guess's accuracy: 1/m top-1, 5/m top-5."""
+    return run.chance * (5 if metric == TOP5 else 1) if run.chance else None
+
+
+def lines(table: pd.DataFrame, x: str, hue: str, title: str, run: Run, *, xlabel: str = ALPHA,
+          metric: str = "test_acc", logx: bool = False, label: Callable[[object], str] = str) -> plt.Axes:
+    """Accuracy (%) against x, one line per value of hue (the shape of most of the paper's figures), with the
+    run's chance level."""
     _, ax = plt.subplots(figsize=(6, 4.2))
     for key, rows in table.groupby(hue, sort=True):
         rows = by_x(rows, x, metric)  # other cell keys: averaged
         curve(ax, rows[x], 100 * rows["mean"], 100 * rows["low"], 100 * rows["high"], marker="o", label=label(key))
-    if chance is not None:
-        ax.axhline(100 * chance, color="grey", ls=":", lw=1, label="chance")
-    ax.set(xlabel=xlabel, ylabel=("Top-5 accuracy (%)" if metric == "test_top5" else "Prediction accuracy (%)"),
-           ylim=(0, 100), title=title)
+    level = chance(run, metric)
+    if level is not None:
+        ax.axhline(100 * level, color="grey", ls=":", lw=1, label=f"chance ({100 * level:.3g}%)")
     if logx:
         ax.set_xscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    measured_ticks(ax, table[x])
+    finish(ax, title, xlabel, "Top-5 accuracy (%)" if metric == TOP5 else "Prediction accuracy (%)")
     return ax
 
 
@@ -97,45 +135,64 @@ def arch_label(arch: object) -> str:
     return ARCH_LABELS.get(str(arch), str(arch))
 
 
-def fig1(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
-    return save(lines(summary, "alpha", "arch", f"MNIST, uniform label noise ({scale})",
-                 label=arch_label, chance=0.1).figure, out / "fig1.png", caption(out, scale, summary))
+def archs(table: pd.DataFrame) -> str:
+    return ", ".join(arch_label(a) for a in sorted(table["arch"].unique())) if "arch" in table else ""
 
 
-def fig2(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
-    return save(lines(summary, "alpha", "arch", f"CIFAR-10, uniform label noise ({scale})",
-                 label=arch_label, chance=0.1).figure, out / "fig2.png", caption(out, scale, summary))
+def by_arch(summary: pd.DataFrame, name: str, out: Path, run: Run, metric: str = "test_acc") -> plt.Figure:
+    """Figures 1-3: accuracy against α, a line per architecture, titled with the run's dataset and noise."""
+    title = f"{run.dataset}, {run.noise_text(summary)} ({run.scale})"
+    return save(lines(summary, "alpha", "arch", title, run, metric=metric, label=arch_label).figure,
+                out / f"{name}.png", caption(out, run, summary))
 
 
-def fig3(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
-    return save(lines(summary, "alpha", "arch", f"ImageNet, uniform label noise ({scale})",
-                 metric="test_top5", label=arch_label).figure, out / "fig3.png", caption(out, scale, summary))
+def fig1(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> plt.Figure:
+    return by_arch(summary, "fig1", out, run)
 
 
-def fig5(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
+def fig2(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> plt.Figure:
+    return by_arch(summary, "fig2", out, run)
+
+
+def top5(run: Run) -> str:
+    """Figures 3 and 10 draw top-5 accuracy, and top-1 where the run has 5 classes or fewer."""
+    return TOP5 if run.has_top5 else "test_acc"
+
+
+def fig3(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> plt.Figure:
+    return by_arch(summary, "fig3", out, run, top5(run))
+
+
+def fig5(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> plt.Figure:
     alpha = ", ".join(f"{a:g}" for a in sorted(summary["alpha"].unique()))
-    return save(lines(summary, "delta", "order", f"MNIST, structured noise, α = {alpha} ({scale})",
-                 xlabel="Structure of the noise (δ)", label=lambda o: f"{o} order", chance=0.1).figure, out / "fig5.png", caption(out, scale, summary))
+    source = run.source(summary)
+    title = f"{run.dataset}, structured label noise, α = {alpha}{f', on {source}' if source else ''} ({run.scale})"
+    return save(lines(summary, "delta", "order", title, run, xlabel="Structure of the noise (δ)",
+                      label=lambda o: f"{o} order").figure, out / "fig5.png", caption(out, run, summary))
 
 
-def fig6(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
-    names = {"same": "CIFAR-10 (same dataset)", "cifar100": "CIFAR-100", "white": "White noise"}
-    return save(lines(summary, "alpha", "source", f"CIFAR-10, sources of noisy examples ({scale})",
-                 label=lambda s: names.get(str(s), str(s)), chance=0.1).figure, out / "fig6.png", caption(out, scale, summary))
+def fig6(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> plt.Figure:
+    names = {"same": f"{run.dataset} (same dataset)", "cifar100": "CIFAR-100", "white": "White noise",
+             "novel": "Novel images"}
+    title = f"{run.dataset}, sources of noisy examples, {run.labels(summary)} ({run.scale})"
+    return save(lines(summary, "alpha", "source", title, run, label=lambda s: names.get(str(s), str(s))).figure,
+                out / "fig6.png", caption(out, run, summary))
 
 
-def fig7(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
+def fig7(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> plt.Figure:
     names = {"same": "Repeated images", "novel": "Novel images"}
-    return save(lines(summary, "alpha", "source", f"MNIST, repeated vs novel noisy images ({scale})",
-                 label=lambda s: names.get(str(s), str(s)), chance=0.1).figure, out / "fig7.png", caption(out, scale, summary))
+    title = f"{run.dataset}, repeated vs novel noisy images, {run.labels(summary)} ({run.scale})"
+    return save(lines(summary, "alpha", "source", title, run, label=lambda s: names.get(str(s), str(s))).figure,
+                out / "fig7.png", caption(out, run, summary))
 
 
-def fig8(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
-    return save(lines(summary, "n_clean", "alpha", f"MNIST, accuracy vs clean labels ({scale})",
-                 xlabel="Number of clean training labels", logx=True, label=lambda a: f"α = {a:g}").figure, out / "fig8.png", caption(out, scale, summary))
+def fig8(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> plt.Figure:
+    return save(lines(summary, "n_clean", "alpha", f"{run.dataset}, accuracy vs clean labels, {run.noise_text(summary)} "
+                      f"({run.scale})", run, xlabel="Number of clean training labels", logx=True,
+                      label=lambda a: f"α = {a:g}").figure, out / "fig8.png", caption(out, run, summary))
 
 
-def fig9(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
+def fig9(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> plt.Figure:
     """Critical clean labels for a target accuracy, interpolated from the Figure 8 curves. Censored points
     (target met already at the smallest size measured, or never met at the largest) are open markers at
     that size with an arrow towards where the true count lies (down: ≤ it, up: > it), off the line."""
@@ -164,61 +221,62 @@ def fig9(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> 
             ax.plot([alpha], [row["n_crit"] * factor], alpha=0)  # the arrow's tip inside the axes
     if any_censored:
         ax.plot([], [], "o", mfc="none", mec="grey", label="censored: ↓ met at smallest size, ↑ never met")
-    ax.set(xlabel=ALPHA, ylabel="Critical number of clean labels", title=f"MNIST, clean data needed ({scale})")
     ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return save(ax.figure, out / "fig9.png", caption(out, scale, summary))
+    measured_ticks(ax, summary["alpha"])
+    finish(ax, f"{run.dataset}, clean data needed, {run.noise_text(summary)} ({run.scale})", ALPHA,
+           "Critical number of clean labels", percent=False)
+    return save(ax.figure, out / "fig9.png", caption(out, run, summary))
 
 
-def fig10(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
-    return save(lines(summary, "n_clean", "alpha", f"ImageNet, accuracy vs clean labels ({scale})",
-                 xlabel="Number of clean training labels", logx=True, metric="test_top5", label=lambda a: f"α = {a:g}").figure, out / "fig10.png", caption(out, scale, summary))
+def fig10(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> plt.Figure:
+    return save(lines(summary, "n_clean", "alpha", f"{run.dataset}, accuracy vs clean labels, {run.noise_text(summary)} "
+                      f"({run.scale})", run, xlabel="Number of clean training labels", logx=True, metric=top5(run),
+                      label=lambda a: f"α = {a:g}").figure, out / "fig10.png", caption(out, run, summary))
 
 
-def fig11(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
+def fig11(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> plt.Figure:
     """Batch-size lines on noisy labels, plus the infinite-batch limit (H_alpha on clean labels)."""
     noisy = summary[summary["loss"] == "ce"]
-    ax = lines(noisy, "alpha", "batch_size", f"MNIST, Conv2, batch size ({scale})",
-               label=lambda b: f"batch {b}", chance=0.1)
+    ax = lines(noisy, "alpha", "batch_size", f"{run.dataset}, {archs(summary)}, batch size, {run.noise_text(noisy)} "
+               f"({run.scale})", run, label=lambda b: f"batch {b}")
     h = by_x(summary[summary["loss"] == "h_alpha"], "alpha", "test_acc")
     curve(ax, h["alpha"], 100 * h["mean"], 100 * h["low"], 100 * h["high"], "k--", marker="s", label="H_α (infinite batch)")
-    ax.legend(fontsize=8)
-    return save(ax.figure, out / "fig11.png", caption(out, scale, summary))
+    measured_ticks(ax, summary["alpha"])
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+    return save(ax.figure, out / "fig11.png", caption(out, run, summary))
 
 
-def fig12(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
+def fig12(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> plt.Figure:
     """Every learning rate separately (no selection): the optimum moves down as alpha rises."""
-    return save(lines(aggregate(trials), "alpha", "lr", f"CIFAR-10, Conv4, learning rate ({scale})",
-                 label=lambda lr: f"lr {lr:g}", chance=0.1).figure, out / "fig12.png",
-                caption(out, scale, aggregate(trials), "no selection: every lr drawn (test_acc)"))
+    every = aggregate(trials)
+    return save(lines(every, "alpha", "lr", f"{run.dataset}, {archs(every)}, learning rate, {run.noise_text(every)} "
+                      f"({run.scale})", run, label=lambda lr: f"lr {lr:g}").figure, out / "fig12.png",
+                caption(out, run, every, "no selection: every lr drawn (test_acc)"))
 
 
-HUMAN = {"uniform": "Uniform labels (the paper's noise)", "matrix": "Annotators' class-conditional matrix",
-         "labels": "Annotators' own per-image labels"}
-
-
-def human(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
-    """exp=human_noise, drawn like Figure 6: accuracy against alpha per kind of noisy label, a panel per
-    architecture (CIFAR-10N's three annotators: their per-image labels vs their class-conditional matrix)."""
+def human(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> plt.Figure:
+    """exp=human_noise, drawn like Figure 6: accuracy against alpha per kind of noisy label (uniform, the
+    annotators' class-conditional matrix drawn per copy or once per image, their own per-image labels; the
+    legend names the annotator set), a panel per architecture."""
     table = noise_kind(summary)
-    archs = sorted(table["arch"].unique())
-    fig, axes = plt.subplots(1, len(archs), figsize=(6 * len(archs), 4.2), squeeze=False)
-    for ax, arch in zip(axes[0], archs):
-        for kind, label in HUMAN.items():
+    panels = sorted(table["arch"].unique())
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
+    for ax, arch in zip(axes[0], panels):
+        for kind in NOISE_KINDS:
             rows = table[(table["arch"] == arch) & (table["kind"] == kind)]
             if len(rows):
-                rows = by_x(rows, "alpha", "test_acc")
-                curve(ax, rows["alpha"], 100 * rows["mean"], 100 * rows["low"], 100 * rows["high"], marker="o", label=label)
-        ax.axhline(10, color="grey", ls=":", lw=1, label="chance")
-        ax.set(xlabel=ALPHA, ylabel="Prediction accuracy (%)", ylim=(0, 100),
-               title=f"CIFAR-10, human label noise (CIFAR-10N), {arch_label(arch)} ({scale})")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    return save(fig, out / "human.png", caption(out, scale, summary))
+                noisy = rows[rows["alpha"] > 0]  # the alpha = 0 rows, shared by every kind, name none
+                points = by_x(rows, "alpha", "test_acc")
+                curve(ax, points["alpha"], 100 * points["mean"], 100 * points["low"], 100 * points["high"], marker="o",
+                      label=run.labels(noisy if len(noisy) else rows))
+        if run.chance:
+            ax.axhline(100 * run.chance, color="grey", ls=":", lw=1, label=f"chance ({100 * run.chance:.3g}%)")
+        measured_ticks(ax, table["alpha"])
+        finish(ax, f"{run.dataset}, human label noise, {arch_label(arch)} ({run.scale})", ALPHA)
+    return save(fig, out / "human.png", caption(out, run, summary))
 
 
-def confusion(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str) -> plt.Figure:
+def confusion(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> plt.Figure:
     """exp=confusion: the summed test confusion matrix that orders structured noise (§3.2), row-normalised."""
     counts = np.load(out / "confusion.npy")
     rates = counts / counts.sum(1, keepdims=True).clip(min=1)
@@ -229,11 +287,12 @@ def confusion(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, scale: str
         for j in range(m):
             if i != j and rates[i, j] >= 0.01:  # off-diagonal confusions of at least 1% are labelled
                 ax.text(j, i, f"{100 * rates[i, j]:.0f}", ha="center", va="center", fontsize=7)
-    ax.set(xlabel="Predicted class", ylabel="True class", xticks=range(m), yticks=range(m),
-           title=f"Test confusion, % of each true class ({scale})")
+    ax.set(xlabel="Predicted class", ylabel="True class", xticks=range(m), yticks=range(m))
+    ax.set_title(f"{run.dataset}: test confusion, % of each true class ({run.scale})", fontsize=10)
     fig.colorbar(image, ax=ax, label="%")
-    return save(fig, out / "confusion.png", caption(out, scale, None, "no selection (summed test confusion)"))
+    return save(fig, out / "confusion.png", caption(out, run, None, "no selection (summed test confusion)"))
 
 
-FIGURES: dict[str, Figure] = {"confusion": confusion, "human": human, "fig1": fig1, "fig2": fig2, "fig3": fig3, "fig5": fig5, "fig6": fig6, "fig7": fig7,
-                              "fig8": fig8, "fig9": fig9, "fig10": fig10, "fig11": fig11, "fig12": fig12}
+FIGURES: dict[str, Figure] = {"confusion": confusion, "human": human, "fig1": fig1, "fig2": fig2, "fig3": fig3, "fig5": fig5,
+                              "fig6": fig6, "fig7": fig7, "fig8": fig8, "fig9": fig9, "fig10": fig10, "fig11": fig11,
+                              "fig12": fig12}

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import claims
-from analysis.summary import summarize
+from analysis.summary import kind_of, summarize
 
 LRS = [0.01, 0.05, 0.1, 0.5]  # the paper's grid (§3.4)
 PAPER = "paper"
@@ -113,20 +113,26 @@ def learning_rate(g: pd.DataFrame, effect: str) -> np.ndarray:
 
 
 def human_noise(g: pd.DataFrame, effect: str) -> np.ndarray:
-    """Per-image labels 2 points worse than their matrix at every (arch, α > 0) (the hypothesis), or equal."""
-    human = g["matrix"].notna() | g["labels"].notna()
-    acc = np.where(human, 0.8 - 0.005 * g["alpha"], 0.85 - 0.05 * g["alpha"])
-    return acc - 0.02 * (g["labels"].notna() & (effect == PAPER))
+    """The hypotheses: per-image annotations 2 points worse than tied draws from their matrix, which are 2 points
+    worse than fresh draws, at every (arch, α > 0); the nulls: either gap 0."""
+    kind = kind_of(g)
+    acc = np.where(kind == "uniform", 0.85 - 0.05 * g["alpha"], 0.8 - 0.005 * g["alpha"])
+    instance = 0.02 * (kind == "labels tied") * (effect != "no per-image effect")
+    repetition = 0.02 * np.isin(kind, ["matrix tied", "labels tied"]) * (effect != "no repetition cost")
+    return acc - instance - repetition
 
 
 def human_kinds(g: pd.DataFrame) -> pd.DataFrame:
-    """exp=human_noise's rows: uniform noise at every α, the matrix and per-image kinds at α > 0."""
+    """exp=human_noise's rows: uniform noise at every α, the three human kinds at α > 0, as their config columns."""
     g = g[(g["kind"] == "uniform") | (g["alpha"] > 0)].reset_index(drop=True)
-    return g.assign(matrix=np.where(g["kind"] == "matrix", "cifar10n:random", None),
-                    labels=np.where(g["kind"] == "labels", "cifar10n:random", None)).drop(columns="kind")
+    base = g["kind"].str.split().str[0]
+    return g.assign(matrix=np.where(base == "matrix", "cifar10n:random", None),
+                    labels=np.where(base == "labels", "cifar10n:random", None),
+                    draw=np.where(g["kind"].str.endswith("tied"), "image", "copy")).drop(columns="kind")
 
 
 CONV, PERCEPTRON, ORDERED = "MNIST: ConvNet", "MNIST: perceptron", "MNIST: larger"
+PER_IMAGE, REPETITION = "Beyond the paper (CIFAR-10N): at equal α", "Beyond the paper (CIFAR-10N): repeating"
 SCENARIOS = [
     Scenario("uniform_mnist", {"alpha": [10, 100], "arch": ["perceptron", "mlp1", "mlp2", "mlp4", "conv4"], "lr": LRS},
              uniform_mnist, {"ConvNet at 90%": (CONV,), "perceptron at 30%": (PERCEPTRON,), "ConvNet = best MLP": (ORDERED,)}),
@@ -151,8 +157,9 @@ SCENARIOS = [
              shape=lambda g: g[(g["loss"] == "ce") | (g["batch_size"] == 128)].reset_index(drop=True)),
     Scenario("learning_rate", {"alpha": [0, 1, 2, 4, 6, 8, 10], "lr": [0.01, 0.05, 0.1, 0.5, 1.0]},
              learning_rate, {"no optimum": ("The optimal",), "clean optimum 0.1": ("The optimal",)}),
-    Scenario("human_noise", {"alpha": [0, 1, 2, 5, 10], "arch": ["conv6", "resnet18"], "kind": ["uniform", "matrix", "labels"],
-                             "lr": LRS}, human_noise, {"no gap": ("Beyond the paper",)}, shape=human_kinds),
+    Scenario("human_noise", {"alpha": [0, 1, 2, 5, 10], "arch": ["conv6", "resnet18"],
+                             "kind": ["uniform", "matrix", "matrix tied", "labels tied"], "lr": LRS}, human_noise,
+             {"no per-image effect": (PER_IMAGE,), "no repetition cost": (REPETITION,)}, shape=human_kinds),
 ]
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 import rundir
 from analysis import claims
+from analysis.describe import Run
 from analysis.figures import FIGURES
 from analysis.summary import EPOCHS, missing, read_run
 
@@ -27,12 +28,28 @@ def make_report(run_dir: Path, select: str | None = None, epoch: str = "last") -
     run_dir = Path(run_dir)
     study, trials, summary = read_run(run_dir, select, epoch)
     rundir.write_csv(summary, run_dir / rundir.SUMMARY)
-    scale = f"preset={study['preset']}"
+    run = Run.of(study)
     for name in study["figures"]:
-        FIGURES[name](summary, trials, run_dir, scale)
+        FIGURES[name](summary, trials, run_dir, run)
     claims.write(claims.evaluate_runs([(run_dir, study, trials, summary)]), run_dir)
-    print(summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print(brief(summary))
     return summary
+
+
+def brief(summary: pd.DataFrame) -> str:
+    """The summary as a reader scans it: the keys that vary, then accuracies in % (with the 95% interval where
+    replicates give one, top-5 where it was measured), under a line naming the selection rule."""
+    if summary.empty:
+        return "summary: no trial finished"
+    metrics = ["test_acc", "test_acc_ci_low", "test_acc_ci_high", "val_acc", "test_top5"]
+    keys = [c for c in summary.columns[:list(summary.columns).index("test_acc")] if summary[c].notna().any()]
+    keys = [c for c in keys if summary[c].nunique() > 1] or keys  # the keys that vary; all, for one row
+    shown = summary[keys + [m for m in metrics if m in summary and summary[m].notna().any()]]
+    percent = {m: lambda x: "" if pd.isna(x) else f"{100 * x:.1f}%" for m in metrics}
+    rule = ", ".join(sorted(summary["selected_on"].dropna().unique()))
+    reps = summary["replicates"]
+    head = f"summary (learning rate chosen on {rule}; replicates: {reps.min()}{'' if reps.min() == reps.max() else f'–{reps.max()}'})"
+    return head + "\n" + shown.to_string(index=False, formatters=percent)
 
 
 def main(argv: list[str] | None = None) -> int:

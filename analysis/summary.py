@@ -165,15 +165,21 @@ def read_run(run_dir: Path, select: str | None = None,
     return study, trials, summarize(trials, study.get("searched", SEARCHED), select)
 
 
-NOISE_KINDS = ("uniform", "matrix", "labels")  # exp=human_noise: uniform labels, noise.matrix, noise.labels
+# exp=human_noise: uniform labels; noise.matrix or noise.labels, each drawn per copy or, with noise.draw=image,
+# once per image ("tied": every copy of an image carries its one label)
+NOISE_KINDS = ("uniform", "matrix", "matrix tied", "labels", "labels tied")
 
 
 def kind_of(summary: pd.DataFrame) -> np.ndarray:
-    """Each row's noise kind: matrix where noise.matrix is set, labels where noise.labels is, else uniform."""
+    """Each row's noise kind: matrix where noise.matrix is set, labels where noise.labels is, else uniform; to
+    those two, " tied" where noise.draw=image (runs from before noise.draw have no `draw` column: per copy)."""
     kind = np.full(len(summary), "uniform", dtype=object)
-    for column in NOISE_KINDS[1:]:
+    for column in ("matrix", "labels"):
         if column in summary:
             kind[(summary[column].notna() & (summary[column].astype(str) != "")).to_numpy()] = column
+    if "draw" in summary:
+        tied = (summary["draw"] == "image").to_numpy() & (kind != "uniform")
+        kind[tied] = kind[tied] + " tied"
     return kind
 
 

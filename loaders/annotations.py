@@ -111,7 +111,7 @@ def load_matrix(value: str, m: int, root: str, download: bool = False) -> np.nda
     sums = matrix.sum(1)
     if (np.abs(sums - 1) > ROW_SUM_TOLERANCE).any():
         r = int(np.argmax(np.abs(sums - 1)))
-        raise invalid(key, value, f"row-stochastic, every row summing to 1 (it has row {r} summing to {sums[r]:.6g})")
+        raise invalid(key, value, f"row-stochastic, every row summing to 1 (it has row {r} summing to {sums[r]:.10g})")
     return matrix / sums[:, None]
 
 

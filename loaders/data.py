@@ -59,13 +59,22 @@ def check(data: dict[str, Any], noise: dict[str, Any], clean_only: bool = False)
     if sizes is None:  # an ImageNet folder tree: build() checks it once listed
         return
     kind = f"stand-in {name}" if sizes == datasets.STAND_IN_SIZE.get(name) and not datasets.present(name, root) else name
-    for key, n, split in (("data.n_clean", sizes[0], "training"), ("data.n_test", sizes[1], "test")):
-        datasets.check_subset_size(data[key.split(".")[1]], n, key, f" (the {kind} {split} split)")
+    n_val = data.get("n_val") or 0
+    check_val(n_val, sizes[0], f" (the {kind} training split, leaving one image to train on)")
+    held = f", less the {n_val} held out by data.n_val" if n_val else ""
+    datasets.check_subset_size(data["n_clean"], sizes[0] - n_val, "data.n_clean", f" (the {kind} training split{held})")
+    datasets.check_subset_size(data["n_test"], sizes[1], "data.n_test", f" (the {kind} test split)")
     if spec.labels and not clean_only:  # the annotations file against the training split, before anything runs
         annotations.load_votes(spec.labels, sizes[0], m, data["root"], data["download"])
     if spec.source == "novel" and not clean_only:
-        n = data["n_clean"] or sizes[0]
-        datasets.check_novel(sizes[0] - n, n, spec.n_virtual(n) - n, spec.alpha)
+        n = data["n_clean"] or sizes[0] - n_val
+        datasets.check_novel(sizes[0] - n - n_val, n, spec.n_virtual(n) - n, spec.alpha, n_val)
+
+
+def check_val(n_val: int, n: int, where: str = "") -> None:
+    """The held-out split leaves at least one of the n training images to train on."""
+    if n_val >= n:
+        raise invalid("data.n_val", n_val, f"an integer in [0, {n - 1}]{where}")
 
 
 @functools.lru_cache(maxsize=4)
@@ -105,9 +114,7 @@ def table_rows(spec: NoiseSpec, n_full: int, n_source: int, clean_index: torch.T
     CIFAR-100 (cifar100)."""
     n_noisy = spec.n_virtual(clean_index.numel()) - clean_index.numel()
     if spec.source == "novel":
-        used = clean_index if val_index is None else torch.cat([clean_index, val_index])
-        novel = datasets.novel_index(n_full, used, n_noisy, spec.seed)
-        return torch.cat([clean_index, novel])
+        return torch.cat([clean_index, datasets.novel_index(n_full, clean_index, n_noisy, spec.seed, val_index)])
     if spec.source == "cifar100":
         return torch.cat([clean_index, torch.arange(n_full, n_source)])
     return clean_index
@@ -140,6 +147,7 @@ def clean_and_val(labels: torch.Tensor, data: dict[str, Any]) -> tuple[torch.Ten
     left; so the validation images are never trained on, never diluted, never a novel noisy image, and
     the same for every n_clean of a study."""
     n_val = data.get("n_val") or 0
+    check_val(n_val, labels.numel())
     if not n_val:
         return datasets.stratified_subset(labels, data["n_clean"], data["subset_seed"], "data.n_clean"), None
     val = datasets.stratified_subset(labels, n_val, data["subset_seed"] + VAL_SEED, "data.n_val")

@@ -294,18 +294,22 @@ def stratified_subset(labels: torch.Tensor, size: int | None, seed: int, key: st
     return torch.from_numpy(np.sort(pooled))
 
 
-def check_novel(n_rest: int, n_clean: int, count: int, alpha: float | None = None) -> None:
-    """noise.source=novel draws `count` images from the n_rest training images outside the n_clean clean ones."""
+def check_novel(n_rest: int, n_clean: int, count: int, alpha: float | None = None, n_val: int = 0) -> None:
+    """noise.source=novel draws `count` images from the n_rest training images outside the n_clean clean ones
+    (and the n_val held out for validation)."""
     if count > n_rest:
         head = f"noise.alpha={alpha!r} is invalid: " if alpha is not None else ""
+        held = f" and the {n_val} validation ones" if n_val else ""
         raise UsageError(f"{head}noise.source=novel needs {count} unused training images (n_clean x alpha) but only "
-                         f"{n_rest} lie outside the {n_clean} clean ones: lower noise.alpha to at most "
+                         f"{n_rest} lie outside the {n_clean} clean ones{held}: lower noise.alpha to at most "
                          f"{n_rest / max(n_clean, 1):g} or data.n_clean")
 
 
-def novel_index(n_total: int, clean_index: torch.Tensor, count: int, seed: int) -> torch.Tensor:
-    """`count` distinct training indices outside the clean subset, in a seeded random order: the
-    images of noise.source=novel (Fig. 7), one per noisy copy, never repeated."""
-    rest = np.setdiff1d(np.arange(n_total), clean_index.numpy())
-    check_novel(rest.size, clean_index.numel(), count)
+def novel_index(n_total: int, clean_index: torch.Tensor, count: int, seed: int,
+                val_index: torch.Tensor | None = None) -> torch.Tensor:
+    """`count` distinct training indices outside the clean subset and the validation split, in a seeded random
+    order: the images of noise.source=novel (Fig. 7), one per noisy copy, never repeated."""
+    held = np.zeros(0, np.int64) if val_index is None else val_index.numpy()
+    rest = np.setdiff1d(np.arange(n_total), np.concatenate([clean_index.numpy(), held]))
+    check_novel(rest.size, clean_index.numel(), count, n_val=held.size)
     return torch.from_numpy(np.random.default_rng([seed, 7]).permutation(rest)[:count])

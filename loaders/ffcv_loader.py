@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 import torch
 from ffcv.fields.basics import IntDecoder
@@ -21,11 +22,34 @@ from ffcv.fields.decoders import CenterCropRGBImageDecoder, NDArrayDecoder
 from ffcv.loader import Loader
 from ffcv.memory_managers import OSCacheManager
 from ffcv.pipeline import PipelineSpec
+from ffcv.pipeline.compiler import Compiler
 from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
 
 from loaders.ffcv_ops import Relabel, SourceRows, VirtualIndex, VirtualOrder
 from loaders.noise import NoiseModel, WhiteNoise
 from loaders.tensor import affine, normalise
+
+# FFCV 1.0.2's OSCacheManager.state_type sets `mutable = False` on numba's one interned uint8[::1] type: from then on
+# every C-contiguous uint8 array in the process types as read-only, and every dispatcher that compiled with that
+# type before holds a key whose hash has changed (numba's finalizer raises KeyError when it is collected: an
+# "Exception ignored" traceback). The same state and reader, with a read-only type of their own.
+READ_ONLY_BYTES = nb.types.Array(nb.uint8, 1, "C", readonly=True)
+
+
+def cache_state_type(manager: OSCacheManager) -> nb.types.Tuple:
+    return nb.types.Tuple([READ_ONLY_BYTES, nb.uint64[::1], nb.uint64[::1]])  # the file's bytes, offsets, sizes
+
+
+def compile_cache_reader(manager: OSCacheManager) -> object:
+    def read(address, mem_state):  # FFCV's own: the sample's bytes at `address` in the memory-mapped file
+        size = mem_state[2][np.searchsorted(mem_state[1], address)]
+        return mem_state[0][address:address + size]
+
+    return Compiler.compile(read, READ_ONLY_BYTES(nb.uint64, cache_state_type(manager)))
+
+
+OSCacheManager.state_type = property(cache_state_type)
+OSCacheManager.compile_reader = compile_cache_reader
 
 
 def image_pipeline(noise: NoiseModel, device: torch.device, jpeg_size: int | None) -> PipelineSpec:

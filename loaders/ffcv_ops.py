@@ -25,7 +25,7 @@ from loaders import noise
 register_jitable(noise._mul32)  # numba resolves the global _mul32 inside _fmix32 to this
 _fmix32 = register_jitable(noise._fmix32)
 _source = register_jitable(noise._source)
-MASK32, KEY_SALT, HIGH_SALT, STREAM_LABEL = noise.MASK32, noise.KEY_SALT, noise.HIGH_SALT, noise.STREAM_LABEL
+MASK32, KEY_SALT, HIGH_SALT = noise.MASK32, noise.KEY_SALT, noise.HIGH_SALT
 
 
 @nb.njit(cache=False)
@@ -38,11 +38,12 @@ def hash32(seed: int, v: int, stream: int) -> int:
 
 
 @nb.njit(cache=False)
-def label(v: int, row: int, n: int, table: np.ndarray, seed: int) -> int:
-    """NoiseModel.__call__'s label of virtual example v whose source image has noise row `row`."""
+def label(v: int, row: int, n: int, table: np.ndarray, seed: int, counter: int, stream: int) -> int:
+    """NoiseModel.__call__'s label of virtual example v whose source image has noise row `row`, drawn from the
+    hash of (seed, counter) on `stream`: v's own (draw=copy) or its source image's (draw=image)."""
     if v < n:
         return row
-    h = hash32(seed, v, STREAM_LABEL)
+    h = hash32(seed, counter, stream)
     k = 0
     for j in range(1, table.shape[1] - 1):
         k += h >= table[row, j]
@@ -50,11 +51,13 @@ def label(v: int, row: int, n: int, table: np.ndarray, seed: int) -> int:
 
 
 @nb.njit(cache=False)
-def vote(v: int, row: int, image: int, n: int, labels: np.ndarray, counts: np.ndarray, seed: int) -> int:
-    """NoiseModel.__call__'s label under noise.labels: one of table image `image`'s annotations."""
+def vote(v: int, row: int, image: int, n: int, labels: np.ndarray, counts: np.ndarray, seed: int, counter: int,
+         stream: int) -> int:
+    """NoiseModel.__call__'s label under noise.labels: one of table image `image`'s annotations (counter and
+    stream as in `label`)."""
     if v < n:
         return row
-    return labels[image, (hash32(seed, v, STREAM_LABEL) * counts[image]) >> 32]
+    return labels[image, (hash32(seed, counter, stream) * counts[image]) >> 32]
 
 
 class Relabel(Operation):
@@ -69,6 +72,7 @@ class Relabel(Operation):
         first = noise_models[0]
         self.n, self.n_pool, self.kind = first.n, max(first.n_pool, 1), first.kind
         self.start, self.a, self.b = first.spread
+        self.tied = first.tied  # draw=image: the hash of (seed, source image), not of (seed, v)
         self.seeds = np.array([model.spec.seed for model in noise_models], np.int64)
         self.tables = np.stack([model.table_np for model in noise_models])
         # noise.labels: the members' shared annotations of the table images (members differ in seed only)
@@ -76,7 +80,8 @@ class Relabel(Operation):
 
     def generate_code(self) -> Callable:
         n, n_pool, kind, seeds, tables = self.n, self.n_pool, self.kind, self.seeds, self.tables
-        start, a, b = self.start, self.a, self.b
+        start, a, b, tied = self.start, self.a, self.b, self.tied
+        stream = noise.STREAM_IMAGE if tied else noise.STREAM_LABEL
         m = tables.shape[1] - 1
         if self.votes is not None:
             labels, counts = self.votes
@@ -85,8 +90,9 @@ class Relabel(Operation):
                 for i in range(rows.shape[0]):
                     v = np.int64(indices[i])
                     image = _source(v, n, n_pool, kind, start, a, b)
+                    counter = image if tied else v
                     for k in range(seeds.shape[0]):
-                        out[i, k] = vote(v, rows[i, 0], image, n, labels, counts, seeds[k])
+                        out[i, k] = vote(v, rows[i, 0], image, n, labels, counts, seeds[k], counter, stream)
                 return out
 
             relabel_votes.is_parallel = False
@@ -96,9 +102,11 @@ class Relabel(Operation):
         def relabel(rows, out, indices):
             for i in range(rows.shape[0]):
                 v = np.int64(indices[i])
-                row = m if _source(v, n, n_pool, kind, start, a, b) < 0 else rows[i, 0]  # white noise: the uniform row
+                image = _source(v, n, n_pool, kind, start, a, b)
+                row = m if image < 0 else rows[i, 0]  # white noise: the uniform row
+                counter = image if tied else v
                 for k in range(seeds.shape[0]):
-                    out[i, k] = label(v, row, n, tables[k], seeds[k])
+                    out[i, k] = label(v, row, n, tables[k], seeds[k], counter, stream)
             return out
 
         relabel.is_parallel = False  # ~100 ns per label: a parallel loop's fork-join costs more (measured: -20%)

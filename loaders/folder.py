@@ -3,7 +3,8 @@
     <data.path>/train/<class>/*   the training split (any file Pillow reads)
     <data.path>/val/<class>/*     the test split (or test/<class>/*)
 
-Classes are the training split's folder names, sorted (torchvision ImageFolder's indices). Images are kept
+Classes are the training split's folder names, sorted, and samples in ImageFolder's order (its indices: the
+.betons of data.backend=ffcv are written through ImageFolder, so every backend sees one order). Images are kept
 at their size when all share one, else resized (shorter side) and centre-cropped to data.image_size, as
 ImageNet is. Per-channel mean and std are computed once on the training split and cached as JSON beside
 its .beton. ImageNet is this with path <root>/imagenet, 1,000 classes and its usual constants.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,10 +59,12 @@ class Tree:
 
 
 def _samples(split: Path, classes: list[str]) -> tuple[list[tuple[str, int]], set[tuple[int, int]]]:
-    """Every file of split/<class>/ (sorted) with its class index, and the image sizes seen (header only)."""
+    """Every file of split/<class>/ with its class index, in ImageFolder's order (folders as os.walk lists them,
+    sorted, then their files sorted), and the image sizes seen (header only)."""
     samples, sizes = [], set()
     for c, name in enumerate(classes):
-        files = sorted(p for p in (split / name).rglob("*") if p.is_file() and not p.name.startswith("."))
+        files = [Path(folder) / file for folder, _, names in sorted(os.walk(split / name, followlinks=True))
+                 for file in sorted(names) if not file.startswith(".")]
         if not files:
             raise UsageError(f"class folder {split / name} holds no image: every class needs images in every split")
         for file in files:

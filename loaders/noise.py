@@ -4,7 +4,8 @@ The diluted set has ``n_virtual = n + round(alpha * n)`` examples; ``v < n`` is 
 with its clean label. Every ``v >= n`` is a noisy copy: its label is drawn from the noise
 distribution of its image's true class, with the uniform variate taken from a counter-based hash of
 ``(seed, v)``. Nothing of size ``alpha * n`` is ever stored: a label is recomputed from ``v`` whenever
-it is needed, by any backend, on any device.
+it is needed, by any backend, on any device. With ``noise.draw=image`` the variate is the hash of
+``(seed, source image)`` instead, so every noisy copy of one image carries the one label drawn for it.
 
 The source index points into the loader's image table: the n clean images, then (for some
 ``noise.source``) extra images appended after them (see NoiseModel). ``-1`` means "a white-noise
@@ -32,9 +33,11 @@ STREAM_LABEL = 0x1B873593
 STREAM_ORDER = 0x2C1B3C6D
 STREAM_SPREAD = 0x3A8F05C5  # the permutation that spreads a fractional alpha's extra copies
 STREAM_PIXEL = (0x297A2D39, 0x165667B1)  # the two uniforms of one Box-Muller normal
+STREAM_IMAGE = 0x4CF5AD43  # noise.draw=image: one label per image, apart from any copy's own draw
 
 ORDERS = ("confusing", "reverse", "random")
 SOURCES = ("same", "cifar100", "white", "novel")
+DRAWS = ("copy", "image")  # a noisy label drawn afresh for each copy, or once per image and kept by its copies
 WHITE = -1  # source index of a synthesised white-noise image
 KEY_SALT = 0x27D4EB2F  # separates the key that mixes v's high word from the one that mixes its low word
 HIGH_SALT = 0x165667B1  # the key of the round that mixes v's high word alone (v >= 2**32)
@@ -53,6 +56,8 @@ class NoiseSpec:
     (another dataset's images, uniform labels) or white (synthesised Gaussian noise, uniform labels).
     matrix: the general case of delta/order (loaders.annotations.load_matrix). labels: noisy copy v of image i
     carries one of image i's annotations, picked by the hash of (seed, v) (loaders.annotations.load_votes).
+    draw: copy (each noisy copy's label from the hash of (seed, v)) or image (from the hash of (seed, its image),
+    so all of an image's noisy copies carry one label: noise tied to the image, as a human annotator's is).
     """
 
     alpha: float = param(0.0, at_least(0, noun="a real number"))  # noisy examples per clean example
@@ -63,6 +68,7 @@ class NoiseSpec:
     confusion: str | None = param(None, PATH)  # (m, m) .npy for order confusing/reverse; null: <storage.root>/confusion/<dataset>.npy
     matrix: str | None = param(None, MATRIX)  # an (m, m) row-stochastic per-copy label distribution
     labels: str | None = param(None, MATRIX)  # per-image annotations: an (n, r) .npy or a CSV of index,label rows
+    draw: str = param("copy", choice(DRAWS))  # a noisy label per copy, or one per image shared by its copies
 
     def __post_init__(self) -> None:
         check_fields(self, "noise")
@@ -73,6 +79,9 @@ class NoiseSpec:
         if given and self.source in ("cifar100", "white"):  # no true class to structure the noisy labels around
             raise UsageError(f"{given[0]} needs images with a true class: with noise.source={self.source} drop it, "
                              "or use source=same or novel")
+        if self.draw == "image" and self.source == "white":  # each white-noise copy is an image of its own
+            raise UsageError("noise.draw=image ties a label to an image, but with noise.source=white every noisy copy "
+                             "is a new synthesised image: use noise.draw=copy, or source=same, novel or cifar100")
 
     def n_virtual(self, n: int) -> int:
         """Size of the diluted set built on n clean examples (fractional alpha is rounded)."""
@@ -306,6 +315,11 @@ class NoiseModel:
         return self
 
     @property
+    def tied(self) -> bool:
+        """spec.draw=image: a noisy copy's label is its image's, drawn once (hash of the source, not of v)."""
+        return self.spec.draw == "image"
+
+    @property
     def kind(self) -> int:
         """spec.source as the integer `_source` takes."""
         return SOURCES.index(self.spec.source)
@@ -318,7 +332,7 @@ class NoiseModel:
         """Virtual indices (int64, any shape) -> (source image index, label), both int64."""
         source = self.source(v)
         row = torch.where(source == WHITE, self.m, self.rows[source.clamp(min=0)])  # v < n: its clean label
-        h = hash32(self.spec.seed, v, STREAM_LABEL)
+        h = hash32(self.spec.seed, *((source, STREAM_IMAGE) if self.tied else (v, STREAM_LABEL)))
         if self.votes is not None:  # one of the source image's own annotations
             image = source.clamp(min=0)
             labels, counts = self.votes

@@ -7,7 +7,8 @@
 <run_dir>/provenance.json   where and how it ran: one entry per launch (device, commit, command, wall time,
                             GPU-minutes), and their totals
 <run_dir>/confusion.npy     exp=confusion: the trials' test confusion matrices, summed
-<run_dir>/.lock             held by the launcher while the study runs: a second launcher or a pack is refused
+<run_dir>/.lock             held by the launcher while the study runs (removed as it ends): a second launcher or a
+                            pack is refused
 <run_dir>/tune/             Tune's experiment state and checkpoints (study.json lists its experiments)
 
 study/ writes these files and analysis/ reads them; this module imports neither (nor loaders/).
@@ -41,7 +42,9 @@ LOCK = ".lock"
 
 COLUMNS = {"noise.alpha": "alpha", "model.arch": "arch", "train.lr": "lr", "train.batch_size": "batch_size",
            "train.seed": "seed", "noise.seed": "noise_seed", "data.order_seed": "order_seed",
-           "data.subset_seed": "subset_seed"}  # config keys always in trials.csv
+           "data.subset_seed": "subset_seed", "noise.matrix": "matrix",
+           "noise.labels": "labels", "noise.draw": "draw"}  # config keys always in trials.csv (matrix, labels: the
+# noise's file or CIFAR-10N kind; draw: a label per copy or one per image)
 # Rows that differ only in these are replicates of one config (a run dir from before order_seed and
 # subset_seed varied with the replicate lacks those columns).
 REPLICATE_KEYS = ("seed", "noise_seed", "order_seed", "subset_seed")
@@ -130,17 +133,35 @@ LOCKS: dict[Path, int] = {}  # run dir -> the open .lock this process holds
 
 
 def lock(run_dir: Path) -> None:
-    """Hold <run_dir>/.lock for the rest of this process: a second launcher on the same run dir is refused."""
+    """Hold <run_dir>/.lock until unlock_all (or this process ends): a second launcher on the same run dir is
+    refused."""
     if run_dir in LOCKS:
         return
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise UsageError(f"{run_dir} is in use: its study is still running (another launcher holds "
-                         f"{run_dir / LOCK}); wait for it to end, or stop it (Ctrl-C) and resume then") from None
+    while True:
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UsageError(f"{run_dir} is in use: its study is still running (another launcher holds "
+                             f"{run_dir / LOCK}); wait for it to end, or stop it (Ctrl-C) and resume then") from None
+        try:
+            if os.stat(run_dir / LOCK).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # locked a .lock its holder removed as it ended: lock the one at the path now
     LOCKS[run_dir] = fd
+
+
+def unlock_all() -> None:
+    """Remove and release every .lock this process holds (removed first: a launcher that opened it meanwhile sees
+    another file at the path, and locks that one)."""
+    for run_dir, fd in list(LOCKS.items()):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(run_dir / LOCK)
+        os.close(fd)
+        del LOCKS[run_dir]
 
 
 def check_stopped(run_dir: Path) -> None:
@@ -186,8 +207,9 @@ def collect(results: Iterable[Any], paths: Iterable[str]) -> tuple[Any, Any]:
         if history is not None and "epoch" in history:  # a retried trial may report an epoch twice
             history = history.drop_duplicates("epoch", keep="last")
         for k, config in enumerate(result.config.get("members") or [result.config]):
-            row = {name: functools.reduce(lambda d, key: d[key], path.split("."), config)
-                   for path, name in columns.items()}
+            # .get: a trial of a study started before a column's key existed has no value for it
+            row = {name: functools.reduce(lambda d, key: d.get(key) if isinstance(d, dict) else None, path.split("."),
+                                          config) for path, name in columns.items()}
             prefix = f"members/{k}/"
             done = history is not None and f"{prefix}test_acc" in history
             mine = (history.reindex(columns=[prefix + m for m in EPOCH_METRICS]).set_axis(list(EPOCH_METRICS), axis=1)

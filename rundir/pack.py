@@ -74,6 +74,14 @@ def pack(run_dir: Path, archive: Path, logs: bool = False) -> int:
     return len(files)
 
 
+def as_new(folder: Path) -> None:
+    """Give a folder and everything under it the modes this user's new ones get (0777 or 0666 & ~umask):
+    mkdtemp makes 0700, tar keeps the modes it was packed with, and a lab reads studies on shared storage."""
+    mask = rundir.umask()
+    for path in [folder, *(p for p in folder.rglob("*") if not p.is_symlink())]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def unpack(archive: Path, target: Path) -> int:
     """Extract into a new folder `target` (made whole, by renaming a sibling temp folder); the number of files."""
     fmt = suffix(archive)
@@ -88,6 +96,7 @@ def unpack(archive: Path, target: Path) -> int:
             tar.extractall(tmp, filter="data")  # no absolute names, no links out of the folder
         if not (tmp / rundir.STUDY).is_file():
             raise UsageError(f"{archive} holds no run dir: it has no {rundir.STUDY} at its top")
+        as_new(tmp)
         os.rename(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -105,7 +114,7 @@ def small(run_dir: Path, target: Path) -> list[str]:
     try:
         for name in names:
             shutil.copy2(run_dir / name, tmp / name)
-        os.chmod(tmp, 0o777 & ~rundir.umask())  # mkdtemp makes 0700
+        as_new(tmp)
         if target.exists():
             os.rename(target, old)
         os.rename(tmp, target)

@@ -1,17 +1,18 @@
-"""Mutation testing report (`make mutants`): mutmut over the core modules with their fast tests.
+"""Mutation testing report (`make mutants`): mutmut over every module of study/, loaders/, analysis/ and
+rundir/, each with the fast tests aimed at it (TESTS), one mutmut run per module.
 
-Runs in a scratch copy of the work tree (tracked and untracked-not-ignored files), so mutmut's
-mutants/ folder and its [tool.mutmut] config never touch the checkout. Each module is mutated and
-tested with the fast test files aimed at it (TESTS), one mutmut run per module. Writes the killed
-share, per module and in all, and every mutant that was not killed (with its diff), to
-bench/results/mutants.json. What was run (modules, tests, mutmut version, settings) is in the file.
+Each module has its own work dir under .mutants/ (git-ignored): a copy of the work tree (tracked and
+untracked-not-ignored files) beside mutmut's mutants/ folder, so mutmut's config never touches the checkout and
+its verdicts survive a stopped run: the next run tests only the mutants without one (new, in a function that
+changed, or not reached before --timeout). Writes the killed share per module, with the sha256 of the source
+it was measured on, and every mutant that was not killed (with its diff and, where judged harmless, why) to
+bench/results/mutants.json; an entry whose source has changed since is marked stale.
 
-    python scripts/mutants.py                       # every module in TESTS
+    python scripts/mutants.py                       # every module whose entry is not current, one after another
     python scripts/mutants.py study/losses.py       # some of them: the others keep their entries in the file
     python scripts/mutants.py study/losses.py --survivors   # after adding tests: re-run the listed survivors only
 
-A module's entry says when and how it was run (date, command); the overall share is over every module
-in the file, so modules can be run one at a time (each takes minutes to an hour on 2 cores).
+Modules take minutes to hours each on 2 cores: run it niced in the background, and again to resume.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from importlib.metadata import version
 
@@ -33,8 +33,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "results" / "mutants.json"
-# Module -> the fast test files aimed at it (none is marked slow).
+WORK = REPO / ".mutants"  # one mutmut work dir per module, kept (git-ignored) so that a run resumes where one stopped
+RECHECKED = "rechecked.json"
+# Module -> the fast test files aimed at it (none is marked slow): every module of study/, loaders/, analysis/
+# and rundir/ (bench/ measures, it is not mutated; tests/test_mutants.py keeps this list whole). Each mutant
+# runs the tests of these files that call the function it changed: the files that train a net (minutes) go
+# only where no quicker test reaches the code.
 TESTS = {
+    # the modules the first report measured
     "loaders/noise.py": ["tests/test_noise.py", "tests/test_noise_structured.py", "tests/test_noise_white.py",
                          "tests/test_noise_human.py"],
     "study/losses.py": ["tests/test_losses.py"],
@@ -42,15 +48,56 @@ TESTS = {
     "analysis/summary.py": ["tests/test_analysis.py", "tests/test_replicates.py", "tests/test_claims_table.py",
                             "tests/test_val_split.py"],
     "analysis/claims.py": ["tests/test_analysis.py", "tests/test_claims_table.py", "tests/test_noise_human.py"],
+    # study/
+    "study/groups.py": ["tests/test_groups.py"],
+    "study/pack.py": ["tests/test_pack.py"],
+    "study/slices.py": ["tests/test_slices.py"],
+    "study/storage.py": ["tests/test_storage.py", "tests/test_grid_extra.py"],
+    "study/cost.py": ["tests/test_cost.py"],
+    "study/trainable.py": ["tests/test_trainable.py"],
+    "study/config.py": ["tests/test_config.py", "tests/test_preflight.py", "tests/test_slices.py",
+                        "tests/test_grid_extra.py", "tests/test_storage.py"],
+    "study/grid.py": ["tests/test_grid_extra.py", "tests/test_config.py"],
+    "study/trial.py": ["tests/test_train.py", "tests/test_fused.py", "tests/test_config.py"],
+    "study/models.py": ["tests/test_models.py", "tests/test_models_structure.py"],
+    "study/cluster.py": ["tests/test_launch.py", "tests/test_preflight.py"],
+    "study/experiments.py": ["tests/test_launch.py"],
+    "study/preflight.py": ["tests/test_preflight.py", "tests/test_launch.py"],
+    "study/launch.py": ["tests/test_launch.py", "tests/test_preflight.py", "tests/test_slices.py"],
+    "study/watch.py": ["tests/test_watch.py"],
+    "study/provenance.py": ["tests/test_rundir_files.py", "tests/test_reproduction.py"],
+    # loaders/
+    "loaders/annotations.py": ["tests/test_annotations.py"],
+    "loaders/folder.py": ["tests/test_folder.py"],
+    "loaders/data.py": ["tests/test_val_split.py", "tests/test_data_sources.py"],
+    "loaders/tensor.py": ["tests/test_tensor.py"],
+    "loaders/datasets.py": ["tests/test_data_sources.py", "tests/test_loaders.py", "tests/test_folder.py"],
+    "loaders/backends.py": ["tests/test_loaders.py", "tests/test_folder.py"],
+    "loaders/beton.py": ["tests/test_loaders.py"],
+    "loaders/ffcv_loader.py": ["tests/test_loaders.py"],
+    "loaders/ffcv_ops.py": ["tests/test_loaders.py", "tests/test_noise_human.py"],
+    "loaders/torch_loader.py": ["tests/test_loaders.py"],
+    # analysis/
+    "analysis/intervals.py": ["tests/test_claims_table.py"],
+    "analysis/power.py": ["tests/test_claims_power.py"],
+    "analysis/figures.py": ["tests/test_analysis.py", "tests/test_replicates.py", "tests/test_val_split.py"],
+    "analysis/report.py": ["tests/test_val_split.py", "tests/test_analysis.py"],
+    "analysis/reproduction.py": ["tests/test_reproduction.py"],
+    # rundir/
+    "rundir/__init__.py": ["tests/test_rundir_files.py", "tests/test_pack.py"],
+    "rundir/pack.py": ["tests/test_pack.py"],
 }
 # torch is not fork-safe once it has run: mutmut's forkserver forks clean workers. It is warmed by importing
 # the third-party libraries only (no import per mutant); the project's modules are imported in each worker,
 # since some run code at import (e.g. claims.CLAIMS is built by threshold()) that a mutant must reach.
-SETTINGS = {"process_isolation": "forkserver", "forkserver_warmup": "import"}
+# timeout_constant: a mutant's wall-clock limit is (its tests' time + this) * 15 s; mutmut's 1 s lets a worker
+# that imports the project and collects its tests on a loaded machine time out with no mutant to blame.
+SETTINGS = {"process_isolation": "forkserver", "forkserver_warmup": "import", "timeout_constant": 10}
 PRELOAD = ["numpy", "pandas", "torch", "torchvision", "matplotlib", "matplotlib.pyplot", "omegaconf", "hydra", "PIL.Image"]
 PYTEST_ARGS = ["-p", "no:cacheprovider", "-q", "-x", "-m", "not slow", "-W", "ignore"]
 KILLED = {"killed", "killed on recheck"}
-RECHECK = {"survived", "no tests"}
+TARGET = 0.85  # killed share of the non-equivalent mutants, per module
+RECHECK = {"no tests"}  # called by no test in-process: at import (claims.CLAIMS), or in a subprocess
 _SQUARE = "equivalent: noise distributions are square, (m, m) or (K, m, m), so this index also gives m"
 _DTYPE = "equivalent: targets() passes float32 tables, eye's default dtype; the 0/1 entries are exact in any dtype"
 _DEVICE = ("equivalent on a CPU; on CUDA a CPU tensor here fails: tests/test_gpu_present.py::"
@@ -83,21 +130,32 @@ JUDGED = {
 }
 
 
-def scratch_copy(dest: Path) -> None:
+def work_dir(module: str) -> Path:
+    return WORK / module.removesuffix(".py").replace("/", ".")
+
+
+def refresh(work: Path) -> None:
+    """The work dir holds the current work tree (tracked and untracked-not-ignored files) beside mutmut's
+    mutants/ folder, which keeps every verdict of earlier runs: mutmut tests only the mutants without one (new,
+    in a function that changed, or left by a run that stopped)."""
+    work.mkdir(parents=True, exist_ok=True)
+    for old in work.iterdir():
+        if old.name not in ("mutants", RECHECKED):
+            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
                            capture_output=True).stdout.decode().split("\0")
     for name in filter(None, files):
         src = REPO / name
         if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, work / name)
 
 
 def recheck(work: Path, tests: list[str], names: list[str], deadline: float) -> dict[str, str]:
-    """Survivors re-run in a fresh process, the mutant active from the start, on all the module's tests:
-    mutmut runs only the tests it saw call a function, and a function run at import (claims.threshold
-    builds CLAIMS) is called by none. A failing test kills the mutant ("killed on recheck"). Those left
-    at the deadline (time.time()) stay as mutmut left them."""
+    """Mutants of functions no test called re-run in a fresh process, the mutant active from the start, on all the
+    module's tests: mutmut runs only the tests it saw call a function, and a function run at import
+    (claims.threshold builds CLAIMS) or in a subprocess is called by none. A failing test kills the mutant
+    ("killed on recheck"). Those left at the deadline (time.time()) stay as mutmut left them."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([".", str(Path(mutmut_pkg.__file__).parents[1]),
                                                         os.environ.get("PYTHONPATH", "")])}
     out = {}
@@ -119,52 +177,58 @@ def toml_list(items: list[str]) -> str:
 
 
 def run_module(module: str, tests: list[str], children: int, timeout_s: int, only: list[str] | None = None) -> dict:
-    """mutmut over `module` with `tests`: every mutant, or `only` those named (their statuses only)."""
-    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
-        work = Path(tmp)
-        scratch_copy(work)
-        config = ["", "[tool.mutmut]", f"source_paths = {toml_list([module])}",
-                  f"also_copy = {toml_list(['loaders', 'study', 'analysis', 'bench', 'rundir', 'tests'])}",
-                  f"pytest_add_cli_args = {toml_list(PYTEST_ARGS)}",
-                  f"pytest_add_cli_args_test_selection = {toml_list(tests)}",
-                  f"preload_modules_file = {json.dumps(str(work / 'preload.txt'))}",
-                  *(f"{k} = {json.dumps(v)}" for k, v in SETTINGS.items())]
-        (work / "preload.txt").write_text("\n".join(PRELOAD) + "\n")
-        with open(work / "pyproject.toml", "a") as f:
-            f.write("\n".join(config) + "\n")
-        mutmut = [sys.executable, "-m", "mutmut"]
-        start = time.time()
-        # Its own process group: on --timeout, mutmut's forkserver and workers are stopped with it.
+    """mutmut over `module` with `tests` in the module's work dir: every mutant without a verdict yet, or `only`
+    those named (tested again whatever their verdict; their statuses only)."""
+    work = work_dir(module)
+    refresh(work)
+    config = ["", "[tool.mutmut]", f"source_paths = {toml_list([module])}",
+              f"also_copy = {toml_list(['errors', 'loaders', 'study', 'analysis', 'bench', 'rundir', 'tests'])}",
+              f"pytest_add_cli_args = {toml_list(PYTEST_ARGS)}",
+              f"pytest_add_cli_args_test_selection = {toml_list(tests)}",
+              f"preload_modules_file = {json.dumps(str(work / 'preload.txt'))}",
+              *(f"{k} = {json.dumps(v)}" for k, v in SETTINGS.items())]
+    (work / "preload.txt").write_text("\n".join(PRELOAD) + "\n")
+    with open(work / "pyproject.toml", "a") as f:
+        f.write("\n".join(config) + "\n")
+    mutmut = [sys.executable, "-m", "mutmut"]
+    start = time.time()
+    # Its own process group: on --timeout, mutmut's forkserver and workers are stopped with it.
+    with open(work / "mutmut.log", "w") as log:
         run = subprocess.Popen([*mutmut, "run", "--max-children", str(children), *(only or [])], cwd=work,
-                               start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
         try:
             finished = run.wait(timeout=timeout_s) == 0
         except subprocess.TimeoutExpired:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
             finished = False
-        elapsed = time.time() - start
-        listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, capture_output=True, text=True)
-        status = {}
-        for line in listing.stdout.splitlines():
-            name, sep, state = line.strip().rpartition(": ")
-            if sep and name.startswith(module.removesuffix(".py").replace("/", ".")) and (only is None or name in only):
-                status[name] = state
-        status.update(recheck(work, tests, [n for n, state in status.items() if state in RECHECK], start + 1.2 * timeout_s))
-        not_killed = {}
-        for name, state in sorted(status.items()):
-            if state not in KILLED:
-                if state == "not checked":
-                    continue
-                diff = subprocess.run([*mutmut, "show", name], cwd=work, capture_output=True, text=True).stdout
-                not_killed[name] = {"status": state,
-                                    "diff": [l for l in diff.splitlines() if l[:1] in "+-" and l[:3] not in ("+++", "---")],
-                                    "judged": JUDGED.get(name, "not judged")}
+    elapsed = time.time() - start
+    listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, capture_output=True, text=True)
+    status = {}
+    for line in listing.stdout.splitlines():
+        name, sep, state = line.strip().rpartition(": ")
+        if sep and name.startswith(module.removesuffix(".py").replace("/", ".")) and (only is None or name in only):
+            status[name] = state
+    # verdicts of earlier rechecks of this source stand (mutmut keeps its own; these are ours)
+    cache = work / RECHECKED
+    rechecked = (json.loads(cache.read_text()) if cache.exists() else {}).get(source_hash(module), {})
+    if only is None:  # named mutants are tested afresh
+        status.update({n: s for n, s in rechecked.items() if status.get(n) in RECHECK})
+    fresh = recheck(work, tests, [n for n, state in status.items() if state in RECHECK], start + 1.2 * timeout_s)
+    status.update(fresh)
+    cache.write_text(json.dumps({source_hash(module): {**rechecked, **fresh}}))
+    not_killed = {}
+    for name, state in sorted(status.items()):
+        if state not in KILLED and state != "not checked":
+            diff = subprocess.run([*mutmut, "show", name], cwd=work, capture_output=True, text=True).stdout
+            not_killed[name] = {"status": state,
+                                "diff": [l for l in diff.splitlines() if l[:1] in "+-" and l[:3] not in ("+++", "---")],
+                                "judged": JUDGED.get(name, "not judged")}
     counts: dict[str, int] = {}
     for state in status.values():
         counts[state] = counts.get(state, 0) + 1
     checked = len(status) - counts.get("not checked", 0)  # a run stopped by --timeout leaves some unchecked
+    finished = finished and checked == len(status)
     return score({"tests": tests, "source_sha256": source_hash(module), "finished": finished, "seconds": round(elapsed, 1), "mutants": checked,
                   "unchecked": len(status) - checked, "counts": counts, "not_killed": not_killed, "status": status})
 
@@ -211,11 +275,49 @@ def rerun_survivors(module: str, entry: dict, children: int, timeout_s: int, com
                   "counts": {k: v for k, v in counts.items() if v}, "survivor_reruns": reruns, "not_killed": not_killed})
 
 
+def current(module: str, entry: dict | None) -> bool:
+    """An entry measured on the module's source as it is now, every mutant checked."""
+    return bool(entry) and entry.get("source_sha256") == source_hash(module) and entry["finished"]
+
+
+def write_report(modules: dict[str, dict], command: str, out: Path) -> dict:
+    """The report over every module's last entry; an entry measured on another source is marked stale and
+    counts in no total."""
+    for module, entry in modules.items():
+        entry["stale"] = entry.get("source_sha256") != source_hash(module)
+    now = {m: r for m, r in modules.items() if not r["stale"]}
+    total = sum(r["mutants"] for r in now.values())
+    killed = sum(r["killed"] for r in now.values())
+    report = {
+        "tool": f"mutmut {version('mutmut')}", "settings": {**SETTINGS, "preload": PRELOAD}, "pytest_args": PYTEST_ARGS,
+        "command": command, "date": time.strftime("%Y-%m-%d"),
+        "modules_current": [m for m in TESTS if m in modules and current(m, modules[m])],
+        "modules_unfinished": [m for m, r in now.items() if not r["finished"]],
+        "modules_stale": [m for m, r in modules.items() if r["stale"]],
+        "modules_not_run": [m for m in TESTS if m not in modules],
+        "below_target": [m for m, r in now.items() if (r["killed_share_of_non_equivalent"] or 0) < TARGET],
+        "mutants": total, "killed": killed, "killed_share": round(killed / total, 4) if total else None,
+        "judged_harmless": sum(r["judged_harmless"] for r in now.values()),
+        "note": "mutants = those checked; killed_share counts mutmut's 'killed' and 'killed on recheck' (a mutant no "
+                "test called in-process, re-run in a fresh process on all the module's tests, see recheck()); every other mutant (survived, "
+                "timeout, ...) is listed per module with its diff and, where a person judged it harmless, why (JUDGED "
+                "in scripts/mutants.py). A module's entry holds the sha256 of the source it was measured on: stale "
+                f"when the source has changed since (totals leave it out). Target: {TARGET:.0%} of the non-equivalent "
+                "mutants killed per module.",
+        "modules": {m: modules[m] for m in [*TESTS, *modules] if m in modules},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(f".{out.name}.tmp"), "w") as f:
+        f.write(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    os.replace(out.with_name(f".{out.name}.tmp"), out)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("modules", nargs="*", default=list(TESTS), help=f"of {', '.join(TESTS)}")
+    parser.add_argument("modules", nargs="*", help="of TESTS (default: each whose entry is not current)")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--timeout", type=int, default=3600, help="seconds per module")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per module and run (the next run resumes)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--survivors", action="store_true",
                         help="re-run only the mutants --out lists as not killed for these modules (after adding tests)")
@@ -226,35 +328,24 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown module(s) {unknown}: choose from {', '.join(TESTS)}")
     command = "python scripts/mutants.py " + " ".join(sys.argv[1:])
-    if args.rescore:
-        fresh = {}
-    elif args.survivors:
-        earlier = json.loads(args.out.read_text())["modules"]
-        fresh = {m: rerun_survivors(m, earlier[m], args.max_children, args.timeout, command) for m in args.modules}
-    else:
-        fresh = {m: {"date": time.strftime("%Y-%m-%d"), "command": command,
-                     **run_module(m, TESTS[m], args.max_children, args.timeout)} for m in args.modules}
-        for entry in fresh.values():
+    entries = lambda: json.loads(args.out.read_text())["modules"] if args.out.exists() else {}  # noqa: E731
+    todo = [] if args.rescore else args.modules or [m for m in TESTS if not current(m, entries().get(m))]
+    for module in todo:
+        print(f"{module}: mutating ({len(TESTS[module])} test files)", flush=True)
+        if args.survivors:
+            entry = rerun_survivors(module, entries()[module], args.max_children, args.timeout, command)
+        else:
+            entry = {"date": time.strftime("%Y-%m-%d"), "command": command,
+                     **run_module(module, TESTS[module], args.max_children, args.timeout)}
             entry.pop("status")
-    previous = json.loads(args.out.read_text())["modules"] if args.out.exists() else {}  # read last: runs may overlap
-    # modules not run now keep their last entry (each says its date and command)
-    modules = {m: score(fresh.get(m, previous.get(m))) for m in TESTS if m in fresh or m in previous}
-    total = sum(r["mutants"] for r in modules.values())
-    killed = sum(r["killed"] for r in modules.values())
-    report = {
-        "tool": f"mutmut {version('mutmut')}", "settings": {**SETTINGS, "preload": PRELOAD}, "pytest_args": PYTEST_ARGS,
-        "command": command, "modules_run": list(modules), "modules_not_run": [m for m in TESTS if m not in modules],
-        "modules_finished": [m for m, r in modules.items() if r["finished"]],
-        "date": time.strftime("%Y-%m-%d"), "mutants": total, "killed": killed,
-        "killed_share": round(killed / total, 4) if total else None,
-        "judged_harmless": sum(r["judged_harmless"] for r in modules.values()),
-        "note": "mutants = those checked; killed_share counts mutmut's 'killed' and 'killed on recheck' (a survivor re-run in a fresh process on all the module's tests, see recheck()); every other mutant (survived, timeout, ...) is listed per "
-                "module with its diff and, where a person judged it harmless, why (JUDGED in scripts/mutants.py)",
-        "modules": modules,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"{killed}/{total} mutants killed ({report['killed_share']}); written to {args.out}")
+        modules = {**entries(), module: entry}  # read again: runs may overlap
+        write_report(modules, command, args.out)
+        print(f"{module}: {entry['killed']}/{entry['mutants']} killed ({entry['killed_share']}), "
+              f"{entry['unchecked']} unchecked", flush=True)
+    report = write_report({m: score(e) for m, e in entries().items()}, command, args.out)
+    print(f"{report['killed']}/{report['mutants']} mutants killed ({report['killed_share']}) in the current entries; "
+          f"stale: {report['modules_stale'] or 'none'}; unfinished: {report['modules_unfinished'] or 'none'}; "
+          f"not run: {report['modules_not_run'] or 'none'}; written to {args.out}")
 
 
 if __name__ == "__main__":

@@ -10,13 +10,20 @@ from errors import UsageError, invalid
 from study.config import Config
 
 
+def gpu_missing(cfg: Config) -> bool:
+    """A GPU request for a local Ray on a machine where no GPU is visible."""
+    import torch
+
+    return bool(cfg.resources.gpu) and not cfg.ray.address and not torch.cuda.is_available()
+
+
 def check_resources(cfg: Config) -> dict[str, float]:
     """Tune resources per trial. A GPU request for a local Ray with no GPU visible fails (or, when asked,
     falls back to CPU); a cluster is not checked, as its autoscaler may still add GPU nodes."""
     import torch
 
     cpu, gpu, local = cfg.resources.cpu, cfg.resources.gpu, not cfg.ray.address
-    if gpu and local and not torch.cuda.is_available():
+    if gpu_missing(cfg):
         if not cfg.resources.allow_cpu_fallback:
             raise invalid("resources.gpu", gpu, "0 where no GPU is visible, as here (preset=smoke); or run these "
                                                 "trials on CPU with resources.allow_cpu_fallback=true")
@@ -56,18 +63,18 @@ def check_address(cfg: Config) -> None:
                          "(start one with `ray start --head`, or use ray.address=null for a local Ray)") from None
 
 
-def connect(cfg: Config) -> None:
-    """Join the cluster (ray.address), or start a local Ray for this study; once per process."""
+def connect(cfg: Config) -> str | None:
+    """Join the cluster (ray.address), or start a local Ray for this study; once per process. The address of its
+    dashboard (host:port), if one runs."""
     import ray
 
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep the driver's working directory (Tune passes it on)
     if ray.is_initialized():  # joined already, to check the nodes' storage (study.storage.check_nodes)
-        return
+        return ray.init(ignore_reinit_error=True).dashboard_url
     address = cfg.ray.address
     if not address:  # "local" never attaches to a stale cluster left by an earlier `ray start`
-        ray.init(address="local", num_cpus=cfg.ray.num_cpus)
-        return
+        return ray.init(address="local", num_cpus=cfg.ray.num_cpus).dashboard_url
     try:
-        ray.init(address=address)
+        return ray.init(address=address).dashboard_url
     except ConnectionError as exc:  # e.g. address=auto with no cluster running
         raise invalid("ray.address", address, f"a running Ray cluster's ({str(exc).strip().splitlines()[0]})") from None

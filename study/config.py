@@ -20,6 +20,7 @@ from typing import Any
 
 from errors import (FLAG, PATH, POSITIVE, Rule, UsageError, at_least, check_fields, choice, invalid, is_int,
                     optional_text, param, rules, within)
+from loaders.annotations import CIFAR10N
 from loaders.backends import BACKENDS
 from loaders.datasets import DATASETS
 from loaders.noise import NoiseSpec
@@ -123,11 +124,20 @@ class Scheduler:
         check_fields(self, "scheduler")
 
 
+def duration(null: bool = False) -> Rule:
+    """A duration > 0: a number and s, m or h (90s, 12m, 3h); null too when null."""
+    return Rule(f"{'null or ' if null else ''}a duration > 0: a number and s, m or h, e.g. 90s, 12m, 3h",
+                lambda v: (null and v is None) or (isinstance(v, str) and bool(DURATION.match(v)) and float(v[:-1]) > 0))
+
+
 @dataclass
 class Resources:  # per trial
     cpu: float = param(1.0, at_least(0, strict=True))
     gpu: float = param(0.0, at_least(0, note="fractions share a GPU"))
     allow_cpu_fallback: bool = param(False, FLAG)  # true: a gpu request with no GPU visible runs on CPU
+    # A cluster: GPU trials pending this long while it has no GPU at all are said in one line (an autoscaler
+    # may take minutes to start a GPU node; one that never does would leave them pending silently).
+    gpu_wait: str = param("15m", duration())
 
     def __post_init__(self) -> None:
         check_fields(self, "resources")
@@ -167,6 +177,8 @@ class Config:
     grid_extra: list[Any] = param([], Rule("a list of partial grids",
                                            lambda v: isinstance(v, list) and all(isinstance(g, dict) for g in v)))
     figures: list[str] = param([], Rule("a list of figure names", lambda v: isinstance(v, list)))
+    # exp=human_noise: the CIFAR-10N annotator set its matrix and per-image arms read (cifar10n:<annotators>)
+    annotators: str = param("random", choice(CIFAR10N))
     search: Search = field(default_factory=Search)
     scheduler: Scheduler = field(default_factory=Scheduler)
     resources: Resources = field(default_factory=Resources)
@@ -176,12 +188,11 @@ class Config:
     ray: Ray = field(default_factory=Ray)
     runner: str = param("tune", choice(RUNNERS))  # local: no Ray (study.local), for one machine or a lent GPU
     dry_run: bool = param(False, FLAG)  # print trial count, examples and estimated GPU-hours, then stop
+    dashboard: bool = param(False, FLAG)  # true: a local Ray's dashboard stays up after the study, until Ctrl-C
     force: bool = param(False, FLAG)  # start a local study even when estimated over 24 hours on this machine
     run_dir: str | None = param(None, PATH)  # null: <runs root>/<exp>-<preset>-<time>; a folder holding it: continue
     resume: str | None = param(None, PATH)  # a run dir: finish its interrupted or budget-stopped study
-    budget: str | None = param(None, Rule("null or a duration > 0: a number and s, m or h, e.g. 90s, 12m, 3h",
-                                          lambda v: v is None or (isinstance(v, str) and bool(DURATION.match(v))
-                                                                  and float(v[:-1]) > 0)))
+    budget: str | None = param(None, duration(null=True))  # stop cleanly when spent; resume= goes on
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -202,6 +213,20 @@ class Config:
                  "ray.address=null (it runs on this machine alone; a cluster needs runner=tune)")):
             if broken:
                 raise UsageError(f"{given} needs {needs}")
+        self.check_noisy_labels()
+
+    def check_noisy_labels(self) -> None:
+        """A noise.matrix or noise.labels for every trial, and the other (or noise.delta) from a grid for some: two
+        ways to give one trial's noisy labels. exp=human_noise's grid sets both: its annotator set is `annotators`."""
+        fixed = {f"noise.{k}": v for k, v in (("matrix", self.noise.matrix), ("labels", self.noise.labels)) if v}
+        varied = {k for grid in [self.grid, *self.grid_extra] for k in flatten(grid)} & {"noise.matrix", "noise.labels",
+                                                                                       "noise.delta"}
+        for key, value in fixed.items():
+            other = sorted(varied - {key})
+            if other:
+                raise UsageError(f"{key}={value!r} for every trial and {other[0]} from this study's grid are two ways "
+                                 f"to give a trial's noisy labels: exp=human_noise takes its CIFAR-10N annotator set as "
+                                 f"annotators=<{'|'.join(CIFAR10N)}>; otherwise drop {key}")
 
     @property
     def grouped(self) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 from errors import invalid
 from study.config import Config
+from study.console import Progress
 from study.grid import with_value
 
 DOMAINS = ("loguniform", "uniform", "choice", "randint")  # ray.tune sampling functions allowed in search.space
@@ -113,11 +114,25 @@ def tune_config(cfg: Config) -> Any:
     )
 
 
-def fit(experiments: list[Experiment], trainable: Any, cfg: Config, run_dir: Path,
-        restore: bool) -> list[Any]:
-    """Run (or, with restore, resume) every experiment; their ResultGrids in order."""
+def watches(cfg: Config) -> list[Any]:
+    """On a cluster, GPU trials: say so when they wait for a GPU the cluster does not have (study.watch)."""
+    from study.slices import seconds
+    from study.watch import NoGpuWatch
+
+    if not (cfg.ray.address and cfg.resources.gpu):
+        return []
+    return [NoGpuWatch(cfg.resources.gpu, seconds(cfg.resources.gpu_wait), cfg.resources.gpu_wait)]
+
+
+def fit(experiments: list[Experiment], trainable: Any, cfg: Config, run_dir: Path, restore: bool,
+        progress: Progress | None = None) -> list[Any]:
+    """Run (or, with restore, resume) every experiment; their ResultGrids in order. Tune prints nothing (verbose=0):
+    every trial's state goes to `progress`, the study's one progress line."""
     from ray import tune
 
+    from study.tune_progress import Report
+
+    Report.progress = progress  # the Report restored with a Tuner (tuner.pkl) reports here too
     # Registered once, here: Tune's registry is not thread-safe, and a name skips each Tuner's own registration.
     tune.register_trainable(TRAINABLE, trainable)
     def one(exp: Experiment) -> Any:
@@ -130,7 +145,8 @@ def fit(experiments: list[Experiment], trainable: Any, cfg: Config, run_dir: Pat
                 run_config=tune.RunConfig(
                     storage_path=str(path.parent), name=path.name,
                     failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2)),  # a retry needs only the last
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # a retry needs only the last
+                    verbose=0, callbacks=[Report(), *watches(cfg)]),
             )
         return tuner.fit()
 

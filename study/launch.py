@@ -23,8 +23,8 @@ from typing import Any
 
 import rundir
 from errors import UsageError
-from study import config, cost, experiments, local, preflight, provenance, slices, storage
-from study.cluster import check_address, check_resources, connect
+from study import config, console, cost, experiments, local, preflight, provenance, slices, storage
+from study.cluster import check_address, check_resources, connect, gpu_missing
 from study.config import Config
 from study.preflight import Plan
 
@@ -50,57 +50,76 @@ def run_study(cfg: Config, names: dict[str, str], resume_dir: Path | None = None
     run_dir = resume_dir or storage.absolute("run_dir", cfg.run_dir or rundir.named(storage.runs_root(cfg),
                                                                                      names["exp"], names["preset"]))
     rundir.check_path(run_dir)
-    resources = check_resources(cfg)
     check_address(cfg)
-    if cfg.ray.address:  # join the cluster and check every alive node sees the storage root, before any write
-        connect(cfg)  # (the root is not pinned in study.json: a run dir moved elsewhere resumes under that root)
-        storage.check_nodes(storage.storage_root(cfg))
+    if not cfg.ray.address and resume_dir is None:  # the cost first: on a laptop it decides more than its GPU
+        gpu = 0.0 if gpu_missing(cfg) else cfg.resources.gpu
+        preflight.cost_guard(cfg, plan.groups(cfg, gpu > 0), {"cpu": cfg.resources.cpu, "gpu": gpu})
+    resources = check_resources(cfg)
+    token = None  # a cluster: every alive node sees the storage root, before any write; each trial checks again
+    if cfg.ray.address:  # (the root is not pinned in study.json: a run dir moved elsewhere resumes under that root)
+        connect(cfg)
+        token = storage.check_nodes(storage.storage_root(cfg))
     groups = plan.groups(cfg, resources["gpu"] > 0)
     slices.check_budget(cfg, len(groups))
-    if not cfg.ray.address and resume_dir is None:
-        preflight.cost_guard(cfg, groups, resources)
     tune_plan = experiments.plan(cfg, plan.base, plan.grids, groups) if cfg.runner == "tune" else []
     if cfg.grouped:
         print(f"trials: {len(groups)} groups of {len(plan.configs)} configs (train.fuse={cfg.train.fuse})", flush=True)
-    preflight.prepare(plan.configs)
+    stand_ins = preflight.prepare(plan.configs)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     rundir.lock(run_dir)
-    print(f"run dir: {run_dir}", flush=True)
+    print(f"run dir: {console.shown(run_dir)}", flush=True)
     if resume_dir is None:
         rundir.write_json({"exp": names["exp"], "preset": names["preset"], "trials": len(plan.configs) * cfg.per_cell,
                            "figures": cfg.figures, "config": dataclasses.asdict(cfg),
+                           "dataset": preflight.described(plan.base["data"], stand_ins),
                            "searched": [rundir.column(p) for p in plan.searched],
                            "experiments": [e.path for e in tune_plan]}, run_dir / rundir.STUDY)
     if cfg.runner == "local":  # the one other runner: no Ray (study.local)
-        results, outcome = local.run(cfg, plan, groups, resources, run_dir, resume_dir is not None)
-    else:
-        results, outcome = run(cfg, plan, tune_plan, resources, run_dir, resume_dir is not None, len(groups))
-    write(cfg, plan, results, outcome, run_dir, len(groups))
+        results, outcome, advanced = local.run(cfg, plan, groups, resources, run_dir, resume_dir is not None)
+        write(cfg, plan, results, outcome, advanced, run_dir, len(groups))
+        return run_dir
+    import ray
+
+    try:
+        results, outcome, progress = run(cfg, plan, tune_plan, resources, run_dir, resume_dir is not None, len(groups),
+                                        token)
+        try:
+            write(cfg, plan, results, outcome, progress.advanced(), run_dir, len(groups))
+        finally:
+            if cfg.dashboard and not cfg.ray.address:
+                console.hold_dashboard()
+    finally:
+        ray.shutdown()
     return run_dir
 
 
 def run(cfg: Config, plan: Plan, tune_plan: list[experiments.Experiment], resources: dict[str, float],
-        run_dir: Path, restore: bool, total: int) -> tuple[list[Any], str]:
+        run_dir: Path, restore: bool, total: int,
+        token: tuple[str, str] | None) -> tuple[list[Any], str, console.Progress]:
     """Run (restore: resume) the Tune experiments until they end, the budget is spent or a signal comes; their
-    results and how this launch ended, recorded in provenance.json."""
+    results, how this launch ended (recorded in provenance.json) and its progress. Ray stays up for the caller.
+    `token`: the storage root's, which every trial reads on its node before it trains (a cluster)."""
     import ray
     from ray import tune
 
     from study.trainable import trainable
 
     started = time.time()
-    connect(cfg)
+    console.quiet_ray()
+    for line in [*console.dashboard_lines(connect(cfg)), console.tensorboard_line(run_dir)]:
+        print(line, flush=True)
     moved = slices.placed(plan.base, plan.grids) if restore else None
-    runnable = tune.with_resources(tune.with_parameters(trainable, paths=moved), resources)
+    runnable = tune.with_resources(tune.with_parameters(trainable, paths=moved, token=token), resources)
+    progress = console.Progress(total)
     try:
         with slices.stoppable() as received, slices.budget_timer(slices.seconds(cfg.budget)) as spent:
-            results = experiments.fit(tune_plan, runnable, cfg, run_dir, restore=restore)
+            results = experiments.fit(tune_plan, runnable, cfg, run_dir, restore=restore, progress=progress)
         cluster = ray.cluster_resources()  # for provenance.json: the GPUs (and their kind) the study could use
     except KeyboardInterrupt:  # a second signal, or one no Tune loop listened to: Tune's last saved state stands
         raise slices.Interrupted((received or [signal.SIGINT])[-1], run_dir, 0, total) from None
     finally:
-        ray.shutdown()
+        progress.close()
     results = list(itertools.chain(*results))
     done = len(rundir.finished_ids(results))
     outcome = "interrupted" if received else "budget spent" if spent and done < total else "finished"
@@ -109,12 +128,14 @@ def run(cfg: Config, plan: Plan, tune_plan: list[experiments.Experiment], resour
         print(f"{count} trial(s) failed: {reason}", file=sys.stderr, flush=True)
     if received:
         raise slices.Interrupted(received[0], run_dir, done, total)
-    return results, outcome
+    return results, outcome, progress
 
 
-def write(cfg: Config, plan: Plan, results: list[Any], outcome: str, run_dir: Path, total: int) -> None:
-    """trials.csv, epochs.csv and the analysis. A spent budget: the finished trials only, then BudgetSpent;
-    exp=confusion: the summed confusion matrix; failed trials: TrialsFailed, once all is written."""
+def write(cfg: Config, plan: Plan, results: list[Any], outcome: str, advanced: list[tuple[int, int, int]],
+          run_dir: Path, total: int) -> None:
+    """trials.csv, epochs.csv and the analysis. A spent budget: the finished trials only, then BudgetSpent (with
+    what advanced in this slice); exp=confusion: the summed confusion matrix; failed trials: TrialsFailed, once all
+    is written."""
     from analysis import report
 
     budget = outcome == "budget spent"
@@ -128,7 +149,7 @@ def write(cfg: Config, plan: Plan, results: list[Any], outcome: str, run_dir: Pa
     if budget:
         done = len(rundir.finished_ids(results))
         started = sum(bool(r.metrics and r.metrics.get("epoch")) for r in results)
-        raise slices.BudgetSpent(cfg.budget, run_dir, done, started - done, total)
+        raise slices.BudgetSpent(cfg.budget, run_dir, done, started - done, total, advanced)
     failed = sum(bool(r.error) for r in results)
     if failed:  # written and analysed all the same; a job script must still see that the study is not whole
         raise TrialsFailed(f"{failed} of {total} trials failed (their reasons above; trials.csv marks them "
@@ -137,6 +158,8 @@ def write(cfg: Config, plan: Plan, results: list[Any], outcome: str, run_dir: Pa
 
 def start(cfg: Config, names: dict[str, str], argv: list[str]) -> Path | None:
     """A new study; or, with resume= (or run_dir= on a folder that holds this study), the study held there."""
+    if not cfg.resume:
+        cfg = preflight.fitted(cfg, slices.given(argv))
     if cfg.resume:
         run_dir = storage.absolute("resume", cfg.resume)
         study = slices.held(run_dir)
@@ -169,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before the study started: nothing to resume
         print("interrupted before the study started: nothing ran", file=sys.stderr, flush=True)
         return 130
+    finally:
+        rundir.unlock_all()  # no .lock is left in a run dir no launcher runs
     if run_dir is not None:
-        print(f"results: {run_dir}")
+        print(f"results: {console.shown(run_dir)}")
     return 0
 
 

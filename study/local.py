@@ -100,10 +100,12 @@ def save(path: Path, trial: Trial, history: list[dict[str, Any]]) -> None:
         torch.save({"trial": trial.state_dict(), "history": history}, tmp)
 
 
-def train(gid: str, configs: list[dict[str, Any]], folder: Path, watch: Watch, retries: int) -> rundir.Result:
+def train(gid: str, configs: list[dict[str, Any]], folder: Path, watch: Watch, retries: int,
+          advanced: list[tuple[int, int, int]]) -> rundir.Result:
     """Train one group to its last epoch (from its checkpoint, if it has one), or until the watch stops it;
-    retried from its checkpoint `retries` times (-1: for ever) when it raises."""
-    checkpoint, attempt = folder / f"{gid}.pt", 0
+    retried from its checkpoint `retries` times (-1: for ever) when it raises. A stopped group adds (its epoch
+    when this launch began, its epoch now, epochs) to `advanced`, for the budget line."""
+    checkpoint, attempt, first = folder / f"{gid}.pt", 0, None
     while True:
         history: list[dict[str, Any]] = []
         try:
@@ -112,6 +114,7 @@ def train(gid: str, configs: list[dict[str, Any]], folder: Path, watch: Watch, r
                 state = torch.load(checkpoint, map_location=trial.device)
                 trial.load_state_dict(state["trial"])
                 history = state["history"]
+            first = len(history) if first is None else first
             last = time.monotonic()
 
             def on_epoch(reports: list) -> None:
@@ -127,6 +130,8 @@ def train(gid: str, configs: list[dict[str, Any]], folder: Path, watch: Watch, r
 
             trial.run(on_epoch)
         except Stop:
+            if len(history) > first:
+                advanced.append((first, len(history), configs[0]["train"]["epochs"]))
             return result(configs, history)
         except Exception as exc:  # as a Tune trial's error: retried, then recorded, and the study goes on
             if 0 <= retries <= attempt:
@@ -161,9 +166,10 @@ def describe(group: list[dict[str, Any]], paths: list[str]) -> str:
 
 
 def run(cfg: Config, plan: Plan, groups: list[list[dict[str, Any]]], resources: dict[str, float], run_dir: Path,
-        restore: bool) -> tuple[list[rundir.Result], str]:
+        restore: bool) -> tuple[list[rundir.Result], str, list[tuple[int, int, int]]]:
     """Train the groups one after another (restore: those of the study held in run_dir, the finished ones
-    skipped); their results in plan order and how this launch ended, recorded in provenance.json."""
+    skipped); their results in plan order, how this launch ended (recorded in provenance.json) and what
+    advanced of the groups it left partial (see train)."""
     started = time.time()
     folder = run_dir / FOLDER
     folder.mkdir(exist_ok=True)
@@ -179,7 +185,7 @@ def run(cfg: Config, plan: Plan, groups: list[list[dict[str, Any]]], resources: 
                for gid, group in zip(ids, groups) if (folder / f"{gid}.json").is_file()}
     work = {gid: cost.examples(group[0]) * len(group) for gid, group in zip(ids, groups)}  # for the ETA
     left = sum(w for gid, w in work.items() if gid not in results)
-    watch, done_work = Watch(None), 0
+    watch, done_work, advanced = Watch(None), 0, []
     try:
         with watching(slices.seconds(cfg.budget)) as watch:
             for gid, group in zip(ids, groups):
@@ -188,7 +194,8 @@ def run(cfg: Config, plan: Plan, groups: list[list[dict[str, Any]]], resources: 
                 if watch.stopping():
                     break
                 began = time.monotonic()
-                results[gid] = train(gid, prepared(group, paths, resources["gpu"]), folder, watch, cfg.max_failures)
+                results[gid] = train(gid, prepared(group, paths, resources["gpu"]), folder, watch, cfg.max_failures,
+                                     advanced)
                 if gid not in rundir.finished_ids([results[gid]]):
                     continue
                 finished = [results[g] for g in ids if g in results]
@@ -209,7 +216,7 @@ def run(cfg: Config, plan: Plan, groups: list[list[dict[str, Any]]], resources: 
         print(f"{count} trial(s) failed: {reason}", file=sys.stderr, flush=True)
     if watch.signals:
         raise slices.Interrupted(watch.signals[0], run_dir, done, len(groups))
-    return ordered, outcome
+    return ordered, outcome, advanced
 
 
 def record(run_dir: Path, started: float, threads: int, gpu: float, outcome: str) -> None:

@@ -10,6 +10,7 @@ started, and what they read made ready once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,10 @@ from typing import Any
 
 from errors import UsageError, invalid
 from loaders import backends, data, datasets
-from study import config, cost, experiments
+from study import config, cost, experiments, storage
 from study.config import Config
 from study.grid import expand, grids_of, with_value
 from study.groups import partition, replicate
-from study.storage import trial_base
 
 MAX_LOCAL_HOURS = 24  # a local study estimated to take longer stops unless force=true
 
@@ -54,7 +54,7 @@ class Plan:
 def plan(cfg: Config) -> Plan:
     """Every trial config of the study, checked; under optuna one per cell, with the base values of the keys
     Optuna draws."""
-    base = trial_base(cfg)
+    base = storage.trial_base(cfg)
     grids = grids_of(cfg.grid, cfg.grid_extra)
     searched = list(dict.fromkeys(p for grid in grids for p in experiments.searched_paths(cfg, grid)))
     configs = [c for grid in grids for c in
@@ -62,6 +62,31 @@ def plan(cfg: Config) -> Plan:
     configs = replicate(configs, cfg.replicates, cfg.replicate_pin)
     check(configs)
     return Plan(base, grids, searched, configs)
+
+
+def fitted(cfg: Config, given: list[str]) -> Config:
+    """data.dataset=folder: the data.n_val, data.n_clean and data.n_test an experiment or preset sets (not the
+    command line: `given` are its keys) apply where the folder's splits hold them; where they do not, the folder's
+    own sizes do (no held-out split, every training or test image), said in one line."""
+    d = cfg.data
+    if d.dataset != "folder":
+        return cfg
+    train, test = datasets.split_sizes("folder", Path(), False, str(storage.absolute("data.path", d.path)))
+    new: dict[str, Any] = {}
+    if "data.n_val" not in given and d.n_val >= train:
+        new["n_val"] = 0
+    rest = train - new.get("n_val", d.n_val)
+    for key, size, limit in (("n_clean", d.n_clean, rest), ("n_test", d.n_test, test)):
+        if f"data.{key}" not in given and size is not None and size > limit:
+            new[key] = None
+    if not new:
+        return cfg
+    was = ", ".join(f"data.{k}={getattr(d, k)}" for k in new)
+    now = ", ".join(f"data.{k}={'null' if v is None else v}" for k, v in new.items())
+    print(f"data: {Path(d.path).name} holds {train} training and {test} test images, fewer than {was} of this "
+          f"experiment and preset ask for: {now} instead (null: all of them; 0: no held-out split); set them on the "
+          "command line to choose", flush=True)
+    return dataclasses.replace(cfg, data=dataclasses.replace(d, **new))
 
 
 def check(configs: list[dict[str, Any]]) -> None:
@@ -100,19 +125,32 @@ def cost_guard(cfg: Config, groups: list[list[dict[str, Any]]], resources: dict[
     print(f"estimate: {n_configs} configs in {len(groups)} trials, about {hours:.3g} hours on this machine "
           f"({device}, {fixed}; dry_run=true for the details)", flush=True)
     if hours > MAX_LOCAL_HOURS and not cfg.force:
-        raise UsageError(f"this study would take about {hours:.3g} hours on this machine ({device}), over "
-                         f"{MAX_LOCAL_HOURS}: shrink its grid or scale, run it on a cluster (ray.address), or pass "
-                         "force=true to run it anyway")
+        cpu_only = cfg.resources.gpu and not resources["gpu"]  # a GPU study on a machine without one
+        force = ("force=true resources.allow_cpu_fallback=true to run it on these CPUs anyway" if cpu_only
+                 else "force=true to run it anyway")
+        raise UsageError(f"this study would take about {hours:.3g} hours on this machine ({device}"
+                         f"{', no GPU visible' if cpu_only else ''}), over {MAX_LOCAL_HOURS}: run preset=smoke for a "
+                         f"small study of the same code, shrink its grid, run it on a cluster (ray.address), or pass "
+                         f"{force}")
 
 
-def prepare(configs: list[dict[str, Any]]) -> None:
-    """What the trials read, made ready once here: the datasets (prepare_data) and the .betons (prepare_betons)."""
-    prepare_data(configs)
+def prepare(configs: list[dict[str, Any]]) -> set[str]:
+    """What the trials read, made ready once here: the datasets (prepare_data) and the .betons (prepare_betons);
+    the datasets a generated stand-in replaces."""
+    stand_ins = prepare_data(configs)
     prepare_betons(configs)
+    return stand_ins
 
 
-def prepare_data(configs: list[dict[str, Any]]) -> None:
-    """Every dataset the trials read is on disk, or (smoke) will be a stand-in: say so in one line."""
+def described(data: dict[str, Any], stand_ins: set[str]) -> dict[str, Any]:
+    """study.json's `dataset`: its name as figures print it (a folder's own), its class count, a stand-in or not."""
+    name = Path(data["path"]).name if data["dataset"] == "folder" else datasets.TITLES[data["dataset"]]
+    return {"name": name, "classes": datasets.num_classes(data), "stand_in": data["dataset"] in stand_ins}
+
+
+def prepare_data(configs: list[dict[str, Any]]) -> set[str]:
+    """Every dataset the trials read is on disk, or (smoke) will be a stand-in: say so in one line; those
+    replaced by a stand-in."""
     needed = set()
     for c in configs:
         d = c["data"]
@@ -121,14 +159,17 @@ def prepare_data(configs: list[dict[str, Any]]) -> None:
             continue
         for name in {d["dataset"], *(["cifar100"] if c["noise"]["source"] == "cifar100" else [])}:
             needed.add((name, d["root"], d["download"], d["stand_in"]))
+    stand_ins = set()
     for name, root, download, stand_in in sorted(needed):
         try:
             stand_in = datasets.ensure_available(name, Path(root), download, stand_in)
         except PermissionError as exc:
             raise invalid("data.root", root, f"a folder you may read and write ({exc.strerror}: {exc.filename})") from None
         if stand_in:
+            stand_ins.add(name)
             print(f"data: {name} is not under {root}: using a small generated stand-in with its image shape and "
                   f"classes (data.stand_in=true; results say nothing about {name})", flush=True)
+    return stand_ins
 
 
 def prepare_betons(configs: list[dict[str, Any]]) -> None:

@@ -227,10 +227,18 @@ def continues(cfg: Config, names: dict[str, str]) -> bool:
 
 
 class BudgetSpent(Exception):
-    """The budget ended this slice of the study: `resume=<run_dir>` goes on from every trial's last checkpoint."""
+    """The budget ended this slice of the study: `resume=<run_dir>` goes on from every trial's last checkpoint, with
+    the study's budget again (another slice) or with budget=null (to its end). `advanced`: (epoch when this slice
+    began, epoch now, epochs) of each partial trial this slice trained."""
 
-    def __init__(self, budget: str, run_dir: Any, finished: int, partial: int, total: int) -> None:
+    def __init__(self, budget: str, run_dir: Any, finished: int, partial: int, total: int,
+                 advanced: tuple[tuple[int, int, int], ...] | list[tuple[int, int, int]] = ()) -> None:
         waiting = total - finished - partial
-        super().__init__(f"budget {budget} spent: {finished} of {total} trials finished, {partial} partial (resume from "
-                         f"their last checkpoint), {waiting} not started; trials.csv holds the finished ones\n"
-                         f"continue the study with: {sys.executable} -m study.launch resume={run_dir}")
+        steps = [f"{start} → {now} of {epochs}" for start, now, epochs in sorted(advanced)]
+        moved = ("" if not steps else f"; this slice advanced {len(steps)} of them, epochs " + ", ".join(steps[:4])
+                 + (f" and {len(steps) - 4} more" if len(steps) > 4 else ""))
+        command = f"{sys.executable} -m study.launch resume={run_dir}"
+        super().__init__(f"budget {budget} spent: {finished} of {total} trials finished, {partial} partial (each goes on "
+                         f"from its last checkpoint{moved}), {waiting} not started; trials.csv holds the finished ones\n"
+                         f"another slice of {budget}: {command} budget={budget}\n"
+                         f"finish the study (no budget): {command} budget=null")

@@ -3,11 +3,13 @@
 storage.root, else $STUDY_ROOT, else the per-user cache (~/.cache/label-noise-study). It is resolved once,
 in the driver, and every path a trial reads is made absolute from it there (trial_base): a node
 never resolves ~ or an environment variable of its own. Explicit data.root, data.cache, noise.confusion and
-run_dir still win. On a cluster, check_nodes proves every alive node sees the root before any trial starts.
+run_dir still win. On a cluster, check_nodes proves every alive node sees the root before any trial starts,
+and every trial checks its own node again before it trains (check_token): nodes the autoscaler adds later too.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import secrets
@@ -85,33 +87,82 @@ def _read_token(path: str) -> tuple[str, str | None, str]:
         return node, None, exc.strerror or type(exc).__name__
 
 
-def check_nodes(root: Path) -> None:
+class NotVisible(RuntimeError):
+    """A node that cannot read the storage root's token: its trials would read other data and lose results."""
+
+
+def not_visible(root: Path, node: str, why: str, path: Path) -> str:
+    return (f"storage.root={str(root)!r} is not visible on node {node} ({why or 'another file'} at {path}): mount "
+            "the shared file system there at the same path, or set storage.root (STUDY_ROOT) to a path every node sees")
+
+
+def token(root: Path) -> tuple[str, str]:
+    """A fresh token written under root for this launch, kept until the driver exits: every trial reads it
+    before training (check_token), so a node the autoscaler adds later is checked too. (path, token)."""
+    value = secrets.token_hex(16)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / f".visible-{value}"
+        path.write_text(value)
+    except OSError as exc:
+        raise invalid("storage.root", str(root), f"a folder you may write ({exc.strerror}: {exc.filename})") from None
+    atexit.register(path.unlink, missing_ok=True)
+    return str(path), value
+
+
+def check_token(path: str, expected: str) -> None:
+    """In a trial, before it trains: this node reads the launch's token, else the trial fails in one line."""
+    node, seen, why = _read_token(path)
+    if seen != expected:
+        raise NotVisible(not_visible(Path(path).parent, node, why, Path(path)))
+
+
+def check_nodes(root: Path) -> tuple[str, str]:
     """One task pinned to each alive node reads a token the driver wrote under root: a node that cannot
-    (another file system, no mount) is named in one line before any trial starts. Needs ray.init."""
+    (another file system, no mount) is named in one line before any trial starts. Needs ray.init. The token
+    (path, value), which every trial checks again on its own node."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    token = secrets.token_hex(16)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        path = root / f".visible-{token}"
-        path.write_text(token)
-    except OSError as exc:
-        raise invalid("storage.root", str(root), f"a folder you may write ({exc.strerror}: {exc.filename})") from None
+    path, value = token(root)
     read = ray.remote(num_cpus=0, max_retries=0)(_read_token)
-    try:
-        pending = {read.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
-                   .remote(str(path)): node for node in ray.nodes() if node["Alive"]}
-        ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=NODE_TIMEOUT_S)
-        if late:
-            node = pending[late[0]]
-            name = f"{node['NodeManagerHostname']} ({node['NodeManagerAddress']}, node {node['NodeID'][:12]})"
-            raise UsageError(f"storage.root={str(root)!r}: node {name} did not answer within {NODE_TIMEOUT_S} s, "
-                             "so it is not known to see the root")
-        for name, seen, why in ray.get(ready):
-            if seen != token:
-                raise UsageError(f"storage.root={str(root)!r} is not visible on node {name} "
-                                 f"({why or 'another file'} at {path}): mount the shared file system there at "
-                                 "the same path, or set storage.root (STUDY_ROOT) to a path every node sees")
-    finally:
-        path.unlink(missing_ok=True)
+    pending = {read.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
+               .remote(path): node for node in ray.nodes() if node["Alive"]}
+    ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=NODE_TIMEOUT_S)
+    if late:
+        node = pending[late[0]]
+        name = f"{node['NodeManagerHostname']} ({node['NodeManagerAddress']}, node {node['NodeID'][:12]})"
+        raise UsageError(f"storage.root={str(root)!r}: node {name} did not answer within {NODE_TIMEOUT_S} s, "
+                         "so it is not known to see the root")
+    check_answers(ray.get(ready), value, root, Path(path))
+    return path, value
+
+
+def check_answers(answers: list[tuple[str, str | None, str]], token: str, root: Path, path: Path) -> None:
+    """Each node's (name, what it read at path, why it could not): the first that did not read the token (no such
+    file, another file system, a stale copy) is named in one line."""
+    for name, seen, why in answers:
+        if seen != token:
+            raise UsageError(not_visible(root, name, why, path))
+
+
+def link_datasets(found: Path) -> str:
+    """Set-up (`make`): <storage root>/datasets becomes a link to `found` (the datasets beside the checkout) unless
+    it exists, so that every command of the checkout reads the data `make demo` found; what was done, in a line."""
+    target = storage_root(Config()) / "datasets"
+    found = Path(found).resolve()
+    if target.is_symlink() and target.resolve() == found:
+        return ""
+    if target.exists() or target.is_symlink():
+        return (f"data root: {target} exists, kept (the data beside the checkout, {found}, is read only with "
+                f"STUDY_DATA_ROOT={found} or data.root={found})")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(found, target_is_directory=True)
+    return f"data root: {target} -> {found} (every command of this checkout reads it)"
+
+
+if __name__ == "__main__":  # python -m study.storage <datasets dir>: what `make` runs
+    import sys
+
+    if line := link_datasets(Path(sys.argv[1])):
+        print(line)

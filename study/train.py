@@ -83,6 +83,8 @@ class Fused:
     per-member semantics, so ResNets train as K = 1 groups.
     """
 
+    X_DIM: int | None = None  # the batch's member dimension: none, every member trains on one shared batch
+
     def __init__(self, models: Sequence[nn.Module], lrs: Sequence[float], device: torch.device,
                  compile_mode: str | None = None) -> None:
         if any(True for m in models for _ in m.buffers()):
@@ -92,7 +94,8 @@ class Fused:
         self.params = {k: p.detach().to(device) for k, p in params.items()}
         self.square_avg = {k: torch.zeros_like(p) for k, p in self.params.items()}
         self.acc_delta = {k: torch.zeros_like(p) for k, p in self.params.items()}
-        self.lr = torch.tensor(list(lrs), dtype=torch.float32, device=device)
+        # in the weights' dtype: a float32 lr would round a float64 member's 0.1, which torch's Adadelta keeps exact
+        self.lr = torch.tensor(list(lrs), dtype=next(iter(self.params.values())).dtype, device=device)
         self.device = device
         self._step = self._fused_step
         if compile_mode is not None:
@@ -109,7 +112,7 @@ class Fused:
                     acc_delta: dict[str, torch.Tensor], lr: torch.Tensor, x: torch.Tensor,
                     target: torch.Tensor) -> torch.Tensor:
         with autocast(self.device):
-            grads, loss = vmap(grad_and_value(self._member_loss), in_dims=(0, None, 0))(params, x, target)
+            grads, loss = vmap(grad_and_value(self._member_loss), in_dims=(0, self.X_DIM, 0))(params, x, target)
         for name, p in params.items():  # torch.optim.Adadelta's update, op for op, with lr (K,) broadcast
             g, sq, acc = grads[name], square_avg[name], acc_delta[name]
             sq.mul_(RHO).addcmul_(g, g, value=1 - RHO)
@@ -143,16 +146,19 @@ Net = Single | Fused
 
 
 def evaluate(net: Net, test: Batches) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each member's (top-1, top-5) accuracy on a clean split: two (K,) tensors."""
-    top1 = top5 = total = 0
+    """Each member's (top-1, top-5) accuracy on a clean split: two (K,) tensors; top-5 is NaN with 5 classes or
+    fewer (every guess would be right)."""
+    top1 = top5 = total = classes = 0
     with torch.no_grad(), autocast(net.device):
         for x, y in test:
             logits = net.logits(x)
-            best = logits.topk(min(5, logits.shape[-1]), dim=-1).indices  # (K, B, 5)
+            classes = logits.shape[-1]
+            best = logits.topk(min(5, classes), dim=-1).indices  # (K, B, 5)
             top1 = top1 + (best[..., 0] == y).sum(-1)
             top5 = top5 + (best == y[:, None]).any(-1).sum(-1)
             total += y.numel()
-    return top1.double().cpu() / total, top5.double().cpu() / total
+    top1, top5 = top1.double().cpu() / total, top5.double().cpu() / total
+    return top1, top5 if classes > 5 else torch.full_like(top5, float("nan"))
 
 
 def confusion_matrices(net: Net, test: Batches, classes: int) -> torch.Tensor:

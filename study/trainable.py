@@ -16,12 +16,15 @@ import ray
 import torch
 from ray import tune
 
+from study import console
 from study.cluster import node_name
 from study.grid import with_value
+from study.storage import check_token
 from study.train import EpochReport
 from study.trial import Trial
 
 STATE_FILE = "trial.pt"
+console.quiet_worker()  # on import, in every worker that unpickles this trainable: before Tune restores a checkpoint
 
 
 def members(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -47,17 +50,25 @@ def claim_gpu(gpu: float) -> None:
         torch.cuda.set_per_process_memory_fraction(gpu)
 
 
-def trainable(config: dict[str, Any], paths: dict[str, str] | None = None) -> None:
+def placed(configs: list[dict[str, Any]], paths: dict[str, str] | None) -> list[dict[str, Any]]:
+    """The member configs with these dotted path keys set (where this launch resolved them)."""
+    for key, value in (paths or {}).items():
+        configs = [with_value(c, key, value) for c in configs]
+    return configs
+
+
+def trainable(config: dict[str, Any], paths: dict[str, str] | None = None,
+              token: tuple[str, str] | None = None) -> None:
     """`paths`: dotted keys (data.root, data.cache, noise.confusion) a resumed, perhaps moved, run dir reads
-    from where this launch resolved them, not where the study started."""
+    from where this launch resolved them, not where the study started. `token`: (path, value) of the storage
+    root's token on a cluster, read on this node before anything trains (a node whose mount failed fails here)."""
+    if token:
+        check_token(*token)
     resources = ray.get_runtime_context().get_assigned_resources()
     # One intra-op thread per CPU Tune gave this trial, so packed trials do not oversubscribe cores.
     torch.set_num_threads(max(1, int(resources.get("CPU", 1))))
     claim_gpu(resources.get("GPU", 0))
-    configs = members(config)
-    for key, value in (paths or {}).items():
-        configs = [with_value(c, key, value) for c in configs]
-    trial = Trial(configs)
+    trial = Trial(placed(members(config), paths))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry or a resumed study: continue every member after the last saved epoch
         with checkpoint.as_directory() as folder:

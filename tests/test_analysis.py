@@ -11,8 +11,12 @@ import pytest
 
 import rundir
 from analysis import claims
+from analysis.describe import Run
 from analysis.figures import FIGURES
 from analysis.summary import critical_clean, critical_points, read_run, summarize
+
+
+MNIST = Run.of({"preset": "test", "config": {"data": {"dataset": "mnist"}}})
 
 
 def trials_frame(**grid: list) -> pd.DataFrame:
@@ -104,7 +108,7 @@ def test_fig9_verdict_words_and_censored_markers(tmp_path: Path) -> None:
     rundir.write_json({"exp": "dataset_size", "preset": "paper", "figures": ["fig8", "fig9"]}, tmp_path / rundir.STUDY)
     table = claims.evaluate([tmp_path]).set_index("figure")
     assert table.loc["fig9", "verdict"] == "contradicted" and "0.80" in table.loc["fig9", "measured"]
-    fig = FIGURES["fig9"](summarize(trials), trials, tmp_path, "test")
+    fig = FIGURES["fig9"](summarize(trials), trials, tmp_path, MNIST)
     hollow = [l for l in fig.axes[0].get_lines() if l.get_markerfacecolor() == "none" and len(l.get_xdata())]
     assert len(hollow) == sum(int((critical_points(summary, t)["censored"] != "").sum()) for t in (0.8, 0.85, 0.9))
     assert fig.axes[0].texts or any(type(c).__name__ == "Annotation" for c in fig.axes[0].get_children())
@@ -123,7 +127,7 @@ def test_fig9_verdict_words_and_censored_markers(tmp_path: Path) -> None:
 ])
 def test_every_figure_draws_a_png(figure: str, grid: dict, tmp_path: Path) -> None:
     trials = trials_frame(**grid)
-    FIGURES[figure](summarize(trials), trials, tmp_path, "test")
+    FIGURES[figure](summarize(trials), trials, tmp_path, MNIST)
     png = tmp_path / f"{figure}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert [p.name for p in tmp_path.iterdir()] == [png.name]  # nothing half-written left beside it
@@ -132,7 +136,7 @@ def test_every_figure_draws_a_png(figure: str, grid: dict, tmp_path: Path) -> No
 def test_confusion_figure_from_the_saved_matrix(tmp_path: Path) -> None:
     counts = np.diag(np.full(10, 90)) + np.random.default_rng(0).integers(0, 5, (10, 10))
     np.save(tmp_path / "confusion.npy", counts)
-    FIGURES["confusion"](pd.DataFrame(), pd.DataFrame(), tmp_path, "test")
+    FIGURES["confusion"](pd.DataFrame(), pd.DataFrame(), tmp_path, MNIST)
     assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -169,7 +173,7 @@ def test_fig10_draws_the_full_set_at_its_real_size(tmp_path: Path) -> None:
     assert pd.read_csv(tmp_path / rundir.TRIALS)["n_clean"].isna().sum() == 2
     study, read, summary = read_run(tmp_path)
     assert sorted(summary["n_clean"].unique()) == [100000, 400000, 1281167]
-    fig = FIGURES["fig10"](summary, read, tmp_path, "test")
+    fig = FIGURES["fig10"](summary, read, tmp_path, Run.of(study))
     assert all(1281167 in line.get_xdata() for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 3)
     assert sum(len(line.get_xdata()) == 3 for line in fig.axes[0].get_lines()) == 2
 

@@ -57,10 +57,13 @@ def test_budget_pack_move_resume(data_root: Path, env: dict[str, str], tmp_path:
     done = {name for name, rs in before.items() if rs[-1]["epoch"] == EPOCHS}
     partial = {name for name in before if name not in done}
     assert len(partial) == 1, before  # the budget cut a trial: its epochs so far stay, at their checkpoint
-    tail = text.strip().splitlines()[-2:]
-    assert tail == [f"budget 40s spent: {len(done)} of 2 trials finished, 1 partial (resume from their last checkpoint), "
-                    f"{1 - len(done)} not started; trials.csv holds the finished ones",
-                    f"continue the study with: {sys.executable} -m study.launch resume={first}"]
+    tail = text.strip().splitlines()[-3:]
+    (cut,) = [rs[-1]["epoch"] for name, rs in before.items() if name in partial]
+    command = f"{sys.executable} -m study.launch resume={first}"
+    assert tail == [f"budget 40s spent: {len(done)} of 2 trials finished, 1 partial (each goes on from its last "
+                    f"checkpoint; this slice advanced 1 of them, epochs 0 → {cut} of {EPOCHS}), {1 - len(done)} not "
+                    "started; trials.csv holds the finished ones",
+                    f"another slice of 40s: {command} budget=40s", f"finish the study (no budget): {command} budget=null"]
     trials = pd.read_csv(first / rundir.TRIALS)
     assert len(trials) == len(done) and (trials["epochs"] == EPOCHS).all()  # the finished ones only
 

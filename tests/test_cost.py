@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +57,52 @@ def test_model_path_overhead_bound_and_compute_bound(monkeypatch: pytest.MonkeyP
     compute_s = 3 * 3 * (2 * 784 * 10) * 128 / 1e6
     out = cost.estimate([group], gpu_fraction=0.25)
     assert out["gpu_hours"] == pytest.approx(steps * compute_s / 3600, rel=1e-12)
+
+
+@pytest.fixture
+def tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Benchmark tables by hand: bench.train on CUDA and on a 4-thread CPU, and bench.gpu_check's `table`."""
+    def row(arch: str, fuse: int, images: float, model: float | None = None, **extra: object) -> dict:
+        out = {"dataset": "mnist", "arch": arch, "batch_size": 128, "fuse": fuse, "images_per_s": images, **extra}
+        return out if model is None else {**out, "model_images_per_s": model}
+
+    files = {
+        "train-h100.json": {"device": "cuda (NVIDIA H100)", "rows": [
+            row("conv4", 1, 100.0, 100.0), row("conv4", 4, 50.0, 200.0), row("conv4", 2, 150.0),  # no model rate: K = 1's
+            row("conv4", 8, 1.0, 8.0, error="out of memory")]},
+        "gpu_check-h200.json": {"device": "NVIDIA H200", "table": [row("mlp1", 16, 10.0, 160.0)]},
+        "train-vm.json": {"device": "x86_64", "threads": 4, "rows": [row("conv4", 1, 10.0, 10.0), row("conv4", 4, 4.0, 16.0),
+                                                                     row("perceptron", 1, 400.0, 400.0)]},
+        "loaders-vm.json": {"device": "cuda", "rows": [row("conv2", 1, 1e9, 1e9)]},  # not a throughput table
+    }
+    for name, table in files.items():
+        (tmp_path / name).write_text(json.dumps(table))
+    monkeypatch.setattr(cost, "RESULTS", tmp_path)
+    return tmp_path
+
+
+def test_rates_come_from_model_images_per_s_of_the_right_device(tables: Path) -> None:
+    """A fused group's rate is its model-images/s (K members' images), not the images it loads; CUDA tables
+    for the GPU estimate, CPU tables (per thread) for the local one; rows with an error count in neither."""
+    assert cost.measured_throughput() == {("mnist", "conv4", 128): {1: 100.0, 4: 200.0, 2: 150.0},
+                                          ("mnist", "mlp1", 128): {16: 160.0}}
+    assert cost._cpu_rates() == {("mnist", "conv4", 128): {1: 2.5, 4: 4.0}, ("mnist", "perceptron", 128): {1: 100.0}}
+    assert cost.cpu_factor() == 100.0 / 2.5  # conv4 unfused: the one net both measured
+    assert cost.cpu_factor({}) == cost.CPU_FACTOR
+
+
+def test_local_hours_by_hand(tables: Path) -> None:
+    conv4 = config(arch="conv4", alpha=3.0, epochs=2)  # 1000 * 4 * 2 = 8,000 examples per member
+    groups = [[conv4] * 4, [conv4] * 4, [conv4]]
+    core_s = 2 * 8000 * 4 / 4.0 + 8000 / 2.5  # per core: K = 4 at 4 model-images/s, K = 1 at 2.5
+    hours, device = cost.local_hours(groups, cpus_per_trial=1, cpus=2, gpu_per_trial=0, gpus=0)
+    assert device == "2 CPU cores" and hours == pytest.approx(core_s / 2 / 3600, rel=1e-12)  # two trials side by side
+    hours, _ = cost.local_hours(groups, cpus_per_trial=2, cpus=8, gpu_per_trial=0, gpus=0)
+    assert hours == pytest.approx(core_s / 6 / 3600, rel=1e-12)  # 3 trials of 2 cores at once
+    mlp = config(arch="mlp2")  # no CPU row: its GPU estimate times cpu_factor
+    hours, _ = cost.local_hours([[mlp]], cpus_per_trial=1, cpus=1, gpu_per_trial=0, gpus=0)
+    assert hours == pytest.approx(cost.estimate([[mlp]], 1.0)["gpu_hours"] * 40.0, rel=1e-12)
+    hours, device = cost.local_hours(groups, cpus_per_trial=1, cpus=2, gpu_per_trial=0.5, gpus=2)
+    assert device == "2 GPU" and hours == pytest.approx(cost.estimate(groups, 0.5)["gpu_hours"] / 2, rel=1e-12)
+    gpu = cost.estimate(groups, 1.0)  # CUDA rates: K = 4 at 200 model-images/s, K = 1 at 100
+    assert gpu["gpu_hours"] == pytest.approx((2 * 8000 * 4 / 200.0 + 8000 / 100.0) / 3600, rel=1e-12)

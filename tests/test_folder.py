@@ -112,3 +112,23 @@ def test_folder_smoke_study_through_the_launcher(tmp_path: Path, data_root: Path
     trials = pd.read_csv(run / "trials.csv")
     assert sorted(trials["alpha"]) == [0, 2] and (trials["status"] == "ok").all()
     assert trials["test_acc"].max() > 0.6  # three flat colours: far above chance (1/3)
+
+
+def test_classes_and_samples_in_imagefolder_order(tmp_path: Path) -> None:
+    """Mixed-case class names, digits, nested folders and names that sort differently as paths and as strings:
+    the class indices and every (file, class) sample in torchvision ImageFolder's order, so that noise.labels
+    indexed by an ImageFolder's samples names the same images."""
+    from torchvision.datasets import ImageFolder
+
+    names = ["b", "Apple", "a", "B", "_x", "10", "9", "apple", "Zebra"]
+    path = tmp_path / "t"
+    for split in ("train", "val"):
+        for name in names:
+            for file in ("z.png", "sub/a.png", "sub-1.png", "sub/deeper/c.png", "A.png", "b.png"):
+                (path / split / name / file).parent.mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", (4, 4)).save(path / split / name / file)
+    listed = folder.scan(str(path))
+    for split, samples in (("train", listed.train), ("val", listed.test)):
+        reference = ImageFolder(str(path / split))
+        assert list(listed.classes) == reference.classes == sorted(names)
+        assert list(samples) == reference.samples, split

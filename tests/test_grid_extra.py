@@ -28,3 +28,35 @@ def test_grid_extra_must_be_a_list_of_grids() -> None:
         config.compose(["grid_extra={train: {loss: [h_alpha]}}"])
     with pytest.raises(UsageError, match=r"grid_extra\[0\].train.loss=.h_alpha. is invalid: it must be a non-empty list"):
         grids_of({}, [{"train": {"loss": "h_alpha"}}])
+
+
+def test_grid_algebra_by_hand() -> None:
+    """flatten, with_value, grids_of and expand on a small tree: exact keys, order and copies."""
+    from study.grid import flatten, with_value
+
+    tree = {"noise": {"alpha": [0, 5], "seed": 1}, "train": {"lr": [0.1], "conv": {"deep": [1, 2]}}, "k": "v"}
+    assert flatten(tree) == {"noise.alpha": [0, 5], "noise.seed": 1, "train.lr": [0.1], "train.conv.deep": [1, 2],
+                             "k": "v"}
+    assert flatten({}) == {} and flatten({"a": {}}) == {}
+    base = {"noise": {"alpha": 0.0, "seed": 0}, "train": {"lr": 0.1, "epochs": 3}}
+    moved = with_value(base, "train.lr", 0.5)
+    assert moved == {"noise": {"alpha": 0.0, "seed": 0}, "train": {"lr": 0.5, "epochs": 3}}
+    assert base["train"]["lr"] == 0.1 and moved["noise"] is base["noise"]  # a copy along the path only
+    with pytest.raises(UsageError, match=r"^grid.train.momentum=0.9 is unknown: choose one of lr, epochs$"):
+        with_value(base, "train.momentum", 0.9)
+    with pytest.raises(UsageError, match=r"^grid.train.lr.x=1 is unknown: choose one of lr, epochs$"):
+        with_value(base, "train.lr.x", 1)
+    with pytest.raises(UsageError, match=r"^grid.model.arch=.conv2. is unknown: choose one of noise, train$"):
+        with_value(base, "model.arch", "conv2")
+    grids = grids_of({"noise": {"alpha": [0, 5]}, "train": {"lr": [0.1, 0.5]}},
+                     [{"train": {"lr": [1.0]}}, {"noise": {"seed": [3]}}])
+    assert grids == [{"noise.alpha": [0, 5], "train.lr": [0.1, 0.5]},
+                     {"noise.alpha": [0, 5], "train.lr": [1.0]},
+                     {"noise.alpha": [0, 5], "train.lr": [0.1, 0.5], "noise.seed": [3]}]
+    points = [(c["noise"]["alpha"], c["train"]["lr"]) for c in expand(base, grids[0])]
+    assert points == [(0, 0.1), (0, 0.5), (5, 0.1), (5, 0.5)]  # the last key varies fastest
+    assert expand(base, {}) == [base]
+    with pytest.raises(UsageError, match=r"^grid.noise.alpha=\[\] is invalid: it must be a non-empty list$"):
+        grids_of({"noise": {"alpha": []}}, [])
+    with pytest.raises(UsageError, match=r"^grid.noise.alpha=5 is invalid: it must be a non-empty list$"):
+        grids_of({"noise": {"alpha": 5}}, [])

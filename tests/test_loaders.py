@@ -58,6 +58,20 @@ def test_ffcv_version_is_the_pinned_one() -> None:
     assert version("ffcv") == "1.0.2"  # VirtualLoader relies on this version's internals
 
 
+def test_ffcv_leaves_numbas_byte_array_type_writable(mnist, cache: Path) -> None:
+    """FFCV's OS-cache manager marks numba's interned uint8[::1] type read-only for the whole process: every writable
+    byte array then types as read-only, and each dispatcher compiled with it fails in its finalizer (the fast
+    suite's unraisable KeyErrors, issue 23). loaders.ffcv_loader gives the cache a read-only type of its own."""
+    import numba as nb
+
+    first = nb.njit(lambda a: a[0])
+    first(np.zeros(3, np.uint8))  # a dispatcher keyed by numba's interned writable uint8[::1]
+    rows = datasets.stratified_subset(mnist.labels, 100, 0)
+    assert len(epoch(ffcv_loader(mnist, rows, NoiseModel(NoiseSpec(1, 0), mnist.labels[rows], 10), cache))) > 0
+    assert len(list(first.overloads.values())) == 1  # KeyError had the loader changed that type in place
+    assert nb.typeof(np.zeros(3, np.uint8)).mutable
+
+
 @pytest.mark.parametrize("seed", [0, 12345, 2**32 - 1])
 @pytest.mark.parametrize("dist", ["uniform", "random"])
 @pytest.mark.parametrize("source", SOURCES)

@@ -14,9 +14,10 @@ import torch
 from ffcv.pipeline.compiler import Compiler
 
 from errors import UsageError
+from analysis.summary import kind_of
 from loaders import annotations, backends, data, datasets
 from loaders.ffcv_ops import Relabel
-from loaders.noise import NoiseModel, NoiseSpec, distribution, structured_distribution, copy_distribution, wrong_class_order
+from loaders.noise import DRAWS, NoiseModel, NoiseSpec, distribution, structured_distribution, copy_distribution, wrong_class_order
 from tests.conftest import trial_config
 
 CPU = torch.device("cpu")
@@ -34,14 +35,15 @@ def random_votes(n: int, rng: np.random.Generator, r_max: int = 4) -> tuple[torc
 
 @pytest.mark.parametrize("seed", [0, 2**32 - 1])
 @pytest.mark.parametrize("source", ["same", "novel"])
-def test_numba_votes_equal_torch_votes(seed: int, source: str) -> None:
+@pytest.mark.parametrize("draw", DRAWS)
+def test_numba_votes_equal_torch_votes(seed: int, source: str, draw: str) -> None:
     rng = np.random.default_rng(seed)
     n = 500
     clean = torch.from_numpy(rng.integers(0, M, n))
     pool = torch.from_numpy(rng.integers(0, M, 3 * n)) if source == "novel" else None
     votes = random_votes(n + (3 * n if source == "novel" else 0), rng)
-    models = [NoiseModel(NoiseSpec(alpha=3, seed=s, source=source, labels="x"), clean, M, pool_labels=pool, votes=votes)
-              for s in (seed, seed ^ 0x5BD1E995)]
+    models = [NoiseModel(NoiseSpec(alpha=3, seed=s, source=source, labels="x", draw=draw), clean, M, pool_labels=pool,
+                         votes=votes) for s in (seed, seed ^ 0x5BD1E995)]
     v = np.arange(4 * n, dtype=np.int64)
     if source == "same":  # far past n_virtual: the high word of the hash too
         v = np.concatenate([v, rng.integers(0, 2**62, 20_000)])
@@ -54,6 +56,29 @@ def test_numba_votes_equal_torch_votes(seed: int, source: str) -> None:
     assert not np.array_equal(got[:, 0], got[:, 1])  # the seed matters
 
 
+@pytest.mark.parametrize("seed", [0, 2**32 - 1])
+@pytest.mark.parametrize("source", ["same", "novel", "cifar100"])
+def test_numba_tied_labels_equal_torch_labels(seed: int, source: str) -> None:
+    """noise.draw=image through the FFCV op: bit-identical to NoiseModel for a matrix (cifar100: the uniform row
+    of images with no class), past n_virtual and 2**32 too, and each member (seed) draws its own."""
+    rng = np.random.default_rng(seed)
+    n = 1000
+    matrix = rng.dirichlet(np.ones(M), size=M)
+    clean = torch.from_numpy(rng.integers(0, M, n))
+    pool = torch.from_numpy(rng.integers(-1 if source == "cifar100" else 0, M, 4 * n))
+    models = [NoiseModel(NoiseSpec(alpha=4, seed=s, source=source, draw="image"), clean, M, matrix, pool_labels=pool)
+              for s in (seed, seed ^ 0x5BD1E995)]
+    v = np.arange(5 * n, dtype=np.int64)
+    if source != "novel":
+        v = np.concatenate([v, rng.integers(0, 2**62, 20_000), 2**32 + np.arange(-100, 100)])
+    src, want = models[0](torch.from_numpy(v))
+    relabel = Compiler.compile(Relabel(models).generate_code())
+    got = relabel(models[0].rows[src].numpy().reshape(-1, 1).copy(), np.empty((len(v), 2), np.int64), v)
+    assert np.array_equal(got[:, 0], want.numpy())
+    assert np.array_equal(got[:, 1], models[1](torch.from_numpy(v))[1].numpy())
+    assert not np.array_equal(got[:, 0], got[:, 1])
+
+
 def epoch(loader) -> Counter:
     pairs = Counter()
     for x, y in loader:
@@ -61,12 +86,12 @@ def epoch(loader) -> Counter:
     return pairs
 
 
-@pytest.mark.parametrize("kind", ["matrix", "labels"])
-def test_one_epoch_identical_across_backends(data_root: Path, tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("kind,draw", [("matrix", "copy"), ("labels", "copy"), ("matrix", "image"), ("labels", "image")])
+def test_one_epoch_identical_across_backends(data_root: Path, tmp_path: Path, kind: str, draw: str) -> None:
     mnist = datasets.load("mnist", data_root, train=True)
     rng = np.random.default_rng(1)
     clean = datasets.stratified_subset(mnist.labels, 300, 0)
-    spec = NoiseSpec(alpha=2.5, seed=11, **{kind: "x"})
+    spec = NoiseSpec(alpha=2.5, seed=11, draw=draw, **{kind: "x"})
     matrix = rng.dirichlet(np.ones(M), size=M)
     votes = random_votes(300, rng)
     noise = lambda: NoiseModel(spec, mnist.labels[clean], M, matrix, votes=votes if kind == "labels" else None)  # noqa: E731
@@ -90,6 +115,32 @@ def test_matrix_draws_follow_the_matrix_chi_square() -> None:
         expected = matrix[c] * observed.sum()
         keep = expected > 0
         assert ((observed[keep] - expected[keep]) ** 2 / expected[keep]).sum() < CHI2_9_P1E5
+
+
+def test_tied_draws_one_label_per_image_from_the_matrix() -> None:
+    """noise.draw=image: every noisy copy of an image carries one label; those per-image labels follow the
+    matrix (per true class, chi-square over 2,000 images, 9 dof, p = 1e-5); they are drawn apart from the
+    per-copy draws of the same seed and from another seed's (each agrees with them no more often than chance
+    would, sum_k D[c,k]^2, to within 5 binomial standard deviations)."""
+    rng = np.random.default_rng(6)
+    matrix = rng.dirichlet(np.full(M, 2.0), size=M)
+    n, alpha = 20_000, 3.5  # a fractional alpha: the last round's copies spread over the images, still tied
+    clean = torch.arange(n) % M
+    tied = NoiseModel(NoiseSpec(alpha=alpha, seed=5, matrix="x", draw="image"), clean, M, matrix)
+    v = torch.arange(tied.n, tied.n_virtual)
+    source, labels = tied(v)
+    per_image = torch.full((n,), -1).scatter_(0, source, labels)
+    assert torch.equal(labels, per_image[source])  # one label per image, whichever copy
+    for c in range(M):
+        observed = np.bincount(per_image[clean == c].numpy(), minlength=M)
+        expected = matrix[c] * observed.sum()
+        assert ((observed - expected) ** 2 / expected).sum() < CHI2_9_P1E5
+    chance = float((matrix[clean.numpy()] ** 2).sum(1).mean())  # P(two independent draws agree)
+    bound = 5 * np.sqrt(chance * (1 - chance) / n)
+    for seed, draw in ((5, "copy"), (6, "image")):
+        other = NoiseModel(NoiseSpec(alpha=alpha, seed=seed, matrix="x", draw=draw), clean, M, matrix)(v)[1]
+        first = (v - n) < n  # one copy per image: the first round
+        assert abs((other[first] == labels[first]).double().mean().item() - chance) < bound
 
 
 def test_structured_noise_is_its_matrix(tmp_path: Path) -> None:
@@ -189,6 +240,11 @@ def test_bad_labels_and_combinations_one_line(tmp_path: Path) -> None:
         NoiseSpec(alpha=20, delta=0.5, matrix="m.npy")
     with pytest.raises(UsageError, match="noise.labels=v.npy needs images with a true class"):
         NoiseSpec(alpha=2, labels="v.npy", source="white")
+    with pytest.raises(UsageError, match=r"^noise.draw=image ties a label to an image, but with noise.source=white .*"
+                                         r"use noise.draw=copy, or source=same, novel or cifar100$"):
+        NoiseSpec(alpha=2, draw="image", source="white")
+    with pytest.raises(UsageError, match=r"^noise.draw='tied' is unknown: choose one of copy, image$"):
+        NoiseSpec(alpha=2, draw="tied")
     with pytest.raises(UsageError, match="CIFAR-10N annotations not found at"):
         annotations.cifar10n(str(tmp_path), download=False)
 
@@ -202,7 +258,7 @@ def test_csv_image_without_annotation_is_named(data_root: Path, tmp_path: Path) 
 
 @pytest.mark.slow
 def test_human_noise_smoke_study_yields_its_figure_and_claim(cifar10_root: Path, tmp_path: Path, ray_tmpdir: str) -> None:
-    """exp=human_noise preset=smoke through the launcher on real CIFAR-10 and CIFAR-10N (about 2 CPU minutes)."""
+    """exp=human_noise preset=smoke through the launcher on real CIFAR-10 and CIFAR-10N (about 3 CPU minutes)."""
     from tests.helpers import launch
 
     if not (cifar10_root / annotations.CIFAR10N_FILE).is_file():
@@ -212,61 +268,87 @@ def test_human_noise_smoke_study_yields_its_figure_and_claim(cifar10_root: Path,
                   env={"STUDY_DATA_ROOT": str(cifar10_root), "RAY_TMPDIR": ray_tmpdir})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     trials = pd.read_csv(run / "trials.csv")
-    kinds = trials["labels"].notna() * 2 + trials["matrix"].notna()
-    assert (trials["status"] == "ok").all() and sorted(kinds) == [0, 0, 0, 1, 1, 2, 2]
-    uniform = trials[kinds == 0].set_index("alpha")["test_acc"]
-    human = trials[kinds > 0].groupby("alpha")["test_acc"].min()
+    kinds = kind_of(trials)
+    assert (trials["status"] == "ok").all()
+    assert Counter(kinds) == {"uniform": 3, "matrix": 2, "matrix tied": 2, "labels tied": 2}
+    uniform = trials[kinds == "uniform"].set_index("alpha")["test_acc"]
+    human = trials[kinds != "uniform"].groupby("alpha")["test_acc"].min()
     assert (human > uniform.loc[human.index]).all()  # 17.7% wrong labels beat 90% wrong ones at every alpha
     assert (run / "human.png").stat().st_size > 10_000
     claims = pd.read_csv(run / "claims.csv", keep_default_na=False)
-    row = claims[claims["figure"] == "human"].iloc[0]
-    assert "conv6 α=2" in row["measured"] and "conv6 α=5" in row["measured"]
-    low, high = map(float, re.search(r"95% CI ([-+\d.]+) to ([-+\d.]+)", row["measured"]).groups())
-    assert row["verdict"] == ("held" if low > 0 else "contradicted" if high <= 0 else "inconclusive")  # 2 pairs: wide
+    rows = claims[claims["figure"] == "human"]
+    assert len(rows) == 2
+    for row in rows.itertuples():
+        assert "conv6 α=2" in row.measured and "conv6 α=5" in row.measured
+        low, high = map(float, re.search(r"95% CI ([-+\d.]+) to ([-+\d.]+)", row.measured).groups())
+        assert row.verdict == ("held" if low > 0 else "contradicted" if high <= 0 else "inconclusive")  # 2 pairs: wide
 
 
-def human_summary(matrix_acc: float, labels_acc: float, spread: float = 0.0) -> pd.DataFrame:
+def human_summary(fresh: float, tied: float, labels: float, std: float | None = None) -> pd.DataFrame:
     """A human_noise summary as analysis.summary makes it: uniform rows (alpha 0, 2, 5) with empty matrix and
-    labels, then the two human kinds at alpha 2 and 5 (per-image accuracy labels_acc -/+ spread)."""
-    rows = [{"alpha": a, "arch": "conv6", "matrix": np.nan, "labels": np.nan, "test_acc": acc}
+    labels, then at alpha 2 and 5 the three human kinds: the matrix drawn per copy (accuracy `fresh`) and per
+    image (`tied`), the annotations one per image (`labels`). std: every cell's spread over 3 replicates; None:
+    one replicate each."""
+    rows = [{"alpha": a, "arch": "conv6", "matrix": np.nan, "labels": np.nan, "draw": "copy", "test_acc": acc}
             for a, acc in ((0, 0.5), (2, 0.3), (5, 0.1))]
-    for a, shift in ((2, -spread), (5, spread)):
-        rows.append({"alpha": a, "arch": "conv6", "matrix": "cifar10n:random", "labels": np.nan, "test_acc": matrix_acc})
-        rows.append({"alpha": a, "arch": "conv6", "matrix": np.nan, "labels": "cifar10n:random",
-                     "test_acc": labels_acc + shift})
-    return pd.DataFrame(rows)
+    for a in (2, 5):
+        for matrix, votes, draw, acc in (("cifar10n:random", np.nan, "copy", fresh), ("cifar10n:random", np.nan, "image", tied),
+                                         (np.nan, "cifar10n:random", "image", labels)):
+            rows.append({"alpha": a, "arch": "conv6", "matrix": matrix, "labels": votes, "draw": draw, "test_acc": acc})
+    summary = pd.DataFrame(rows)
+    return summary if std is None else summary.assign(test_acc_std=std, replicates=3)
 
 
-@pytest.mark.parametrize("matrix_acc,labels_acc,spread,held", [
-    (0.45, 0.40, 0.0, True), (0.40, 0.45, 0.0, False),
-    (0.45, 0.40, 0.002, True),  # gaps 5.2 and 4.8 points: 5 ± 12.7·0.28/√2 = 5 ± 2.5, above 0
-    (0.45, 0.40, 0.01, None),   # gaps 6 and 4 points: 5 ± 12.7 (t with 1 dof), straddles 0
-    (0.40, 0.45, 0.01, None)])
-def test_human_claim_verdict_and_figure(tmp_path: Path, matrix_acc: float, labels_acc: float, spread: float,
-                                        held: bool | None) -> None:
-    from analysis import claims, figures
+def human_claims():
+    from analysis import claims
 
-    claim = next(c for c in claims.CLAIMS if c.figure == "human")
-    text, verdict = claim.check(human_summary(matrix_acc, labels_acc, spread), None, claim.tolerance)
-    assert verdict is held and f"{100 * (matrix_acc - labels_acc):+.1f} points over 2 (arch, α) pairs" in text
-    assert claim.check(human_summary(0.4, 0.4).query("labels.isna()"), None, claim.tolerance) is None  # no per-image run
-    fig = figures.human(human_summary(matrix_acc, labels_acc), None, tmp_path, "smoke")
+    return [c for c in claims.CLAIMS if c.figure == "human"]  # tied matrix − per-image; fresh − tied matrix
+
+
+@pytest.mark.parametrize("fresh,tied,labels,std,held", [
+    (0.50, 0.45, 0.40, None, (True, True)),     # gaps of 5 points, one replicate: ± the 2-point floor
+    (0.45, 0.45, 0.50, None, (False, None)),    # per-image labels 5 points better; no repetition cost: 0 ± 2
+    (0.46, 0.45, 0.44, None, (None, None)),     # 1 ± 2 points
+    (0.47, 0.45, 0.43, 0.01, (True, True)),     # 2 ± 2.306·0.577 = 2 ± 1.33 points (Welch: 8 dof)
+    (0.46, 0.45, 0.44, 0.01, (None, None))])    # 1 ± 1.33 points
+def test_human_claim_verdict_and_figure(tmp_path: Path, fresh: float, tied: float, labels: float, std: float | None,
+                                        held: tuple[bool | None, bool | None]) -> None:
+    from analysis import figures
+    from analysis.describe import Run
+
+    summary = human_summary(fresh, tied, labels, std)
+    for claim, gap, expected in zip(human_claims(), (tied - labels, fresh - tied), held):
+        text, verdict = claim.check(summary, None, claim.tolerance)
+        assert verdict is expected and f": {100 * gap:+.1f} points (95% CI " in text and "over 2 (arch, α) pairs" in text
+    no_draw = summary.drop(columns="draw")  # a run from before noise.draw: every kind drawn per copy
+    assert [c.check(no_draw, None, c.tolerance) for c in human_claims()] == [None, None]
+    run = Run.of({"preset": "smoke", "config": {"data": {"dataset": "cifar10"}}})
+    fig = figures.human(summary, None, tmp_path, run)
     lines = {l.get_label(): (list(l.get_xdata()), list(l.get_ydata())) for l in fig.axes[0].get_lines()}
-    assert lines[figures.HUMAN["uniform"]] == ([0, 2, 5], [50.0, 30.0, 10.0])
-    assert lines[figures.HUMAN["labels"]] == ([0, 2, 5], [50.0, 100 * labels_acc, 100 * labels_acc])  # alpha 0 shared
-    assert lines[figures.HUMAN["matrix"]][1][0] == 50.0 and (tmp_path / "human.png").stat().st_size > 10_000
+    assert lines["uniform label noise"] == ([0, 2, 5], [50.0, 30.0, 10.0])
+    assert lines["CIFAR-10N random per-image labels, one per image"] == ([0, 2, 5], [50.0, 100 * labels, 100 * labels])
+    assert lines["CIFAR-10N random class-conditional matrix, one draw per image"][1] == [50.0, 100 * tied, 100 * tied]
+    assert lines["CIFAR-10N random class-conditional matrix"][1] == [50.0, 100 * fresh, 100 * fresh]  # alpha 0 shared
+    assert lines["chance (10%)"][1] == [10.0, 10.0] and (tmp_path / "human.png").stat().st_size > 10_000
 
 
 def test_human_claim_text_interval_and_pairs() -> None:
-    """The measured text gives the mean gap, the pair count, the t interval (5 ± 12.706·0.283/√2 = 5 ± 2.5
-    points) and each pair; α = 1 counts as noisy; a single pair gives no interval and no verdict."""
-    from analysis import claims
-
-    claim = next(c for c in claims.CLAIMS if c.figure == "human")
-    summary = human_summary(0.45, 0.40, 0.002)
+    """Each row's text: the mean gap with its Welch interval over the replicates (2 ± 1.33 points), the pair count
+    and each pair; α = 1 counts as noisy; a run without the tied matrix has neither row, one with only the two
+    matrix kinds only the repetition row, over the one pair they share."""
+    per_image, repetition = human_claims()
+    summary = human_summary(0.47, 0.45, 0.43, 0.01)
     summary.loc[summary["alpha"] == 2, "alpha"] = 1
-    text, held = claim.check(summary, None, claim.tolerance)
-    assert held is True and text.startswith("matrix − per-image: +5.0 points over 2 (arch, α) pairs, 95% CI +2.5 to +7.5 ")
-    assert "(per-image vs matrix: conv6 α=1: 39.8% vs 45.0%, conv6 α=5: 40.2% vs 45.0%)" in text
-    text, held = claim.check(summary[summary["alpha"] != 5], None, claim.tolerance)
-    assert held is None and "over 1 (arch, α) pairs, one pair: no interval" in text
+    text, held = per_image.check(summary, None, per_image.tolerance)
+    assert held is True and text == ("tied matrix − per-image labels: +2.0 points (95% CI +0.7 to +3.3 points, 3 replicates) "
+                                     "over 2 (arch, α) pairs (tied matrix vs per-image labels: conv6 α=1: 45.0% vs 43.0%, "
+                                     "conv6 α=5: 45.0% vs 43.0%)")
+    text, held = repetition.check(summary, None, repetition.tolerance)
+    assert held is True and text.startswith("fresh matrix − tied matrix: +2.0 points (95% CI +0.7 to +3.3 points")
+    untied = summary[summary["draw"] == "copy"]
+    assert per_image.check(untied, None, per_image.tolerance) is None
+    assert repetition.check(untied, None, repetition.tolerance) is None
+    matrix_only = summary[summary["labels"].isna() & ~((summary["alpha"] == 5) & (summary["draw"] == "image"))]
+    assert per_image.check(matrix_only, None, per_image.tolerance) is None
+    text, held = repetition.check(matrix_only, None, repetition.tolerance)
+    assert held is None and "over 1 (arch, α) pairs (fresh matrix vs tied matrix: conv6 α=1: 47.0% vs 45.0%)" in text

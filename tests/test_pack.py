@@ -90,3 +90,35 @@ def test_a_running_study_is_not_packed(run_dir: Path, tmp_path: Path, capsys: py
         os.close(fd)
     assert "is in use" in one_line(capsys)
     assert not (tmp_path / "run.tar.gz").exists()
+
+
+def modes(folder: Path) -> dict[str, int]:
+    """The permission bits of a folder and of everything under it, by relative name ('.': the folder)."""
+    return {str(p.relative_to(folder)): p.stat().st_mode & 0o7777 for p in [folder, *folder.rglob("*")]}
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002])
+def test_what_pack_small_and_unpack_write_has_the_modes_of_a_new_file(mask: int, run_dir: Path, tmp_path: Path) -> None:
+    """Every file and folder they write is as this user's umask makes a new one (files 0666 & ~umask, folders
+    0777 & ~umask), whatever the modes in the run dir or the archive: a lab reads a study on shared storage."""
+    for path in [run_dir / "trials.csv", run_dir / "tune" / "tuner.pkl"]:
+        path.chmod(0o600)  # as mkstemp leaves a file
+    (run_dir / "tune").chmod(0o700)  # as mkdtemp leaves a folder
+    file_mode, folder_mode = 0o666 & ~mask, 0o777 & ~mask
+    previous = os.umask(mask)
+    try:
+        archive = tmp_path / "out" / "run.tar.gz"
+        archive.parent.mkdir()
+        assert pack.main([str(run_dir), str(archive)]) == 0
+        unpacked = tmp_path / "lab" / "run"
+        assert pack.main(["--unpack", str(archive), str(unpacked)]) == 0
+        small = tmp_path / "paper" / "uniform_mnist"
+        assert pack.main(["--small", str(run_dir), str(small)]) == 0
+    finally:
+        os.umask(previous)
+    assert archive.stat().st_mode & 0o7777 == file_mode
+    for folder in (unpacked, small):
+        got = modes(folder)
+        want = {name: folder_mode if (folder / name).is_dir() else file_mode for name in got}
+        assert got == want, folder
+    assert (tmp_path / "lab").stat().st_mode & 0o7777 == folder_mode  # a parent made on the way

@@ -4,6 +4,7 @@ before the run dir exists (issue 11); the cost guard."""
 from __future__ import annotations
 
 import errno
+import re
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,40 @@ def test_cost_guard_prints_the_estimate_and_force_runs_anyway(monkeypatch: pytes
         "runner=tune measured on vm: 1800 s a launch + 2 x 900.0 s a group; dry_run=true for the details)\n")
     with pytest.raises(UsageError, match="about 101 hours on this machine .* over 24: .* force=true"):
         preflight.cost_guard(Config(ray=Ray(num_cpus=2)), [[{}]], {"cpu": 1, "gpu": 0})
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_paper_study_on_a_laptop_is_refused_with_its_cost_first(data_root: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """preset=paper asks for GPUs: on a CPU machine the first line is the cost on its cores, and the refusal names
+    preset=smoke and force=true (with the CPU fallback), not the missing GPU (issue 23)."""
+    err = fails(["exp=uniform_mnist", "preset=paper", "data.download=false"], capsys, tmp_path / "run")
+    assert re.match(r"error: this study would take about [\d.]+ hours on this machine \(\d+ CPU cores, no GPU visible\), "
+                    r"over 24: run preset=smoke for a small study", err), err
+    assert err.endswith("or pass force=true resources.allow_cpu_fallback=true to run it on these CPUs anyway")
+
+
+def test_a_folder_takes_the_sizes_that_fit_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An experiment's or preset's n_clean, n_test and n_val apply where the folder holds them; else the folder's
+    own sizes, said in one line; a size given on the command line stays as given (and is checked as it is)."""
+    from tests.test_folder import tree
+
+    path = tree(tmp_path / "shapes", {"a": (30, 10), "b": (30, 10), "c": (30, 10)})
+    cfg, _ = config.compose(["preset=smoke", "data.dataset=folder", f"data.path={path}", "data.n_val=6"])
+    fitted = preflight.fitted(cfg, ["preset", "data.dataset", "data.path", "data.n_val"])
+    assert (fitted.data.n_clean, fitted.data.n_test, fitted.data.n_val) == (None, None, 6)
+    assert capsys.readouterr().out == ("data: shapes holds 90 training and 30 test images, fewer than data.n_clean=2000, "
+                                       "data.n_test=2000 of this experiment and preset ask for: data.n_clean=null, "
+                                       "data.n_test=null instead (null: all of them; 0: no held-out split); set them "
+                                       "on the command line to choose\n")
+    paper, _ = config.compose(["preset=paper", "data.dataset=folder", f"data.path={path}", "data.n_clean=20"])
+    fitted = preflight.fitted(paper, ["data.dataset", "data.path", "data.n_clean"])
+    assert (fitted.data.n_clean, fitted.data.n_test, fitted.data.n_val) == (20, None, 0)  # n_val=5000 of preset=paper
+    given, _ = config.compose(["preset=smoke", "data.dataset=folder", f"data.path={path}", "data.n_test=20"])
+    assert preflight.fitted(given, ["data.n_test", "data.n_clean"]).data.n_clean == 2000  # given: left to the checks
+    small, _ = config.compose(["preset=smoke", "data.dataset=folder", f"data.path={path}", "data.n_clean=50",
+                               "data.n_test=5"])
+    assert preflight.fitted(small, []) == small  # they fit: kept
 
 
 def test_local_hours_from_cpu_rows() -> None:

@@ -11,9 +11,12 @@ import pandas as pd
 import pytest
 from matplotlib.container import ErrorbarContainer
 
+from analysis.describe import Run
 from analysis.figures import FIGURES
 from analysis.summary import summarize, t975
 from tests.test_analysis import trials_frame
+
+RUN = Run.of({"preset": "test", "config": {"data": {"dataset": "mnist"}}})
 
 T_2 = 4.303  # t_{0.975, 2}: 3 replicates
 
@@ -82,7 +85,7 @@ def errorbars(fig) -> list[ErrorbarContainer]:
 
 def test_fig1_draws_the_ci_as_error_bars(tmp_path: Path) -> None:
     trials = replicate_rows(ACC)
-    fig = FIGURES["fig1"](summarize(trials), trials, tmp_path, "test")
+    fig = FIGURES["fig1"](summarize(trials), trials, tmp_path, RUN)
     (bars,) = errorbars(fig)  # one line (one arch), with bars
     _, _, (segments,) = bars.lines
     drawn = {float(x0): (float(lo), float(hi)) for (x0, lo), (_, hi) in segments.get_segments()}
@@ -114,8 +117,8 @@ def test_every_figure_draws_cis_only_with_replicates(figure: str, grid: dict, tm
     base = trials_frame(**grid)
     one = with_replicates(base, 1)
     three = with_replicates(base, 3)
-    assert not errorbars(FIGURES[figure](summarize(one), one, tmp_path, "test"))
-    fig = FIGURES[figure](summarize(three), three, tmp_path, "test")
+    assert not errorbars(FIGURES[figure](summarize(one), one, tmp_path, RUN))
+    fig = FIGURES[figure](summarize(three), three, tmp_path, RUN)
     bars = errorbars(fig)
     drawn = [seg for c in bars for seg in c.lines[2][0].get_segments() if len(seg)]  # a NaN bound draws no bar
     assert drawn and all(np.isfinite(seg).all() and seg[1][1] > seg[0][1] for seg in drawn)

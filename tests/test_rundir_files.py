@@ -1,4 +1,5 @@
-"""Run-dir files get the permissions the umask gives (issue 11): atomic writes no longer leave them 0600."""
+"""Run-dir files (rundir): the permissions the umask gives (issue 11), trials.csv and epochs.csv by hand from Tune
+results, the finished trials, failure reasons, the summed confusion matrix, and the names and checks of a run dir."""
 
 from __future__ import annotations
 
@@ -37,3 +38,142 @@ def test_collect_skips_trials_an_interrupted_study_never_started() -> None:
                               metrics=None, metrics_dataframe=None, error=None)
     trials, epochs = rundir.collect([unstarted, pending], [])
     assert len(trials) == 1 and trials["epochs"].tolist() == [0] and epochs.empty
+
+
+def member(lr: float, seed: int = 0, delta: float = 0.0) -> dict:
+    return {"data": {"order_seed": 3, "subset_seed": 4}, "noise": {"alpha": 5.0, "seed": seed, "delta": delta,
+                                                                   "matrix": None, "labels": "own.npy", "draw": "image"},
+            "model": {"arch": "conv4"}, "train": {"lr": lr, "batch_size": 128, "seed": seed}}
+
+
+def history(epochs: list[int], node: str = "n1", val: bool = True) -> pd.DataFrame:
+    """Tune's metrics_dataframe of a group of two members: member k's test_acc at epoch e is e / 10 + k / 100."""
+    rows = []
+    for e in epochs:
+        row = {"epoch": e, "trial_id": "g1", "node_id": node}
+        for k in range(2):
+            row.update({f"members/{k}/epoch": e, f"members/{k}/train_loss": 2.0 - e / 10, f"members/{k}/test_acc": e / 10 + k / 100,
+                        f"members/{k}/test_top5": 0.5 + e / 100, f"members/{k}/images_per_s": 100.0 * e})
+            if val:
+                row[f"members/{k}/val_acc"] = e / 20
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_collect_by_hand() -> None:
+    """Two members of one Tune trial over three epochs (epoch 2 reported twice by a retry, with other values
+    the second time), and a failed single trial: every trials.csv and epochs.csv value, in column order."""
+    from types import SimpleNamespace
+
+    frame = history([1, 2, 2, 3])
+    frame.loc[1, "members/0/test_acc"] = 0.99  # the first report of epoch 2, superseded by the retry's
+    group = SimpleNamespace(config={"members": [member(0.1, 0, 0.5), member(0.5, 1, 0.5)]},
+                            metrics={"trial_id": "g1", "epoch": 3}, metrics_dataframe=frame, error=None)
+    failed = SimpleNamespace(config=member(1.0, 2), metrics={"trial_id": "g2"}, metrics_dataframe=None,
+                             error=RuntimeError("boom"))
+    trials, epochs = rundir.collect([group, failed], ["noise.delta", "train.lr"])
+    assert list(trials.columns) == ["alpha", "arch", "lr", "batch_size", "seed", "noise_seed", "order_seed",
+                                    "subset_seed", "matrix", "labels", "draw", "delta", *rundir.TRIAL_METRICS]
+    first = trials.iloc[0].to_dict()
+    assert first == {"alpha": 5.0, "arch": "conv4", "lr": 0.1, "batch_size": 128, "seed": 0, "noise_seed": 0,
+                     "order_seed": 3, "subset_seed": 4, "matrix": None, "labels": "own.npy", "draw": "image",
+                     "delta": 0.5, "trial_id": "g1-0", "group": "g1",
+                     "status": "ok", "epochs": 3, "test_acc": 0.3, "best_test_acc": 0.3, "test_top5": 0.53,
+                     "best_test_top5": 0.53, "train_loss": pytest.approx(1.7), "images_per_s": pytest.approx(200.0),
+                     "node_id": "n1", "val_acc": 0.15, "best_val_acc": 0.15}
+    assert trials.iloc[1][["trial_id", "lr", "seed", "test_acc"]].tolist() == ["g1-1", 0.5, 1, pytest.approx(0.31)]
+    third = trials.iloc[2]
+    assert (third["trial_id"], third["group"], third["status"], third["epochs"]) == ("g2-0", "g2", "error", 0)
+    assert pd.isna(third["test_acc"]) and pd.isna(third["best_val_acc"]) and pd.isna(third["node_id"])
+    assert len(epochs) == 6 and epochs["epoch"].tolist() == [1, 2, 3] * 2  # the retried epoch once, its last report
+    assert epochs["test_acc"].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.11, 0.21, 0.31])
+    assert epochs["trial_id"].tolist() == ["g1-0"] * 3 + ["g1-1"] * 3 and set(epochs["group"]) == {"g1"}
+    assert epochs["lr"].tolist() == [0.1] * 3 + [0.5] * 3 and set(epochs["delta"]) == {0.5}
+    assert list(epochs.columns[:len(rundir.EPOCH_METRICS)]) == list(rundir.EPOCH_METRICS)
+
+
+def test_val_acc_missing_from_an_older_run_is_nan() -> None:
+    from types import SimpleNamespace
+
+    old = SimpleNamespace(config={"members": [member(0.1), member(0.5)]}, metrics={"trial_id": "g1"},
+                          metrics_dataframe=history([1, 2], val=False), error=None)
+    trials, epochs = rundir.collect([old], [])
+    assert trials["val_acc"].isna().all() and trials["best_val_acc"].isna().all() and epochs["val_acc"].isna().all()
+    assert trials["test_acc"].tolist() == pytest.approx([0.2, 0.21])
+
+
+def test_finished_ids_failures_and_write_results(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    def result(tid: str, epoch: int, error: Exception | None = None) -> SimpleNamespace:
+        config = member(0.1)
+        config["train"]["epochs"] = 3
+        return SimpleNamespace(config={"members": [config, config]}, metrics={"trial_id": tid, "epoch": epoch},
+                               metrics_dataframe=history(list(range(1, epoch + 1))), error=error)
+
+    results = [result("g1", 3), result("g2", 2), result("g3", 3, RuntimeError("x")), result("g4", 3),
+               SimpleNamespace(config=None, metrics=None, metrics_dataframe=None, error=None)]
+    assert rundir.finished_ids(results) == {"g1", "g4"}
+    rundir.write_results(results, [], tmp_path, finished_only=True)
+    assert pd.read_csv(tmp_path / rundir.TRIALS)["group"].tolist() == ["g1", "g1", "g4", "g4"]
+    assert len(pd.read_csv(tmp_path / rundir.EPOCHS)) == 2 * (3 + 2 + 3 + 3)  # every epoch reported
+    rundir.write_results(results, [], tmp_path)
+    assert pd.read_csv(tmp_path / rundir.TRIALS)["group"].tolist() == ["g1", "g1", "g2", "g2", "g3", "g3", "g4", "g4"]
+    cuda = RuntimeError("Traceback (most recent call last):\n  ...\nstudy.trainable.NoCuda: no CUDA on node a\n\n")
+    failed = [SimpleNamespace(error=cuda), SimpleNamespace(error=RuntimeError("x\nout of memory")),
+              SimpleNamespace(error=None), SimpleNamespace(error=cuda), SimpleNamespace(error=KeyError())]
+    assert rundir.failures(failed) == {"study.trainable.NoCuda: no CUDA on node a": 2, "out of memory": 1, "KeyError": 1}
+
+
+def test_save_confusion_sums_the_trials_and_copies(tmp_path: Path) -> None:
+    import numpy as np
+    from types import SimpleNamespace
+
+    results = [SimpleNamespace(error=None, metrics={"confusion": [[1, 2], [3, 4]]}),
+               SimpleNamespace(error=RuntimeError(), metrics={"confusion": [[100, 0], [0, 100]]}),
+               SimpleNamespace(error=None, metrics={"confusion": [[10, 0], [0, 20]]}),
+               SimpleNamespace(error=None, metrics={"test_acc": 0.5}), SimpleNamespace(error=None, metrics=None)]
+    copy_to = tmp_path / "shared" / "confusion" / "mnist.npy"
+    assert rundir.save_confusion(results, tmp_path, copy_to) == 2
+    for path in (tmp_path / rundir.CONFUSION, copy_to):
+        assert np.load(path).tolist() == [[11, 2], [3, 24]]
+    assert rundir.save_confusion(results[1:2], tmp_path / "none", tmp_path / "none.npy") == 0
+    assert not (tmp_path / "none.npy").exists()
+
+
+def test_names_paths_and_checks(tmp_path: Path) -> None:
+    from errors import UsageError
+
+    assert rundir.column("noise.alpha") == "alpha" and rundir.column("data.subset_seed") == "subset_seed"
+    assert rundir.column("noise.delta") == "delta" and rundir.column("budget") == "budget"
+    named = rundir.named(tmp_path, "uniform_mnist", "paper")
+    assert named.parent == tmp_path and named.name.startswith("uniform_mnist-paper-20") and len(named.name) == 35
+    (tmp_path / "file").write_text("")
+    rundir.check_path(tmp_path / "new" / "deeper")
+    with pytest.raises(UsageError, match=rf"^run_dir='{tmp_path}/file/run' is invalid: it must be a folder or a path "
+                                         rf"that does not exist yet \({tmp_path}/file is a file\)$"):
+        rundir.check_path(tmp_path / "file" / "run")
+    with pytest.raises(UsageError, match=rf"^resume={tmp_path} is not a study run dir: it has no study.json$"):
+        rundir.check_study(tmp_path, "resume")
+    with pytest.raises(UsageError, match=rf"^{tmp_path} is not a study run dir"):
+        rundir.check_study(tmp_path)
+    rundir.write_json({"exp": "x", "when": Path("/p")}, tmp_path / rundir.STUDY)
+    assert rundir.read_study(tmp_path) == {"exp": "x", "when": "/p"}
+    rundir.check_stopped(tmp_path)  # no lock file: stopped
+    rundir.lock(tmp_path)
+    try:
+        rundir.lock(tmp_path)  # held by this process already: nothing more
+        with pytest.raises(UsageError, match="is in use: its study is still running; stop it"):
+            rundir.check_stopped(tmp_path)
+    finally:
+        os.close(rundir.LOCKS.pop(tmp_path))
+    rundir.check_stopped(tmp_path)
+
+
+def test_a_failed_atomic_write_leaves_the_old_file(tmp_path: Path) -> None:
+    (tmp_path / "trials.csv").write_text("old")
+    with pytest.raises(RuntimeError):
+        with rundir.atomic_path(tmp_path / "trials.csv") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError
+    assert (tmp_path / "trials.csv").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["trials.csv"]

@@ -12,6 +12,7 @@ import pytest
 import rundir
 from errors import UsageError
 from study import config, slices
+from study.grid import flatten
 from tests.helpers import SMOKE, fails
 
 
@@ -112,3 +113,124 @@ def test_run_dir_with_this_study_is_held_whatever_the_portable_keys(tmp_path: Pa
     for extra in ([], ["budget=3h", "data.root=/elsewhere", "ray.address=auto", "force=true"]):
         assert slices.continues(*config.compose([*SMOKE, *extra, f"run_dir={run_dir}"]))
     assert json.loads((run_dir / rundir.STUDY).read_text())["config"]["budget"] is None
+
+
+def test_every_key_but_the_portable_and_launch_ones_makes_another_study(tmp_path: Path) -> None:
+    """run_dir= compares every key of the two configs, one by one: each changed alone is named in the refusal,
+    except the four that may change between slices and the four that say how a study is launched."""
+    cfg, names = config.compose(SMOKE)
+    held = slices.named(names, cfg)
+    keys = list(flatten(held))
+    assert {"exp", "preset", "data.n_clean", "noise.alpha", "train.lr", "grid.noise.alpha", "replicates"} <= set(keys)
+    free = {"budget", "data.root", "storage.root", "ray.address", "resume", "run_dir", "dry_run", "force"}
+    assert free <= set(keys)
+    for key in keys:
+        new = slices.with_overrides(held, {key: ["another value"]})
+        if key in free:
+            slices.unchanged(held, new, keys, "{key}", tmp_path)
+            continue
+        with pytest.raises(UsageError) as err:
+            slices.unchanged(held, new, keys, "{key}: {old!r} there, {new!r} here in {where}", tmp_path)
+        assert str(err.value) == f"{key}: {slices.value_at(held, key)!r} there, ['another value'] here in {tmp_path}"
+    added = slices.with_overrides(held, {"data.new_key": 1})  # a key only one side has differs from None
+    with pytest.raises(UsageError, match="^data.new_key$"):
+        slices.unchanged(held, added, [*keys, "data.new_key"], "{key}", tmp_path)
+    slices.unchanged(held, held, ["data.new_key"], "{key}", tmp_path)
+
+
+@pytest.fixture
+def usr1() -> list[int]:
+    """A SIGUSR1 handler standing where Tune's is while a study runs; the signals it got."""
+    import signal
+
+    got: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: got.append(signum))
+    yield got
+    signal.signal(signal.SIGUSR1, previous)
+
+
+def test_the_first_ctrl_c_asks_tune_to_stop_and_the_second_ends_it(usr1: list[int], monkeypatch) -> None:
+    import os
+    import signal
+
+    monkeypatch.setenv("TUNE_DISABLE_SIGINT_HANDLER", "0")
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with slices.stoppable() as received:
+            assert os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1"
+            os.kill(os.getpid(), signal.SIGINT)
+            assert received == [signal.SIGINT] and usr1 == [signal.SIGUSR1]  # passed on to Tune's handler
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert received == [signal.SIGINT, signal.SIGTERM] and usr1 == [signal.SIGUSR1]
+    assert signal.getsignal(signal.SIGINT) is before and os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "0"
+    monkeypatch.delenv("TUNE_DISABLE_SIGINT_HANDLER")
+    with slices.stoppable():
+        pass
+    assert "TUNE_DISABLE_SIGINT_HANDLER" not in os.environ
+
+
+def test_a_signal_while_no_tune_loop_listens_ends_at_once() -> None:
+    import os
+    import signal
+
+    assert not slices.tune_listens()
+    with pytest.raises(KeyboardInterrupt):
+        with slices.stoppable() as received:
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert received == [signal.SIGTERM]
+
+
+def test_a_spent_budget_asks_tune_to_stop_once(usr1: list[int]) -> None:
+    import signal
+    import time
+
+    with slices.budget_timer(0.01) as spent:
+        deadline = time.monotonic() + 120  # a bound for a failing test only
+        while not spent and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert spent == [True] and usr1 == [signal.SIGUSR1]
+    with slices.budget_timer(None) as never:
+        pass
+    with slices.budget_timer(3600) as later:
+        pass  # the block ended first: the timer stops with it
+    assert never == [] and later == [] and usr1 == [signal.SIGUSR1]
+
+
+def test_exit_codes_and_messages_of_a_slice(tmp_path: Path) -> None:
+    import signal
+    import sys
+
+    stopped = slices.Interrupted(signal.SIGINT, tmp_path, 3, 8)
+    assert stopped.code == 130 and slices.Interrupted(signal.SIGTERM, tmp_path, 0, 1).code == 143
+    assert str(stopped) == (f"interrupted by SIGINT: 3 of 8 trials finished; finish the study with: {sys.executable} "
+                            f"-m study.launch resume={tmp_path}")
+    command = f"{sys.executable} -m study.launch resume={tmp_path}"
+    assert str(slices.BudgetSpent("2h", tmp_path, 3, 2, 8, [(2, 4, 10), (0, 1, 10)])) == (
+        "budget 2h spent: 3 of 8 trials finished, 2 partial (each goes on from its last checkpoint; this slice "
+        "advanced 2 of them, epochs 0 → 1 of 10, 2 → 4 of 10), 3 not started; trials.csv holds the finished ones\n"
+        f"another slice of 2h: {command} budget=2h\nfinish the study (no budget): {command} budget=null")
+    assert "advanced" not in str(slices.BudgetSpent("2h", tmp_path, 3, 2, 8))
+    assert slices.EXIT_BUDGET == 75
+
+
+def test_a_budget_needs_every_trial_to_exist() -> None:
+    cfg, _ = config.compose([*SMOKE, "budget=1h"])
+    slices.check_budget(cfg, 200)
+    with pytest.raises(UsageError, match=r"^budget='1h' needs at most 200 trials, this study has 201: shrink the grid"):
+        slices.check_budget(cfg, 201)
+    slices.check_budget(config.compose(SMOKE)[0], 10_000)  # no budget: any number
+
+
+def test_overrides_keys_values_and_resumed_config(tmp_path: Path) -> None:
+    assert slices.given(["+grid.train.seed=[1]", "~data.root", "budget=2h", "exp=x"]) == [
+        "grid.train.seed", "data.root", "budget", "exp"]
+    tree = {"data": {"root": "/d", "n": {"deep": 1}}, "budget": None}
+    assert [slices.value_at(tree, k) for k in ("data.root", "data.n.deep", "data.nope", "nope.x", "budget",
+                                               "data.root.x")] == ["/d", 1, None, None, None, None]
+    cfg, names = config.compose([*SMOKE, "budget=2h", "data.root=/data", "ray.address=auto"])
+    assert slices.portable(cfg) == {"budget": "2h", "data.root": "/data", "storage.root": None, "ray.address": "auto"}
+    run_dir = held(tmp_path, SMOKE)
+    again, again_names = slices.resumed(rundir.read_study(run_dir), {"budget": "3h", "data.root": "/elsewhere"})
+    assert (again.budget, again.data.root, again.train.epochs) == ("3h", "/elsewhere", 1)
+    assert again_names == {"exp": "uniform_mnist", "preset": "smoke"}
+    assert slices.named(names, cfg) == {"exp": "uniform_mnist", "preset": "smoke", **dataclasses.asdict(cfg)}

@@ -4,6 +4,7 @@ resume == straight run (weights included, single and fused), the same config twi
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import pytest
@@ -94,10 +95,14 @@ def test_top5_per_member_of_a_fused_group() -> None:
     assert top1.tolist() == [1 / 6, 1 / 6] and top5.tolist() == [4 / 6, 3 / 6]
 
 
-def test_top5_with_fewer_than_five_classes_is_one() -> None:
-    net = Single(identity_net(3), 1.0, CPU)
-    top1, top5 = evaluate(net, [(torch.tensor([[3.0, 2, 1], [3, 2, 1]]), torch.tensor([2, 0]))])
-    assert top1.tolist() == [0.5] and top5.tolist() == [1.0]
+@pytest.mark.parametrize("classes", [3, 5, 6])
+def test_top5_with_five_classes_or_fewer_is_nan(classes: int) -> None:
+    """Every guess is in the top 5 of 5 classes or fewer: top-5 says nothing there, and is NaN (issue 23)."""
+    net = Single(identity_net(classes), 1.0, CPU)
+    logits = torch.arange(classes, 0, -1, dtype=torch.float32).repeat(2, 1)  # class 0 ranked first, the last one last
+    top1, top5 = evaluate(net, [(logits, torch.tensor([classes - 1, 0]))])
+    assert top1.tolist() == [0.5]
+    assert math.isnan(top5.item()) if classes <= 5 else top5.tolist() == [0.5]  # class 5 ranks 6th of 6
 
 
 def reports_of(trial: Trial) -> list[list[tuple]]:

@@ -14,10 +14,13 @@ import torch
 
 import rundir
 from analysis import claims, report
+from analysis.describe import Run
 from analysis.figures import FIGURES
 from analysis.summary import summarize
-from loaders import datasets
-from loaders.data import clean_and_val
+from errors import UsageError
+from loaders import data as loaders_data, datasets
+from loaders.data import clean_and_val, table_rows
+from loaders.noise import NoiseSpec
 from study import config
 from study.trial import Trial
 from tests.conftest import trial_config
@@ -125,7 +128,8 @@ def test_report_select_flag_summary_captions_and_claims_links(tmp_path: Path, ca
         assert set(summary["selected_on"]) == {column}
         md = (run / "claims.md").read_text()
         assert f"| {column} |" in md and "[fig1](fig1.png)" in md
-    fig = FIGURES["fig1"](summarize(with_val(replicate_rows(ACC))), None, run, "preset=smoke")
+    fig = FIGURES["fig1"](summarize(with_val(replicate_rows(ACC))), None, run,
+                          Run.of({"preset": "smoke", "config": {"data": {"dataset": "mnist"}}}))
     (text,) = [t.get_text() for t in fig.texts]
     assert "uniform_mnist-smoke-x" in text and "preset=smoke" in text and "val_acc" in text and "replicates: 3" in text
     no_val = run_dir(tmp_path / "old", replicate_rows(ACC), ["fig1"])
@@ -237,3 +241,46 @@ def test_best_epoch_takes_each_metric_at_that_epoch_whatever_else_is_missing() -
     assert out["val_acc"].tolist() == [0.92, 0.79]
     out = at_best_epoch(trials, epochs.drop(columns="val_acc"), "test_acc")
     assert out["test_acc"].tolist() == [0.88, 0.80] and out["val_acc"].tolist() == [0.41, 0.79]
+
+
+def test_clean_validation_and_novel_images_are_disjoint_at_mnist_proportions() -> None:
+    """MNIST's 60,000 training images, 5,000 held out, 1,000 clean and 54 novel images per clean one: the three
+    sets are disjoint and together use every image; one more novel image per clean one is refused."""
+    labels = torch.arange(60_000) % 10
+    d = {"n_clean": 1000, "n_val": 5000, "subset_seed": 2}
+    clean, val = clean_and_val(labels, d)
+    rows = table_rows(NoiseSpec(alpha=54, seed=3, source="novel"), 60_000, 60_000, clean, val)
+    novel = rows[1000:]
+    assert torch.equal(rows[:1000], clean) and len(novel) == 54_000 == novel.unique().numel()
+    together = torch.cat([clean, val, novel])
+    assert together.unique().numel() == 60_000 and together.min() == 0 and together.max() == 59_999
+    assert torch.equal(table_rows(NoiseSpec(alpha=54, seed=3, source="novel"), 60_000, 60_000, clean, val), rows)
+    with pytest.raises(UsageError, match=r"needs 55000 unused training images .* but only 54000 lie outside the 1000 "
+                                         r"clean ones and the 5000 validation ones: lower noise.alpha to at most 54"):
+        table_rows(NoiseSpec(alpha=55, source="novel"), 60_000, 60_000, clean, val)
+
+
+@pytest.mark.parametrize("data, noise, refused", [
+    ({"n_clean": 1000, "n_val": 5000}, {"alpha": 54, "source": "novel"}, None),
+    ({"n_clean": 1000, "n_val": 5000}, {"alpha": 55, "source": "novel"}, "noise.alpha=55 is invalid: noise.source=novel "
+     "needs 55000 unused training images (n_clean x alpha) but only 54000 lie outside the 1000 clean ones and the "
+     "5000 validation ones: lower noise.alpha to at most 54 or data.n_clean"),
+    ({"n_clean": 55_000, "n_val": 5000}, {}, None),
+    ({"n_clean": 55_001, "n_val": 5000}, {}, "data.n_clean=55001 is invalid: it must be an integer in [1, 55000] (the "
+     "mnist training split, less the 5000 held out by data.n_val)"),
+    ({"n_clean": None, "n_val": 60_000}, {}, "data.n_val=60000 is invalid: it must be an integer in [0, 59999] (the "
+     "mnist training split, leaving one image to train on)"),
+])
+def test_check_counts_the_validation_split(data: dict, noise: dict, refused: str | None, data_root: Path) -> None:
+    """loaders.data.check (the launcher's, before any trial) refuses what build() would, the held-out split
+    included, at MNIST's sizes."""
+    config = trial_config(data_root, data=data, noise=noise)
+    if refused is None:
+        loaders_data.check(config["data"], config["noise"])
+        Trial(config) if noise else None  # build() agrees: it runs
+        return
+    with pytest.raises(UsageError) as err:
+        loaders_data.check(config["data"], config["noise"])
+    assert str(err.value) == refused
+    with pytest.raises(UsageError):
+        Trial(config)
