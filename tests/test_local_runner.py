@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -158,11 +159,14 @@ def test_budget_stops_between_epochs_and_resume_finishes(data_root: Path, tmp_pa
     done = subprocess.run([*LAUNCHER, *SLICED, "budget=1s", f"run_dir={run_dir}"], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 75 and "Traceback" not in done.stderr, done.stdout[-2000:] + done.stderr[-2000:]
-    head, resume = done.stdout.strip().splitlines()[-2:]
+    head, another, finish = done.stdout.strip().splitlines()[-3:]
     finished = len(pd.read_csv(run_dir / rundir.TRIALS))
     assert head.startswith(f"budget 1s spent: {finished} of 2 trials finished, ") and head.endswith(
         " not started; trials.csv holds the finished ones")
-    assert resume == f"continue the study with: {sys.executable} -m study.launch resume={run_dir}"
+    assert re.search(r"this slice advanced 1 of them, epochs 0 → [1-5] of 6\)", head), head  # the group it stopped
+    command = f"{sys.executable} -m study.launch resume={run_dir}"
+    assert (another, finish) == (f"another slice of 1s: {command} budget=1s",
+                                 f"finish the study (no budget): {command} budget=null")
     again = subprocess.run([*LAUNCHER, f"resume={run_dir}", "budget=null"], env=env, cwd=REPO, capture_output=True,
                            text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
