@@ -11,6 +11,7 @@ import pytest
 
 import rundir
 from analysis import coverage
+from analysis.claims import CLAIMS
 from bench import paper_window
 from bench.paper_window import LIMIT, Slice
 from study import config, preflight
@@ -39,7 +40,7 @@ def order(settled: Path) -> list[tuple[list[str], list[Slice]]]:
 
 def test_settled_claims_and_held_replicates_get_no_slice(order: list) -> None:
     claims = [c for settles, _ in order for c in settles]
-    assert HELD not in claims and len(claims) == len(set(claims)) == 15  # every other claim once
+    assert HELD not in claims and len(claims) == len(set(claims)) == len(CLAIMS) - 1  # every other claim once
     slices = [s for _, block in order for s in block]
     assert not [s for s in slices if s.exp == "uniform_mnist" and "perceptron" in s.grid.get("arch", ())]
     ordered = next(block for settles, block in order if any("larger architectures" in c for c in settles))
@@ -72,7 +73,7 @@ def test_listing_marks_what_a_window_runs(order: list, settled: Path) -> None:
     text = paper_window.listing(order, coverage.read_runs(settled), 11)
     marked = [float(line.split()[1]) for line in text.splitlines() if line.split()[3:4] == ["*"]]
     assert marked and sum(marked) <= 11
-    assert "later window: CIFAR-10" in text and "15 claims not settled by the 1 run under" in text
+    assert "later window: CIFAR-10" in text and f"{len(CLAIMS) - 1} claims not settled by the 1 run under" in text
 
 
 def test_a_window_runs_a_slice_and_the_page_counts_it(data_root: Path, tmp_path: Path) -> None:
