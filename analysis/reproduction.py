@@ -3,10 +3,12 @@
     python -m analysis.reproduction bench/results/paper [--out docs/reproduction.md]
 
 Each folder under the given root is one run's small files (`python -m study.pack --small <run_dir>
-bench/results/paper/<exp>`): study.json, trials.csv, summary and claims, provenance.json. One row per claim
-of analysis.claims: the paper's claim, our measured value with its 95% interval, the scale, the split the
-learning rates were chosen on, device and GPU-minutes of the run that measured it, and the verdict; a run
-stopped by its budget says "partial (k of n trials)", a claim no run drew says "not run at paper scale".
+bench/results/paper/<name>`): study.json, trials.csv, summary and claims, provenance.json. One row per claim
+of analysis.claims, judged on the cells of the paper's grid it needs, each gathered from whichever runs hold it
+(analysis.coverage): the paper's claim, our measured value with its 95% interval, the cells present of those
+needed, the runs they came from, the split the learning rates were chosen on, the devices and the CPU- or
+GPU-minutes of those runs, and the verdict; "partial (k of n cells)" until every cell is present, "not run at
+paper scale" while none is.
 """
 
 from __future__ import annotations
@@ -18,72 +20,82 @@ from pathlib import Path
 import pandas as pd
 
 import rundir
-from analysis import claims
-from analysis.summary import missing, read_run
+from analysis import claims, coverage
+from analysis.coverage import Cell, Judged, Run
+from analysis.summary import missing
 
 NOT_RUN = "not run at paper scale"
+SHOWN = 3  # cells listed by name per run; more are counted
 
 
-def runs(root: Path) -> list[Path]:
-    """The run folders under root (those with a study.json), in name order."""
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / rundir.STUDY).is_file()) if root.is_dir() else []
+def label(values: dict) -> str:
+    return " ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in values.items())
 
 
-def progress(trials: pd.DataFrame, study: dict) -> str:
-    """'' for a complete run, else 'partial (k of n trials)'."""
-    done = int((trials["status"] == "ok").sum()) if len(trials) else 0
-    return "" if done >= study["trials"] else f"partial ({done} of {study['trials']} trials)"
+def sources(cells: list[Cell]) -> str:
+    """Which run each cell came from: per run, its cells by name (a few) or counted, with their replicates."""
+    by_run: dict[str, list[tuple[Cell, int]]] = {}
+    for cell in cells:
+        for name, count in cell.taken.items():
+            by_run.setdefault(name, []).append((cell, count))
+    parts = []
+    for name, held in sorted(by_run.items()):
+        counts = sorted({count for _, count in held})
+        reps = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+        what = (", ".join(label(cell.values) for cell, _ in held) if len(held) <= SHOWN else f"{len(held)} cells")
+        parts.append(f"{name}: {what} ({reps} replicate{'s' * (counts[-1] != 1)})")
+    return "; ".join(parts)
 
 
-def provenance(run_dir: Path) -> tuple[str, str]:
-    """The run's device(s) and total GPU-minutes, from provenance.json ('unknown' without one)."""
-    path = run_dir / rundir.PROVENANCE
-    if not path.is_file():
-        return "unknown", "unknown"
-    prov = rundir.read_json(path)
-    return prov["device"], f"{prov['gpu_minutes']:g}"
+def minutes(runs: list[Run]) -> str:
+    """CPU-minutes (wall time x cores) and GPU-minutes (wall time x GPUs) of the runs, all their launches."""
+    if any(not run.minutes for run in runs):
+        return "unknown"
+    total = {kind: sum(run.minutes[kind] for run in runs) for kind in ("CPU", "GPU")}
+    return " + ".join(f"{m:.3g} {kind}-min" for kind, m in total.items() if m) or "0"
+
+
+def row(judged: Judged, runs: dict[str, Run]) -> dict[str, str]:
+    claim, cells = judged.claim, judged.cells
+    used = [runs[name] for name in sorted({n for c in cells for n in c.taken})]
+    out = {"figure": claim.figure, "claim": claim.claim, "ours": "", "cells": f"{judged.present} of {len(cells)}",
+           "runs": sources(cells), "selected_on": "", "device": " + ".join(dict.fromkeys(r.device for r in used)),
+           "minutes": minutes(used) if used else "", "verdict": NOT_RUN}
+    if not judged.present:
+        return out
+    measured = judged.row.verdict != claims.NOT_RUN
+    verdict = judged.row.verdict if measured else "no verdict yet"
+    part = "" if judged.complete else f"partial ({judged.present} of {len(cells)} cells): "
+    return {**out, "ours": judged.row.measured, "selected_on": judged.row.selected_on, "verdict": part + verdict}
 
 
 def table(root: Path) -> pd.DataFrame:
-    """One row per claim: figure, claim, ours, scale, selected_on, device, gpu_minutes, verdict."""
-    read = [(run_dir, *read_run(run_dir)) for run_dir in runs(root)]
-    measured = claims.evaluate_runs(read)
-    by_name = {run_dir.name: (run_dir, study, trials) for run_dir, study, trials, _ in read}
-    rows = []
-    for claim, row in zip(claims.CLAIMS, measured.itertuples()):
-        drew = [name for name, (_, study, _) in by_name.items() if claim.figure in study["figures"]]
-        name = row.run or (drew[-1] if drew else "")  # the run that measured it, else the last that drew it
-        if not name:
-            rows.append({"figure": claim.figure, "claim": row.claim, "ours": "", "scale": "", "selected_on": "",
-                         "device": "", "gpu_minutes": "", "verdict": NOT_RUN})
-            continue
-        run_dir, study, trials = by_name[name]
-        part = progress(trials, study)
-        verdict = row.verdict if row.run else "no data yet"
-        device, minutes = provenance(run_dir)
-        rows.append({"figure": claim.figure, "claim": row.claim, "ours": row.measured,
-                     "scale": f"exp={study['exp']} preset={study['preset']} ({name})", "selected_on": row.selected_on,
-                     "device": device,
-                     "gpu_minutes": minutes, "verdict": f"{part}: {verdict}" if part else verdict})
-    return pd.DataFrame(rows)
+    """One row per claim: figure, claim, ours, cells, runs, selected_on, device, minutes, verdict."""
+    runs = coverage.read_runs(root)
+    by_name = {run.name: run for run in runs}
+    return pd.DataFrame([row(judged, by_name) for judged in coverage.judge(runs)])
 
 
 def write(rows: pd.DataFrame, root: Path, out: Path) -> None:
     head = ("# Reproduction: the paper's claims at paper scale\n\n"
             f"Generated by `python -m analysis.reproduction {root}` from the committed runs under `{root}/` "
-            "(one folder per experiment, copied by `python -m study.pack --small`). Each row is one claim of "
+            "(one folder per run, copied by `python -m study.pack --small`). Each row is one claim of "
             "*Deep Learning is Robust to Massive Label Noise* (the claim states the paper's number and the "
-            "tolerance), the value our run measured with its 95% interval and what the interval rests on, the "
-            "run's scale, the split each cell's learning rate was chosen on (val_acc: the held-out split; "
-            "test_acc: `data.n_val=0`, the paper's rule, where the test set both chooses and scores), its device "
-            "and GPU-minutes (wall time × GPUs, all its launches), and the verdict: held (the interval lies inside "
-            "the claim's band), contradicted (wholly outside it), inconclusive (it straddles an edge). A run "
-            "stopped by its time budget is \"partial (k of n trials)\" until `resume=` finishes it; "
-            f"\"{NOT_RUN}\": no committed run drew that figure yet.\n\n"
-            "| figure | the paper's claim | ours | scale | selected on | device | GPU-minutes | verdict |\n"
-            "|---|---|---|---|---|---|---|---|\n")
-    body = "".join(f"| {r.figure} | {r.claim} | {r.ours} | {r.scale} | {r.selected_on} | {r.device} | {r.gpu_minutes} "
-                   f"| {r.verdict} |\n" for r in rows.itertuples())
+            "tolerance), judged on the cells of the paper's grid it needs (each cell: one point of the grid, every "
+            "learning rate), gathered from whichever runs hold them: a replicate (its seeds) counts once, from the "
+            "run that holds the most replicates of that cell. The columns: the value measured with its 95% "
+            "interval and what the interval rests on; the cells present of those needed; the runs each came from; "
+            "the split each cell's learning rate was chosen on (val_acc: the held-out split; test_acc: "
+            "`data.n_val=0`, the paper's rule, where the test set both chooses and scores); the devices and the "
+            "minutes of those runs, all their launches (CPU-minutes: wall time × the cores the run was given; "
+            "GPU-minutes: wall time × GPUs); and the verdict: held (the interval lies inside the claim's band), "
+            "contradicted (wholly outside it), inconclusive (it straddles an edge). \"partial (k of n cells)\" "
+            f"until every cell is present; \"{NOT_RUN}\": no committed run holds any of its cells yet.\n\n"
+            "| figure | the paper's claim | ours | cells | runs (the cells each gave) | selected on | device | "
+            "CPU- or GPU-minutes | verdict |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    body = "".join(f"| {r.figure} | {r.claim} | {r.ours} | {r.cells} | {r.runs} | {r.selected_on} | {r.device} "
+                   f"| {r.minutes} | {r.verdict} |\n" for r in rows.itertuples())
     out.parent.mkdir(parents=True, exist_ok=True)
     with rundir.atomic_path(out) as tmp:
         tmp.write_text(head + body)
@@ -97,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.root.exists() and not args.root.is_dir():
         print(f"error: {args.root} is invalid: it must be a folder of run folders", file=sys.stderr)
         return 2
-    for run_dir in runs(args.root):
+    for run_dir in coverage.folders(args.root):
         if error := missing(run_dir):
             print(f"error: {error}", file=sys.stderr)
             return 2

@@ -8,8 +8,10 @@ every row so a cut-off run still reports what it measured:
      structured, white, and virtual indices past 2**32);
   2. the tensor loader alone at alpha=100 on full MNIST: images/s with labels made per epoch (K = 1
      and 8 members) beside the per-batch loop of d0564c1 (hash, gather and normalise per batch);
-  3. torch.compile modes of a fused conv4 group (K=16): eager, default, reduce-overhead;
-  4. the bench.train table: model-images/s per (arch, K) and the ratio to the unfused trial;
+  3. torch.compile modes of a fused conv4 group (K=16): eager, default, reduce-overhead; then conv4 (K=4, 16) with
+     each member's conv weights in channels-last layout beside today's;
+  4. the bench.train table: model-images/s per (arch, K) and the ratio to the unfused trial (K=4: the paper
+     grid's groups, its learning rates fused; the nets no committed table measured on a GPU first);
   5. the headline slice at paper scale: Figure 1's ConvNet on full MNIST, the §3.4 lr grid fused,
      alpha = 100 first (test accuracy per epoch), then alpha = 10 and 0 with 2 replicates.
 """
@@ -128,16 +130,44 @@ def compile_modes(check: Check) -> str:
     return best[0]
 
 
+def to_channels_last(trial: Trial) -> None:
+    """Each member's conv weights (and their optimizer state) in channels-last layout, before the first step: a
+    stacked (K, out, in, kh, kw) weight whose every member is (out, kh, kw, in) in memory."""
+    net = trial.net
+    for state in (net.params, net.square_avg, net.acc_delta):
+        for name, t in state.items():
+            if t.dim() == 5:
+                state[name] = t.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+                torch._dynamo.mark_static_address(state[name])  # as Fused marks its own for CUDA graphs
+
+
+def channels_last(check: Check, mode: str) -> None:
+    """conv4 fused (K=4: the paper's groups, and 16), today's layout beside channels-last, side by side."""
+    rows = []
+    for k in (4, 16):
+        for layout in ("nchw", "channels_last"):
+            if check.left() < 60:
+                return
+            configs = [member("mnist", "conv4", 128, check.n, check.device, i, compile_mode=mode) for i in range(k)]
+            try:
+                rate = measure(configs, prepare=to_channels_last if layout == "channels_last" else None)
+                rows.append({"arch": "conv4", "fuse": k, "layout": layout, **rate})
+            except Exception as exc:  # a layout that fails here must not cost the rest of the check
+                rows.append({"arch": "conv4", "fuse": k, "layout": layout, "error": repr(exc)[:300]})
+            check.save("channels_last", rows)
+
+
 def table(check: Check, mode: str) -> None:
-    plan = [("conv4", (1, 4, 16, 64)), ("mlp1", (1, 16, 64)), ("perceptron", (1, 64)), ("conv2", (1, 16, 64)),
-            ("conv6", (1, 16))]
+    plan = [("mlp2", (1, 4, 16, 64)), ("mlp4", (1, 4, 16, 64)), ("conv4", (1, 4, 16, 64)), ("mlp1", (1, 4, 16, 64)),
+            ("perceptron", (1, 4, 64)), ("conv2", (1, 4, 16, 64)), ("conv6", (1, 4, 16))]  # unmeasured nets first
+    reserve = 0.4 * check.budget if check.alphas else 0.0  # time kept for the headline slice
     rows = []
     for arch, sizes in plan:
         if check.archs and arch not in check.archs:
             continue
         unfused = None
         for k in sizes:
-            if check.left() < 0.4 * check.budget:  # keep time for the headline slice
+            if check.left() < reserve:
                 return
             try:
                 rate = measure([member("mnist", arch, 128, check.n, check.device, i, compile_mode=mode) for i in range(k)])
@@ -210,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             check.save(f"{section.__name__}_error", traceback.format_exc()[-1500:])
     mode = args.compile or compile_modes(check)
     check.save("compile_chosen", mode)
+    if not check.archs or "conv4" in check.archs:
+        channels_last(check, mode)
     table(check, mode)
     headline(check, mode, args.out)
     check.save("done", True)

@@ -26,6 +26,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -175,8 +176,19 @@ def check_stopped(run_dir: Path) -> None:
                                  "and pack it then") from None
 
 
+@dataclass
+class Result:
+    """What a trial (a group) left, as collect reads it: ray.tune.Result has these four attributes (runner=tune),
+    and the local runner (study.local) makes these, so both runners write the same rows."""
+
+    config: dict[str, Any]  # {"members": [config, ...]} or one config
+    metrics: dict[str, Any] | None  # the last epoch's report, with trial_id; None before the first
+    metrics_dataframe: Any  # one row per epoch reported (pandas), nested keys joined by "/"; None before the first
+    error: BaseException | None = None
+
+
 def collect(results: Iterable[Any], paths: Iterable[str]) -> tuple[Any, Any]:
-    """trials.csv and epochs.csv frames from Tune results (ray.tune.Result: config, metrics,
+    """trials.csv and epochs.csv frames from results (Result, or ray.tune.Result: config, metrics,
     metrics_dataframe, error); `paths` are the dotted config keys the grid varies.
 
     A Tune trial trains a group: its config is {"members": [config, ...]} (or one config) and each epoch

@@ -65,6 +65,9 @@ TESTS = {
     "study/preflight.py": ["tests/test_preflight.py", "tests/test_launch.py"],
     "study/launch.py": ["tests/test_launch.py", "tests/test_preflight.py", "tests/test_slices.py"],
     "study/watch.py": ["tests/test_watch.py"],
+    "study/console.py": ["tests/test_console.py"],
+    "study/tune_progress.py": ["tests/test_console.py"],
+    "study/local.py": ["tests/test_local_runner.py"],
     "study/provenance.py": ["tests/test_rundir_files.py", "tests/test_reproduction.py"],
     # loaders/
     "loaders/annotations.py": ["tests/test_annotations.py"],
@@ -83,6 +86,8 @@ TESTS = {
     "analysis/figures.py": ["tests/test_analysis.py", "tests/test_replicates.py", "tests/test_val_split.py"],
     "analysis/report.py": ["tests/test_val_split.py", "tests/test_analysis.py"],
     "analysis/reproduction.py": ["tests/test_reproduction.py"],
+    "analysis/describe.py": ["tests/test_results_describe.py"],
+    "analysis/coverage.py": ["tests/test_coverage.py", "tests/test_reproduction.py"],
     # rundir/
     "rundir/__init__.py": ["tests/test_rundir_files.py", "tests/test_pack.py"],
     "rundir/pack.py": ["tests/test_pack.py"],

@@ -30,6 +30,7 @@ from study.models import ARCHS
 
 GROUPS = ("exp", "preset", "search", "scheduler")  # config groups: one yaml file under study/conf/<group>/ each
 COMPILE_MODES = ("auto", "none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+RUNNERS = ("tune", "local")  # tune: Ray Tune, any cluster; local: one group after another in this process, no Ray
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh])$")  # budget=: a number of seconds, minutes or hours
 # What replicates vary: everything random in a trial (weights, noisy labels, example order, the clean subset
 # with the held-out split and any test subset drawn from it), so that intervals over replicates include each.
@@ -185,6 +186,7 @@ class Config:
     max_failures: int = param(3, at_least(-1, integer=True, note="-1: retry forever"))  # retries per trial
     storage: Storage = field(default_factory=Storage)
     ray: Ray = field(default_factory=Ray)
+    runner: str = param("tune", choice(RUNNERS))  # local: no Ray (study.local), for one machine or a lent GPU
     dry_run: bool = param(False, FLAG)  # print trial count, examples and estimated GPU-hours, then stop
     dashboard: bool = param(False, FLAG)  # true: a local Ray's dashboard stays up after the study, until Ctrl-C
     force: bool = param(False, FLAG)  # start a local study even when estimated over 24 hours on this machine
@@ -204,7 +206,11 @@ class Config:
                  "cut that short): drop budget, or use those"),
                 (budget, self.budget is not None and not self.train.checkpoint_every,
                  "train.checkpoint_every >= 1 (0: never), or a trial cut by the budget starts again from its first "
-                 "epoch")):
+                 "epoch"),
+                ("runner=local", self.runner == "local" and not self.grouped,
+                 "search=grid and scheduler=none (Optuna and ASHA run inside Ray Tune): use runner=tune"),
+                ("runner=local", self.runner == "local" and self.ray.address is not None,
+                 "ray.address=null (it runs on this machine alone; a cluster needs runner=tune)")):
             if broken:
                 raise UsageError(f"{given} needs {needs}")
         self.check_noisy_labels()

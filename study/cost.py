@@ -14,10 +14,13 @@ Packed trials (resources.gpu < 1) share the overhead-bound part of a GPU but not
 
 from __future__ import annotations
 
+import csv
+import functools
 import glob
 import json
 import math
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,39 +131,101 @@ def estimate(groups: list[list[dict[str, Any]]], gpu_fraction: float) -> dict[st
 
 def dry_run_text(cfg: Config, choices: dict[str, str], grids: list[dict[str, list[Any]]],
                  groups: list[list[dict[str, Any]]]) -> str:
-    """What dry_run=true prints: the study's shape, its trials and examples, and its estimated GPU time (a CPU
-    preset: its time on this machine's cores)."""
-    gpu = cfg.resources.gpu or 1.0  # a CPU preset's examples and members are counted as a GPU study's
-    cost = estimate(groups, gpu)
-    if cfg.resources.gpu:
-        time = f"estimated GPU time: {cost['gpu_hours']:.3g} GPU-hours at {gpu:g} GPU per trial [{cost['source']}]"
-    else:
-        hours, device = local_hours(groups, cfg.resources.cpu, cfg.ray.num_cpus or os.cpu_count() or 1, 0, 0)
-        time = (f"estimated time: about {hours:.3g} hours on this machine ({device}, resources.cpu={cfg.resources.cpu:g} "
-                "per trial) [CPU rows of bench/results/train-*.json]")
+    """What dry_run=true prints: the study's shape, its trials and examples, and its estimated time on the
+    device it asks for (resources.gpu > 0: GPUs, as measured on the card of bench/results; 0: this machine's
+    CPUs), with the launch's fixed cost."""
+    gpu = cfg.resources.gpu
+    cost = estimate(groups, gpu or 1.0)
     shape = " + ".join(" x ".join(f"{path} {len(values)}" for path, values in grid.items()) or "1"
                        for grid in grids)
     replicates = f", x {cfg.replicates} replicates" if cfg.replicates > 1 else ""
+    fixed_s, fixed = fixed_cost(groups, cfg.runner, bool(gpu))
+    if gpu:
+        when = (f"estimated GPU time: {cost['gpu_hours'] + fixed_s / 3600:.3g} GPU-hours at {gpu:g} GPU per trial on "
+                f"{' or '.join(cuda_devices()) or 'a GPU'} [{cost['source']}; {fixed}]")
+    else:
+        hours, device = local_hours(groups, cfg.resources.cpu, cores(cfg), 0, 0)
+        when = (f"estimated time on this machine's CPUs (resources.gpu=0): {hours + fixed_s / 3600:.3g} hours on "
+                f"{device} [CPU rows of bench/results/train-*.json; {fixed}]")
     return "\n".join([
         f"dry run: exp={choices['exp']} preset={choices['preset']} (nothing started, nothing written)",
         f"configs: {cost['configs']} ({shape}{replicates}), in {cost['trials']} trials "
         f"(fused groups of up to {cost['max_members']} members)",
         f"examples per config: {cost['examples_min']:,} to {cost['examples_max']:,} "
         f"(total {cost['examples_total']:.3g})",
-        time,
+        when,
     ])
+
+
+def cuda_devices() -> list[str]:
+    """The CUDA cards the committed benchmark tables were measured on."""
+    paths = glob.glob(str(RESULTS / "train-*.json")) + glob.glob(str(RESULTS / "gpu_check-*.json"))
+    names = (str(json.loads(Path(p).read_text()).get("device", "")) for p in sorted(paths))
+    return sorted({n for n in names if "cuda" in n.lower() or "nvidia" in n.lower()})
+
+
+def cores(cfg: Config) -> int:
+    """The cores a study trains on here: runner=local's one group at a time has resources.cpu; Tune's local
+    Ray, ray.num_cpus, else every core."""
+    if cfg.runner == "local":
+        return max(1, int(cfg.resources.cpu))
+    return cfg.ray.num_cpus or os.cpu_count() or 1
+
+
+def launch_overhead(runner: str) -> dict[str, Any]:
+    """What a launch costs beyond training, per runner (bench.launch_overhead): launch_s once, group_s per
+    group, and the host it was measured on; this host's table if it has one, else the first; zeros without."""
+    tables = {Path(p).stem.split("-", 1)[1]: json.loads(Path(p).read_text())
+              for p in sorted(glob.glob(str(RESULTS / "launch_overhead-*.json")))}
+    host = socket.gethostname() if socket.gethostname() in tables else next(iter(tables), None)
+    measured = tables[host]["fixed"].get(runner) if host else None
+    return {"launch_s": 0.0, "group_s": 0.0, "host": None, **(measured or {}), **({"host": host} if measured else {})}
+
+
+@functools.cache
+def compile_seconds() -> float:
+    """Seconds a fused group's first epoch on CUDA takes beyond its steady ones (torch.compile, CUDA graphs,
+    the allocator): the largest in the headline runs of bench.gpu_check (full MNIST, 60,000 (1 + alpha)
+    images an epoch, its train-loop rate per epoch); 0 without one."""
+    excess = [0.0]
+    for path in sorted(glob.glob(str(RESULTS / "headline-*.csv"))):
+        with open(path, newline="") as f:
+            rates: dict[float, dict[int, float]] = {}
+            for row in csv.DictReader(f):
+                rates.setdefault(float(row["alpha"]), {})[int(row["epoch"])] = float(row["images_per_s"])
+        for alpha, by_epoch in rates.items():
+            if 1 in by_epoch and len(by_epoch) > 1:
+                n = TRAIN_SIZE["mnist"] * (1 + alpha)
+                excess.append(n / by_epoch[1] - n / by_epoch[max(by_epoch)])
+    return max(excess)
+
+
+def fixed_cost(groups: list[list[dict[str, Any]]], runner: str, on_cuda: bool) -> tuple[float, str]:
+    """A launch's seconds beyond training (its start, its groups', on CUDA each fused group's compilation; counted
+    one after another, an upper bound where Tune runs trials side by side), and the same in words."""
+    o, fused = launch_overhead(runner), sum(len(g) > 1 for g in groups) if on_cuda else 0
+    seconds = o["launch_s"] + len(groups) * o["group_s"] + fused * compile_seconds()
+    where = f" measured on {o['host']}" if o["host"] else " not measured (bench.launch_overhead)"
+    compiled = f" + {fused} x {compile_seconds():.0f} s to compile" if fused else ""
+    return seconds, (f"with {duration(seconds)} fixed for runner={runner}{where}: {o['launch_s']:.0f} s a launch + "
+                     f"{len(groups)} x {o['group_s']:.1f} s a group{compiled}")
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _cpu_rates() -> dict[tuple[str, str, int], dict[int, float]]:
     """Model-images/s per CPU core per (dataset, arch, batch) and group size K, from CPU runs of bench.train
-    (a table's rate divided by the threads it ran with: trials are costed as if rates scale with cores)."""
+    (a wall-clock table's rate divided by the threads it ran with, a --clock cpu table's as it is: trials are
+    costed as if rates scale with cores)."""
     table: dict[tuple[str, str, int], dict[int, float]] = {}
     for path in sorted(glob.glob(str(RESULTS / "train-*.json"))):
         data = json.loads(Path(path).read_text())
         device = str(data.get("device", "")).lower()
         if "cuda" in device or "nvidia" in device:
             continue
-        threads = data.get("threads") or 1
+        threads = 1 if data.get("clock") == "cpu" else data.get("threads") or 1  # rates per CPU-second: per core
         for row in data.get("rows", []):
             if "error" not in row:
                 rate = row.get("model_images_per_s", row["images_per_s"]) / threads
@@ -197,4 +262,4 @@ def local_hours(groups: list[list[dict[str, Any]]], cpus_per_trial: float, cpus:
             factor = cpu_factor(rates) if factor is None else factor
             core_s += estimate([group], 1.0)["gpu_hours"] * 3600 * factor
     side_by_side = min(max(1, int(cpus // cpus_per_trial)), len(groups)) * cpus_per_trial  # cores busy at once
-    return core_s / min(side_by_side, cpus) / 3600, f"{cpus} CPU cores"
+    return core_s / min(side_by_side, cpus) / 3600, f"{cpus} CPU core{'s' * (cpus != 1)}"

@@ -1,13 +1,14 @@
-"""Launch one experiment of the paper as a Ray Tune study: compose, plan, run, write.
+"""Launch one experiment of the paper as a Ray Tune study (or, with runner=local, without Ray): compose, plan, run,
+write.
 
     python -m study.launch exp=uniform_mnist [preset=smoke|paper] [search=grid|optuna] [scheduler=none|asha] [key=value ...]
     python -m study.launch resume=<run_dir>      # finish an interrupted study
 
 compose: Hydra composes the typed config and checks it once (study.config). plan: the grids become trial
 configs, each checked with its data and model (study.preflight). run: Tune trains them (study.trainable) on
-Ray until they end, a budget is spent or a signal comes (study.slices). write: the run dir gets trials.csv,
-epochs.csv and the analysis' summary, figures and claims (rundir, analysis.report). Bad input: one line,
-exit 2, nothing written.
+Ray, or runner=local one group after another in this process (study.local), until they end, a budget is
+spent or a signal comes (study.slices). write: the run dir gets trials.csv, epochs.csv and the analysis'
+summary, figures and claims (rundir, analysis.report). Bad input: one line, exit 2, nothing written.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from typing import Any
 
 import rundir
 from errors import UsageError
-from study import config, console, cost, experiments, preflight, provenance, slices, storage
+from study import config, console, cost, experiments, local, preflight, provenance, slices, storage
 from study.cluster import check_address, check_resources, connect, gpu_missing
 from study.config import Config
-from study.grid import flatten
 from study.preflight import Plan
 
 
@@ -61,7 +61,7 @@ def run_study(cfg: Config, names: dict[str, str], resume_dir: Path | None = None
         token = storage.check_nodes(storage.storage_root(cfg))
     groups = plan.groups(cfg, resources["gpu"] > 0)
     slices.check_budget(cfg, len(groups))
-    tune_plan = experiments.plan(cfg, plan.base, plan.grids, groups)
+    tune_plan = experiments.plan(cfg, plan.base, plan.grids, groups) if cfg.runner == "tune" else []
     if cfg.grouped:
         print(f"trials: {len(groups)} groups of {len(plan.configs)} configs (train.fuse={cfg.train.fuse})", flush=True)
     stand_ins = preflight.prepare(plan.configs)
@@ -75,13 +75,17 @@ def run_study(cfg: Config, names: dict[str, str], resume_dir: Path | None = None
                            "dataset": preflight.described(plan.base["data"], stand_ins),
                            "searched": [rundir.column(p) for p in plan.searched],
                            "experiments": [e.path for e in tune_plan]}, run_dir / rundir.STUDY)
+    if cfg.runner == "local":  # the one other runner: no Ray (study.local)
+        results, outcome, advanced = local.run(cfg, plan, groups, resources, run_dir, resume_dir is not None)
+        write(cfg, plan, results, outcome, advanced, run_dir, len(groups))
+        return run_dir
     import ray
 
     try:
         results, outcome, progress = run(cfg, plan, tune_plan, resources, run_dir, resume_dir is not None, len(groups),
                                         token)
         try:
-            write(cfg, plan, results, outcome, progress, run_dir, len(groups))
+            write(cfg, plan, results, outcome, progress.advanced(), run_dir, len(groups))
         finally:
             if cfg.dashboard and not cfg.ray.address:
                 console.hold_dashboard()
@@ -105,10 +109,7 @@ def run(cfg: Config, plan: Plan, tune_plan: list[experiments.Experiment], resour
     console.quiet_ray()
     for line in [*console.dashboard_lines(connect(cfg)), console.tensorboard_line(run_dir)]:
         print(line, flush=True)
-    # A resumed run dir may have moved to another machine: its restored trials (which keep the configs they
-    # started with) read this launch's data root, .beton cache and confusion artifact.
-    placed = flatten(plan.base)
-    moved = {k: placed[k] for k in slices.PLACED if not any(k in grid for grid in plan.grids)} if restore else None
+    moved = slices.placed(plan.base, plan.grids) if restore else None
     runnable = tune.with_resources(tune.with_parameters(trainable, paths=moved, token=token), resources)
     progress = console.Progress(total)
     try:
@@ -130,8 +131,8 @@ def run(cfg: Config, plan: Plan, tune_plan: list[experiments.Experiment], resour
     return results, outcome, progress
 
 
-def write(cfg: Config, plan: Plan, results: list[Any], outcome: str, progress: console.Progress, run_dir: Path,
-          total: int) -> None:
+def write(cfg: Config, plan: Plan, results: list[Any], outcome: str, advanced: list[tuple[int, int, int]],
+          run_dir: Path, total: int) -> None:
     """trials.csv, epochs.csv and the analysis. A spent budget: the finished trials only, then BudgetSpent (with
     what advanced in this slice); exp=confusion: the summed confusion matrix; failed trials: TrialsFailed, once all
     is written."""
@@ -148,7 +149,7 @@ def write(cfg: Config, plan: Plan, results: list[Any], outcome: str, progress: c
     if budget:
         done = len(rundir.finished_ids(results))
         started = sum(bool(r.metrics and r.metrics.get("epoch")) for r in results)
-        raise slices.BudgetSpent(cfg.budget, run_dir, done, started - done, total, progress.advanced())
+        raise slices.BudgetSpent(cfg.budget, run_dir, done, started - done, total, advanced)
     failed = sum(bool(r.error) for r in results)
     if failed:  # written and analysed all the same; a job script must still see that the study is not whole
         raise TrialsFailed(f"{failed} of {total} trials failed (their reasons above; trials.csv marks them "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,15 +112,18 @@ def check(configs: list[dict[str, Any]]) -> None:
 
 
 def cost_guard(cfg: Config, groups: list[list[dict[str, Any]]], resources: dict[str, float]) -> None:
-    """A local study: one line with its estimate on this machine; over MAX_LOCAL_HOURS it stops unless force=true."""
+    """A study on this machine: one line with its estimate here, its launch's fixed cost included; over
+    MAX_LOCAL_HOURS it stops unless force=true."""
     import torch
 
-    cpus = cfg.ray.num_cpus or os.cpu_count() or 1
-    gpus = torch.cuda.device_count() if resources["gpu"] else 0
-    hours, device = cost.local_hours(groups, resources["cpu"], cpus, resources["gpu"], gpus)
+    gpus = (1 if cfg.runner == "local" else torch.cuda.device_count()) if resources["gpu"] else 0
+    share = 1.0 if cfg.runner == "local" else resources["gpu"]  # local: one group at a time has the whole GPU
+    hours, device = cost.local_hours(groups, resources["cpu"], cost.cores(cfg), share, gpus)
+    fixed_s, fixed = cost.fixed_cost(groups, cfg.runner, bool(gpus))
+    hours += fixed_s / 3600
     n_configs = sum(len(g) for g in groups)
     print(f"estimate: {n_configs} configs in {len(groups)} trials, about {hours:.3g} hours on this machine "
-          f"({device}; dry_run=true for the details)", flush=True)
+          f"({device}, {fixed}; dry_run=true for the details)", flush=True)
     if hours > MAX_LOCAL_HOURS and not cfg.force:
         cpu_only = cfg.resources.gpu and not resources["gpu"]  # a GPU study on a machine without one
         force = ("force=true resources.allow_cpu_fallback=true to run it on these CPUs anyway" if cpu_only

@@ -115,6 +115,14 @@ def budget_timer(budget: float | None) -> Iterator[list[bool]]:
         thread.join()
 
 
+def placed(base: dict[str, Any], grids: list[dict[str, list[Any]]]) -> dict[str, Any]:
+    """The PLACED paths as this launch resolved them, for a resumed study's trials (which keep the configs they
+    started with) to read from: a run dir moved to another machine reads this launch's data root, .beton cache
+    and confusion artifact. A path a grid varies is the trial's own."""
+    values = flatten(base)
+    return {k: values[k] for k in PLACED if not any(k in grid for grid in grids)}
+
+
 def check_budget(cfg: Config, groups: int) -> None:
     """A budget needs every trial of its one Tune grid to exist when it stops (its other rules: study.config)."""
     if cfg.budget is not None and groups > MAX_TRIALS:
@@ -148,6 +156,11 @@ def unchanged(held: dict[str, Any], new: dict[str, Any], keys: Iterable[str], re
 
 
 def restorable(run_dir: Path, study: dict[str, Any]) -> bool:
+    """run_dir holds state its study's runner can resume from: Tune's experiment state, or runner=local's."""
+    if study.get("config", {}).get("runner") == "local":
+        from study import local
+
+        return local.restorable(run_dir)
     from ray import tune
 
     return any(tune.Tuner.can_restore(run_dir / p) for p in study.get("experiments", ["tune"]))
@@ -155,12 +168,14 @@ def restorable(run_dir: Path, study: dict[str, Any]) -> bool:
 
 def held(run_dir: Path) -> dict[str, Any]:
     """The study.json of the study in run_dir, locked for this process (a study still running there is not run
-    twice) and with Tune state to restore; else one line."""
+    twice) and with its runner's state to restore; else one line."""
     rundir.check_study(run_dir, "resume")
     rundir.lock(run_dir)
     study = rundir.read_study(run_dir)
     if not restorable(run_dir, study):
-        raise UsageError(f"resume={run_dir} holds no Tune experiment state to restore: start the study afresh")
+        state = ("runner=local state" if study.get("config", {}).get("runner") == "local" else
+                 "Tune experiment state")
+        raise UsageError(f"resume={run_dir} holds no {state} to restore: start the study afresh")
     return study
 
 

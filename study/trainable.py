@@ -7,7 +7,6 @@ ASHA choose one config per trial)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -58,19 +57,6 @@ def placed(configs: list[dict[str, Any]], paths: dict[str, str] | None) -> list[
     return configs
 
 
-def epoch_metrics(reports: list[EpochReport], node_id: str) -> dict[str, Any]:
-    """What Tune gets each epoch: the best member's metrics at the top level (Tune's table, ASHA and Optuna read
-    those) and every member's under members/<k>."""
-    best = max(reports, key=lambda r: r.test_acc)
-    return {**dataclasses.asdict(best), "node_id": node_id,
-            "members": {str(k): dataclasses.asdict(r) for k, r in enumerate(reports)}}
-
-
-def checkpoint_due(epoch: int, every: int, last: int) -> bool:
-    """A checkpoint every `every` epochs and after the last one; none when every is 0."""
-    return bool(every) and (epoch % every == 0 or epoch == last)
-
-
 def trainable(config: dict[str, Any], paths: dict[str, str] | None = None,
               token: tuple[str, str] | None = None) -> None:
     """`paths`: dotted keys (data.root, data.cache, noise.confusion) a resumed, perhaps moved, run dir reads
@@ -88,14 +74,10 @@ def trainable(config: dict[str, Any], paths: dict[str, str] | None = None,
         with checkpoint.as_directory() as folder:
             trial.load_state_dict(torch.load(Path(folder) / STATE_FILE, map_location=trial.device))
     node_id = ray.get_runtime_context().get_node_id()  # Tune adds hostname/node_ip; this tells nodes on one host apart
-    train = trial.configs[0]["train"]
-    every, last = train["checkpoint_every"], train["epochs"]
 
     def report(reports: list[EpochReport]) -> None:
-        metrics, epoch = epoch_metrics(reports, node_id), reports[0].epoch
-        if train["report_confusion"] and epoch == last:  # exp=confusion sums these
-            metrics["confusion"] = trial.confusion().sum(0).tolist()
-        if not checkpoint_due(epoch, every, last):
+        metrics = {**trial.metrics(reports), "node_id": node_id}
+        if not trial.checkpoint_due(reports[0].epoch):
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:

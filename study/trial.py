@@ -9,6 +9,7 @@ The members of a group are identical except in MEMBER_KEYS: they see the same im
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -93,6 +94,23 @@ class Trial:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
         self.epoch = state["epoch"]
+
+    def metrics(self, reports: list[EpochReport]) -> dict[str, Any]:
+        """An epoch as both runners record it: the best member's metrics at the top level (what Tune's table,
+        ASHA and Optuna read), every member's under members/<k>/, and after the last epoch of exp=confusion
+        the summed test confusion matrix."""
+        best = max(reports, key=lambda r: r.test_acc)
+        out = {**dataclasses.asdict(best), "members": {str(k): dataclasses.asdict(r) for k, r in enumerate(reports)}}
+        train = self.configs[0]["train"]
+        if train["report_confusion"] and best.epoch == train["epochs"]:
+            out["confusion"] = self.confusion().sum(0).tolist()
+        return out
+
+    def checkpoint_due(self, epoch: int) -> bool:
+        """A checkpoint every train.checkpoint_every epochs (0: never) and after the last."""
+        train = self.configs[0]["train"]
+        every = train["checkpoint_every"]
+        return bool(every) and (epoch % every == 0 or epoch == train["epochs"])
 
     def confusion(self) -> np.ndarray:
         """Each member's (m, m) test confusion counts: (K, m, m), row = true class, column = predicted."""

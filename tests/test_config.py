@@ -126,7 +126,8 @@ def test_the_defaults() -> None:
         "resources": {"cpu": 1.0, "gpu": 0.0, "allow_cpu_fallback": False, "gpu_wait": "15m"},
         "max_concurrent_trials": None,
         "max_failures": 3, "storage": {"root": None}, "ray": {"address": None, "num_cpus": None}, "dry_run": False,
-        "force": False, "run_dir": None, "resume": None, "budget": None, "annotators": "random", "dashboard": False}
+        "force": False, "run_dir": None, "resume": None, "budget": None, "annotators": "random", "dashboard": False,
+        "runner": "tune"}
     assert config.Config().model.conv_channels is not config.Config().model.conv_channels  # a fresh list each
     assert config.REPLICATED == ("train.seed", "noise.seed", "data.order_seed", "data.subset_seed")
 
@@ -175,6 +176,7 @@ EDGES = {
     "figures": ([[], ["fig1"]], ["fig1", None]),
     "max_failures": ([-1, 0, 3], [-2, 1.5, None]),
     "annotators": (["random", "worst", "aggre"], ["best", None]), "dashboard": FLAGS,
+    "runner": (["tune", "local"], ["ray", "Local", None]),
     "resources.gpu_wait": (["15m", "90s", "0.5h"], ["0s", "5", "1d", None, 5]),
     "budget": ([None, "90s", "12m", "1.5h", "0.5s"], ["0s", "0.0m", "5", "1d", "-3h", 5, "h"]),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+import os
 
 import pytest
 
@@ -106,3 +107,23 @@ def test_local_hours_by_hand(tables: Path) -> None:
     assert device == "2 GPU" and hours == pytest.approx(cost.estimate(groups, 0.5)["gpu_hours"] / 2, rel=1e-12)
     gpu = cost.estimate(groups, 1.0)  # CUDA rates: K = 4 at 200 model-images/s, K = 1 at 100
     assert gpu["gpu_hours"] == pytest.approx((2 * 8000 * 4 / 200.0 + 8000 / 100.0) / 3600, rel=1e-12)
+
+
+def test_dry_run_costs_the_device_it_asks_for_with_the_fixed_cost(capsys: pytest.CaptureFixture[str]) -> None:
+    from study import config, launch, preflight
+
+    argv = ["exp=uniform_mnist", "preset=smoke", "dry_run=true", "grid.noise.alpha=[0,10]"]
+    for runner in ("tune", "local"):
+        assert launch.main([*argv, f"runner={runner}"]) == 0
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        cfg, _ = config.compose([*argv, f"runner={runner}"])
+        groups = preflight.plan(cfg).groups(cfg, False)
+        train_h, device = cost.local_hours(groups, cfg.resources.cpu, cost.cores(cfg), 0, 0)
+        fixed_s, fixed = cost.fixed_cost(groups, runner, False)
+        assert line == (f"estimated time on this machine's CPUs (resources.gpu=0): {train_h + fixed_s / 3600:.3g} hours "
+                        f"on {device} [CPU rows of bench/results/train-*.json; {fixed}]")
+        assert cost.cores(cfg) == (1 if runner == "local" else cfg.ray.num_cpus or os.cpu_count())  # one group at a time
+    assert launch.main([*argv, "resources.gpu=0.25"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("estimated GPU time: ") and " GPU-hours at 0.25 GPU per trial on NVIDIA H200 [" in line
+    assert "fixed for runner=tune" in line

@@ -74,11 +74,13 @@ def test_cost_guard_prints_the_estimate_and_force_runs_anyway(monkeypatch: pytes
     from study import cost
 
     monkeypatch.setattr(cost, "local_hours", lambda *args: (100.0, "2 CPU cores"))
+    monkeypatch.setattr(cost, "launch_overhead", lambda runner: {"launch_s": 1800.0, "group_s": 900.0, "host": "vm"})
     cfg = Config(ray=Ray(num_cpus=2), force=True)
     preflight.cost_guard(cfg, [[{}], [{}, {}]], {"cpu": 1, "gpu": 0})
-    assert capsys.readouterr().out == ("estimate: 3 configs in 2 trials, about 100 hours on this machine "
-                                       "(2 CPU cores; dry_run=true for the details)\n")
-    with pytest.raises(UsageError, match="about 100 hours on this machine .* over 24: .* force=true"):
+    assert capsys.readouterr().out == (  # the launch's fixed cost included: 100 h + 0.5 h + 2 x 0.25 h
+        "estimate: 3 configs in 2 trials, about 101 hours on this machine (2 CPU cores, with 60.0 min fixed for "
+        "runner=tune measured on vm: 1800 s a launch + 2 x 900.0 s a group; dry_run=true for the details)\n")
+    with pytest.raises(UsageError, match="about 101 hours on this machine .* over 24: .* force=true"):
         preflight.cost_guard(Config(ray=Ray(num_cpus=2)), [[{}]], {"cpu": 1, "gpu": 0})
 
 

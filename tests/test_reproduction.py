@@ -1,5 +1,7 @@
-"""docs/reproduction.md from a synthetic bench/results/paper: one full run (fig1) and one partial run (fig11),
-every other claim "not run at paper scale"; device and GPU-minutes from each run's provenance.json."""
+"""docs/reproduction.md from a synthetic bench/results/paper: one run holding Figure 1's cells and one holding some
+of Figure 11's, every other claim "not run at paper scale"; device and GPU-minutes from each run's provenance.json.
+Cells gathered across runs (analysis.coverage): per-architecture runs, a run repeating another's seeds, runs of
+one replicate each, a replicate short of a planned learning rate; CPU runs in CPU-minutes."""
 
 from __future__ import annotations
 
@@ -41,15 +43,22 @@ def test_full_partial_and_not_run_rows(tmp_path: Path) -> None:
     assert [r[1] for r in rows] == [c.claim for c in claims.CLAIMS]  # one row per claim, in the paper's order
     by_claim = {r[1]: r for r in rows}
     convnet = by_claim["MNIST: ConvNet > 90% at α = 100"]
-    assert convnet[3:] == ["exp=uniform_mnist preset=paper (uniform_mnist)", "test_acc", "1 x H100", "7.75", "contradicted |"]
+    assert convnet[3:] == ["1 of 1", "uniform_mnist: arch=conv4 alpha=100 (1 replicate)", "test_acc", "1 x H100",
+                           "7.75 GPU-min", "contradicted |"]
     assert "(95% CI" in convnet[2] and convnet[2].endswith("; selected on test (test_acc: no held-out split, data.n_val=0; "
                                                           "the test set both chose and scored)")
     assert by_claim["MNIST: perceptron ≈ 40% at α = 100 (30–50%)"][-1] == "held |"
+    ordered = by_claim[next(c.claim for c in claims.CLAIMS if c.claim.startswith("MNIST: larger"))]
+    assert ordered[3] == "3 of 5" and ordered[-1].startswith("partial (3 of 5 cells): ")  # no mlp2, mlp4 yet
     batch = by_claim[next(c.claim for c in claims.CLAIMS if c.claim.startswith("Larger batches"))]
-    assert batch[4:] == ["test_acc", "1 x H100", "6", "partial (4 of 10 trials): held |"]  # 4 finished of the 10 planned
+    # α = 50 at batch 32 and 128 of the 5 α > 0 x 4 batch sizes the claim reads
+    assert batch[3:] == ["2 of 20", "batchsize: alpha=50 batch_size=32 loss=ce, alpha=50 batch_size=128 loss=ce "
+                         "(1 replicate)", "test_acc", "1 x H100", "6 GPU-min", "partial (2 of 20 cells): held |"]
     drew = {"fig1", "fig11"}
     assert all(r[-1] == "not run at paper scale |" and r[2] == "" for r in rows if r[0].strip("| ") not in drew)
-    assert sum(r[-1] == "not run at paper scale |" for r in rows) == len(claims.CLAIMS) - 5
+    h_alpha = by_claim[next(c.claim for c in claims.CLAIMS if c.claim.startswith("With H_α"))]
+    assert h_alpha[3] == "0 of 6" and h_alpha[-1] == "not run at paper scale |"  # fig11 drawn, none of its cells
+    assert sum(r[-1] == "not run at paper scale |" for r in rows) == len(claims.CLAIMS) - 4
 
 
 def test_no_runs_yet_every_claim_not_run(tmp_path: Path) -> None:

@@ -1,0 +1,224 @@
+"""runner=local: a study's groups trained one after another in this process, without Ray: for one machine, and
+for a lent GPU whose image has no Ray. The plan, the groups, Trial and fit are the Tune path's (study.trainable
+reports the same Trial.metrics); each group leaves a rundir.Result as a Tune trial does, so trials.csv,
+epochs.csv, the analysis and provenance.json (runner: local) come out the same. Its state, under
+<run_dir>/local/:
+
+    groups.json   the groups as planned, each a list of member configs (a resumed study trains these)
+    <id>.pt       a group's last checkpoint: its members' weights and optimizer state, and its epochs so far
+    <id>.json     a finished group's epochs, written as its last one ends
+
+trials.csv and epochs.csv are rewritten, atomically, as each group ends. resume= (or run_dir= on this study)
+skips the finished groups and goes on with a partial one from its checkpoint. budget= stops between epochs,
+before one that would end past it, and the first SIGINT or SIGTERM after the current epoch: both save a
+checkpoint there and end as the Tune path does (exit 75 or 128 + the signal, and the resume= line); a second
+signal stops at once (the last checkpoint stands). A group that raises is retried from its checkpoint, up to
+max_failures times. One group at a time gets resources.cpu threads; train.device=auto is the CPU unless
+resources.gpu > 0, as Ray hides GPUs from a trial that asked for none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import rundir
+from study import cost, provenance, slices
+from study.config import Config
+from study.grid import with_value
+from study.preflight import Plan
+from study.trial import Trial
+
+FOLDER = "local"
+GROUPS = "groups.json"
+NODE = platform.node()  # trials.csv's node_id: Tune's is a Ray node id; here the one host
+
+
+def restorable(run_dir: Path) -> bool:
+    return (run_dir / FOLDER / GROUPS).is_file()
+
+
+class Stop(Exception):
+    """Raised between epochs to end a group early; its checkpoint is saved first."""
+
+
+@dataclass
+class Watch:
+    """Why a local study stops between epochs: its budget, or a signal."""
+
+    budget: float | None  # seconds; None: no budget
+    start: float = field(default_factory=time.monotonic)
+    signals: list[int] = field(default_factory=list)
+    spent: bool = False
+
+    def stopping(self, next_s: float = 0.0) -> bool:
+        """A signal came, or `next_s` more seconds (the next epoch's, as long as the last) would end past the budget."""
+        if self.budget is not None and time.monotonic() - self.start + next_s > self.budget:
+            self.spent = True
+        return bool(self.signals) or self.spent
+
+
+@contextlib.contextmanager
+def watching(budget: float | None) -> Iterator[Watch]:
+    """A Watch whose first SIGINT or SIGTERM is recorded (the study stops after the current epoch); a second one
+    raises KeyboardInterrupt at once."""
+    watch = Watch(budget)
+
+    def handler(signum: int, frame: Any) -> None:
+        watch.signals.append(signum)
+        if len(watch.signals) > 1:
+            raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield watch
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def result(configs: list[dict[str, Any]], history: list[dict[str, Any]], error: BaseException | None = None) -> rundir.Result:
+    """A group's Result: its epochs as Tune keeps a trial's (the last one's metrics, and a frame of all)."""
+    import pandas as pd
+
+    return rundir.Result({"members": configs}, history[-1] if history else None,
+                         pd.json_normalize(history, sep="/") if history else None, error)
+
+
+def save(path: Path, trial: Trial, history: list[dict[str, Any]]) -> None:
+    with rundir.atomic_path(path) as tmp:
+        torch.save({"trial": trial.state_dict(), "history": history}, tmp)
+
+
+def train(gid: str, configs: list[dict[str, Any]], folder: Path, watch: Watch, retries: int,
+          advanced: list[tuple[int, int, int]]) -> rundir.Result:
+    """Train one group to its last epoch (from its checkpoint, if it has one), or until the watch stops it;
+    retried from its checkpoint `retries` times (-1: for ever) when it raises. A stopped group adds (its epoch
+    when this launch began, its epoch now, epochs) to `advanced`, for the budget line."""
+    checkpoint, attempt, first = folder / f"{gid}.pt", 0, None
+    while True:
+        history: list[dict[str, Any]] = []
+        try:
+            trial = Trial(configs)
+            if checkpoint.is_file():
+                state = torch.load(checkpoint, map_location=trial.device)
+                trial.load_state_dict(state["trial"])
+                history = state["history"]
+            first = len(history) if first is None else first
+            last = time.monotonic()
+
+            def on_epoch(reports: list) -> None:
+                nonlocal last
+                took, last = time.monotonic() - last, time.monotonic()
+                epoch = reports[0].epoch
+                history.append({**trial.metrics(reports), "node_id": NODE, "trial_id": gid})
+                stop = epoch < configs[0]["train"]["epochs"] and watch.stopping(took)
+                if stop or trial.checkpoint_due(epoch):
+                    save(checkpoint, trial, history)
+                if stop:
+                    raise Stop
+
+            trial.run(on_epoch)
+        except Stop:
+            if len(history) > first:
+                advanced.append((first, len(history), configs[0]["train"]["epochs"]))
+            return result(configs, history)
+        except Exception as exc:  # as a Tune trial's error: retried, then recorded, and the study goes on
+            if 0 <= retries <= attempt:
+                traceback.print_exc()
+                return result(configs, history, exc)
+            attempt += 1
+            print(f"group {gid} failed ({exc!r}): retry {attempt} from its last checkpoint", file=sys.stderr, flush=True)
+            continue
+        rundir.write_json({"history": history}, folder / f"{gid}.json")
+        checkpoint.unlink(missing_ok=True)
+        return result(configs, history)
+
+
+def prepared(configs: list[dict[str, Any]], paths: dict[str, Any], gpu: float) -> list[dict[str, Any]]:
+    """Member configs as this launch trains them: its PLACED paths (a resumed study), and train.device=auto
+    on the CPU without a GPU request."""
+    out = []
+    for config in configs:
+        for key, value in paths.items():
+            config = with_value(config, key, value)
+        if not gpu and config["train"]["device"] == "auto":
+            config = with_value(config, "train.device", "cpu")
+        out.append(config)
+    return out
+
+
+def describe(group: list[dict[str, Any]], paths: list[str]) -> str:
+    """The grid values a group's members share, e.g. 'alpha=100 arch=mlp1, 4 members'."""
+    shared = [p for p in paths if len({str(slices.value_at(c, p)) for c in group}) == 1]
+    values = " ".join(f"{rundir.column(p)}={slices.value_at(group[0], p)}" for p in shared)
+    return f"{values + ', ' if values else ''}{len(group)} member{'s' * (len(group) > 1)}"
+
+
+def run(cfg: Config, plan: Plan, groups: list[list[dict[str, Any]]], resources: dict[str, float], run_dir: Path,
+        restore: bool) -> tuple[list[rundir.Result], str, list[tuple[int, int, int]]]:
+    """Train the groups one after another (restore: those of the study held in run_dir, the finished ones
+    skipped); their results in plan order, how this launch ended (recorded in provenance.json) and what
+    advanced of the groups it left partial (see train)."""
+    started = time.time()
+    folder = run_dir / FOLDER
+    folder.mkdir(exist_ok=True)
+    if restore:
+        groups = rundir.read_json(folder / GROUPS)
+    else:
+        rundir.write_json(groups, folder / GROUPS)
+    paths = slices.placed(plan.base, plan.grids) if restore else {}
+    threads = max(1, int(resources["cpu"]))
+    torch.set_num_threads(threads)
+    ids = [f"local_{i:05d}" for i in range(len(groups))]
+    results = {gid: result(group, rundir.read_json(folder / f"{gid}.json")["history"])
+               for gid, group in zip(ids, groups) if (folder / f"{gid}.json").is_file()}
+    work = {gid: cost.examples(group[0]) * len(group) for gid, group in zip(ids, groups)}  # for the ETA
+    left = sum(w for gid, w in work.items() if gid not in results)
+    watch, done_work, advanced = Watch(None), 0, []
+    try:
+        with watching(slices.seconds(cfg.budget)) as watch:
+            for gid, group in zip(ids, groups):
+                if gid in results:
+                    continue
+                if watch.stopping():
+                    break
+                began = time.monotonic()
+                results[gid] = train(gid, prepared(group, paths, resources["gpu"]), folder, watch, cfg.max_failures,
+                                     advanced)
+                if gid not in rundir.finished_ids([results[gid]]):
+                    continue
+                finished = [results[g] for g in ids if g in results]
+                rundir.write_results(finished, plan.paths, run_dir, finished_only=True)
+                done_work, left = done_work + work[gid], left - work[gid]
+                eta = (time.monotonic() - watch.start) / done_work * left
+                print(f"group {len(rundir.finished_ids(finished))}/{len(groups)} done ({describe(group, plan.paths)}) "
+                      f"in {cost.duration(time.monotonic() - began)}; about {cost.duration(eta)} left", flush=True)
+    except KeyboardInterrupt:  # a second signal: each group's last checkpoint stands
+        record(run_dir, started, threads, resources["gpu"], "interrupted")
+        done = len(rundir.finished_ids(results.values()))
+        raise slices.Interrupted((watch.signals or [signal.SIGINT])[-1], run_dir, done, len(groups)) from None
+    ordered = [results[gid] for gid in ids if gid in results]
+    done = len(rundir.finished_ids(ordered))
+    outcome = "interrupted" if watch.signals else "budget spent" if watch.spent and done < len(groups) else "finished"
+    record(run_dir, started, threads, resources["gpu"], outcome)
+    for reason, count in rundir.failures(ordered).items():
+        print(f"{count} trial(s) failed: {reason}", file=sys.stderr, flush=True)
+    if watch.signals:
+        raise slices.Interrupted(watch.signals[0], run_dir, done, len(groups))
+    return ordered, outcome, advanced
+
+
+def record(run_dir: Path, started: float, threads: int, gpu: float, outcome: str) -> None:
+    """provenance.json's entry for this launch: its threads, or the one GPU it trained on."""
+    provenance.record(run_dir, started, {"CPU": threads, "GPU": 1.0 if gpu else 0.0}, gpu, outcome, runner="local")
