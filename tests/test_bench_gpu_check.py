@@ -13,6 +13,7 @@ import torch
 from tests.conftest import REPO
 
 
+@pytest.mark.slow
 def test_gpu_check_tries_out_on_cpu(data_root: Path, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--device", "cpu", "--n", "300", "--budget", "40",
                            "--archs", "perceptron", "--alphas", "0", "--out", str(tmp_path)],

@@ -24,6 +24,7 @@ def pytest_run(root: Path, ci: bool) -> subprocess.CompletedProcess:
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_missing_cifar10_skips_locally_and_fails_under_ci(data_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()

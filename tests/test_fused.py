@@ -82,6 +82,7 @@ def in_float64(trial: Trial) -> Trial:
     return trial
 
 
+@pytest.mark.slow
 def test_fused_group_tracks_its_unfused_twins_for_two_epochs(data_root: Path) -> None:
     """Two epochs (64 steps) of a fused group equal its members trained alone: the same test predictions, and
     weights equal to 1e-12. In float64: in float32 the fused step sums in another order than the unfused one

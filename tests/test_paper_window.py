@@ -38,6 +38,7 @@ def order(settled: Path) -> list[tuple[list[str], list[Slice]]]:
     return paper_window.plan(coverage.read_runs(settled))
 
 
+@pytest.mark.slow
 def test_settled_claims_and_held_replicates_get_no_slice(order: list) -> None:
     claims = [c for settles, _ in order for c in settles]
     assert HELD not in claims and len(claims) == len(set(claims)) == len(CLAIMS) - 1  # every other claim once
@@ -48,6 +49,7 @@ def test_settled_claims_and_held_replicates_get_no_slice(order: list) -> None:
         ((arch,), r) for arch in ("mlp1", "mlp2", "mlp4") for r in range(3)}  # conv4's come with its own claim
 
 
+@pytest.mark.slow
 def test_every_slice_fits_or_says_why(order: list) -> None:
     for _, block in order:
         for s in block:
@@ -57,6 +59,7 @@ def test_every_slice_fits_or_says_why(order: list) -> None:
     assert runnable == sorted(runnable, reverse=True)  # the claims a window can settle now come first
 
 
+@pytest.mark.slow
 def test_a_slice_launches_its_cells_at_replicate_r(order: list) -> None:
     s = next(s for _, block in order for s in block if s.exp == "dataset_size" and s.replicate == 2)
     cfg, _ = config.compose(s.overrides())
@@ -69,6 +72,7 @@ def test_a_slice_launches_its_cells_at_replicate_r(order: list) -> None:
     assert len({c["train"]["lr"] for c in plan.configs}) == 4  # the cell's whole learning-rate grid
 
 
+@pytest.mark.slow
 def test_listing_marks_what_a_window_runs(order: list, settled: Path) -> None:
     text = paper_window.listing(order, coverage.read_runs(settled), 11)
     marked = [float(line.split()[1]) for line in text.splitlines() if line.split()[3:4] == ["*"]]
@@ -76,6 +80,7 @@ def test_listing_marks_what_a_window_runs(order: list, settled: Path) -> None:
     assert "later window: CIFAR-10" in text and f"{len(CLAIMS) - 1} claims not settled by the 1 run under" in text
 
 
+@pytest.mark.slow
 def test_a_window_runs_a_slice_and_the_page_counts_it(data_root: Path, tmp_path: Path) -> None:
     paper, runs = tmp_path / "paper", tmp_path / "runs"
     s = Slice("uniform_mnist", {"arch": ("perceptron",), "alpha": (100,)}, 1, 1.0, [HELD])
