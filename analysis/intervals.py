@@ -33,7 +33,7 @@ import pandas as pd
 from analysis.summary import t975
 
 # One replicate's final accuracy moves by about 1 point from seed to seed (the spread the null tests in
-# tests/test_claims_null.py simulate): 2 points is about two of its standard deviations.
+# tests/test_claims_power.py simulate): 2 points is about two of its standard deviations.
 NOISE_FLOOR = 0.02
 Z975 = 1.96  # t_{0.975, ∞}: the floor is a normal 95% half-width
 
