@@ -52,3 +52,10 @@ def expand(base: dict[str, Any], grid: dict[str, list[Any]]) -> list[dict[str, A
             config = with_value(config, path, value)
         configs.append(config)
     return configs
+
+
+def placed(configs: list[dict[str, Any]], paths: dict[str, str] | None) -> list[dict[str, Any]]:
+    """The member configs with these dotted path keys set (where this launch resolved them)."""
+    for key, value in (paths or {}).items():
+        configs = [with_value(c, key, value) for c in configs]
+    return configs

@@ -35,7 +35,7 @@ import torch
 import rundir
 from study import cost, provenance, slices
 from study.config import Config
-from study.grid import with_value
+from study.grid import placed, with_value
 from study.preflight import Plan
 from study.trial import Trial
 
@@ -149,9 +149,7 @@ def prepared(configs: list[dict[str, Any]], paths: dict[str, Any], gpu: float) -
     """Member configs as this launch trains them: its PLACED paths (a resumed study), and train.device=auto
     on the CPU without a GPU request."""
     out = []
-    for config in configs:
-        for key, value in paths.items():
-            config = with_value(config, key, value)
+    for config in placed(configs, paths):
         if not gpu and config["train"]["device"] == "auto":
             config = with_value(config, "train.device", "cpu")
         out.append(config)

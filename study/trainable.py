@@ -18,7 +18,7 @@ from ray import tune
 
 from study import console
 from study.cluster import node_name
-from study.grid import with_value
+from study.grid import placed
 from study.storage import check_token
 from study.train import EpochReport
 from study.trial import Trial
@@ -48,13 +48,6 @@ def claim_gpu(gpu: float) -> None:
                      "or run with resources.gpu=0")
     if gpu < 1:
         torch.cuda.set_per_process_memory_fraction(gpu)
-
-
-def placed(configs: list[dict[str, Any]], paths: dict[str, str] | None) -> list[dict[str, Any]]:
-    """The member configs with these dotted path keys set (where this launch resolved them)."""
-    for key, value in (paths or {}).items():
-        configs = [with_value(c, key, value) for c in configs]
-    return configs
 
 
 def trainable(config: dict[str, Any], paths: dict[str, str] | None = None,
