@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 import rundir
-from analysis import claims
+from analysis import bands, claims
 from analysis.summary import SEARCHED, read_run, summarize
 
 MNIST_ALPHAS = (0, 1, 2, 5, 10, 20, 50, 100)  # Figure 1's grid (study/conf/exp/uniform_mnist.yaml)
@@ -203,7 +203,7 @@ def gather(need: Need, runs: Iterable[Run]) -> tuple[pd.DataFrame, list[Cell]]:
 class Judged:
     """A claim judged on its gathered cells: analysis.claims' row, and the cells behind it."""
 
-    claim: claims.Claim
+    claim: bands.Claim
     row: Any  # a row of claims.evaluate_runs (measured, selected_on, verdict); None with no cell present
     cells: list[Cell]
 

@@ -5,7 +5,7 @@ count n. An effect that is a linear combination of cells (one cell, a difference
 a slope over cells) gets a Welch–Satterthwaite interval: variance V = Σ w²·std²/n over its cells, degrees
 of freedom V² / Σ [(w²·std²/n)² / (n − 1)], and Student's t at that fractional dof (t_at). A ratio of two
 such combinations gets Fieller's interval. (Figure 12's optimal learning rate, an argmax and no linear
-combination, is the one effect estimated per replicate: analysis.claims.optimal_lr_trend.)
+combination, is the one effect estimated per replicate: analysis.lr_trend.optimal_lr_trend.)
 
 Cells are taken as independent: replicate r of one cell is not paired with replicate r of another.
 Pairing would cancel a component that a replicate's cells share (its clean subset, its order), but with 3

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis import claims
+from analysis import bands, claims
 from analysis.summary import kind_of, summarize
 
 LRS = [0.01, 0.05, 0.1, 0.5]  # the paper's grid (§3.4)
@@ -163,7 +163,7 @@ SCENARIOS = [
 ]
 
 
-def claim(prefix: str) -> claims.Claim:
+def claim(prefix: str) -> bands.Claim:
     (found,) = [c for c in claims.CLAIMS if c.claim.startswith(prefix)]
     return found
 

@@ -48,6 +48,10 @@ TESTS = {
     "analysis/summary.py": ["tests/test_analysis.py", "tests/test_replicates.py", "tests/test_claims_table.py",
                             "tests/test_val_split.py"],
     "analysis/claims.py": ["tests/test_analysis.py", "tests/test_claims_table.py", "tests/test_noise_human.py"],
+    "analysis/bands.py": ["tests/test_claims_table.py", "tests/test_analysis.py"],
+    "analysis/effects.py": ["tests/test_claims_table.py", "tests/test_analysis.py", "tests/test_noise_human.py"],
+    "analysis/clean_counts.py": ["tests/test_claims_table.py", "tests/test_analysis.py"],
+    "analysis/lr_trend.py": ["tests/test_claims_table.py", "tests/test_analysis.py"],
     # study/
     "study/groups.py": ["tests/test_groups.py"],
     "study/pack.py": ["tests/test_pack.py"],
@@ -159,7 +163,7 @@ def refresh(work: Path) -> None:
 def recheck(work: Path, tests: list[str], names: list[str], deadline: float) -> dict[str, str]:
     """Mutants of functions no test called re-run in a fresh process, the mutant active from the start, on all the
     module's tests: mutmut runs only the tests it saw call a function, and a function run at import
-    (claims.threshold builds CLAIMS) or in a subprocess is called by none. A failing test kills the mutant
+    (clean_counts.threshold builds CLAIMS) or in a subprocess is called by none. A failing test kills the mutant
     ("killed on recheck"). Those left at the deadline (time.time()) stay as mutmut left them."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([".", str(Path(mutmut_pkg.__file__).parents[1]),
                                                         os.environ.get("PYTHONPATH", "")])}

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import rundir
-from analysis import claims
+from analysis import claims, clean_counts, effects
 from analysis.describe import Run
 from analysis.figures import FIGURES
 from analysis.summary import critical_clean, critical_points, read_run, summarize
@@ -82,11 +82,11 @@ def test_fig9_slope_recovers_the_power_law(p: float, coef: float, verdict: bool,
         crit = critical_clean(summary, 0.9)
         assert crit[10] == pytest.approx(2000) and crit[50] == pytest.approx(10000)
     text, held = FIG9.check(summary, summary, FIG9.tolerance)
-    fits, censored = claims.growth(summary)
+    fits, censored = clean_counts.growth(summary)
     assert fits and all(slope == pytest.approx(p, abs=1e-6) for slope, _ in fits.values())
     assert censored > 0 and "censored" in text and f"{p:.2f}" in text
     assert held is verdict
-    p_hat, low, high, _ = claims.pooled_slope(summary)
+    p_hat, low, high, _ = clean_counts.pooled_slope(summary)
     assert p_hat == pytest.approx(p, abs=1e-6) and low <= p_hat <= high and f"{p:.2f} (95% interval" in text
     assert "lower end ≥ 0.85" in FIG9.claim
 
@@ -96,7 +96,7 @@ def test_fig9_noisy_growth_is_inconclusive_only_when_the_interval_is_wide() -> N
     rng = np.random.default_rng(0)
     summary = power_law(1.3, 100)
     noisy = summary.assign(test_acc=np.clip(summary["test_acc"] + rng.normal(0, 0.01, len(summary)), 0.1, 0.995))
-    p_hat, low, high, _ = claims.pooled_slope(noisy)
+    p_hat, low, high, _ = clean_counts.pooled_slope(noisy)
     assert low < p_hat < high and high - low > 0.01 and abs(p_hat - 1.3) < 0.3
 
 
@@ -156,7 +156,7 @@ def test_claims_verdicts_from_a_run_dir(tmp_path: Path) -> None:
 def test_a_failed_premise_is_contradicted_with_the_numbers_and_only_no_data_is_not_run() -> None:
     summary = pd.DataFrame({"alpha": [0, 10, 10, 10], "source": ["same", "same", "cifar100", "white"],
                             "test_acc": [0.80, 0.85, 0.78, 0.80]})  # CIFAR-10 noise: a gain beyond the noise floor
-    claim = next(c for c in claims.CLAIMS if c.check is claims.cifar100_half_drop)
+    claim = next(c for c in claims.CLAIMS if c.check is effects.cifar100_half_drop)
     text, held = claim.check(summary, summary, claim.tolerance)
     assert held is False and claims.verdict(held) == "contradicted"
     assert "no drop" in text and "-5.0 points" in text and "2.0 points" in text

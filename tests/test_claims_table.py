@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import rundir
-from analysis import claims
+from analysis import bands, claims, clean_counts
 from analysis.intervals import NOISE_FLOOR, Cells, number, t_at
 from analysis.summary import summarize, t975
 
@@ -47,7 +47,7 @@ def trials(rows: list[dict], replicates: int = 3) -> pd.DataFrame:
     return frame
 
 
-def claim(prefix: str) -> claims.Claim:
+def claim(prefix: str) -> bands.Claim:
     (found,) = [c for c in claims.CLAIMS if c.claim.startswith(prefix)]
     return found
 
@@ -272,7 +272,7 @@ def test_one_replicate_settles_only_beyond_the_noise_floor() -> None:
 
 
 def test_numbers_near_an_edge_print_which_side_they_are_on() -> None:
-    percent, points = claims.Band(0.9, unit="%", strict=True), claims.Band(high=0.03, unit="points")
+    percent, points = bands.Band(0.9, unit="%", strict=True), bands.Band(high=0.03, unit="points")
     assert [percent.number(x) for x in (0.9005, 0.8995, 0.9, 0.95, 0.90004)] == ["90.05%", "89.95%", "90.0%", "95.0%",
                                                                                "90.004%"]
     assert [points.number(x) for x in (0.03004, 0.02996, 0.0295, -0.01)] == ["+3.004 points", "+2.996 points",
@@ -365,7 +365,7 @@ def test_fig9_exponent_just_inside_and_outside_its_band() -> None:
 def test_fig9_interval_lower_end_against_085(scatter: float, expected: str) -> None:
     """p = 1.05 with scatter: the interval reaches 1 either way; its lower end lies just above or below 0.85."""
     summary = summarize(trials(fig9(1.05, scatter)))
-    p, low, high, _ = claims.pooled_slope(summary)
+    p, low, high, _ = clean_counts.pooled_slope(summary)
     assert high >= 1 and abs(low - 0.85) < 0.02 and (low >= 0.85) == (expected == "held")
     assert verdict(GROWTH, fig9(1.05, scatter)) == expected
 
