@@ -39,6 +39,7 @@ SUMMARY = "summary.csv"
 PROVENANCE = "provenance.json"
 CONFUSION = "confusion.npy"
 LOCK = ".lock"
+LOCAL, LOCAL_GROUPS = "local", "groups.json"  # runner=local's state: its folder, and the groups it plans in order
 
 COLUMNS = {"noise.alpha": "alpha", "model.arch": "arch", "train.lr": "lr", "train.batch_size": "batch_size",
            "train.seed": "seed", "noise.seed": "noise_seed", "data.order_seed": "order_seed",

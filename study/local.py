@@ -39,13 +39,7 @@ from study.grid import placed, with_value
 from study.preflight import Plan
 from study.trial import Trial
 
-FOLDER = "local"
-GROUPS = "groups.json"
 NODE = platform.node()  # trials.csv's node_id: Tune's is a Ray node id; here the one host
-
-
-def restorable(run_dir: Path) -> bool:
-    return (run_dir / FOLDER / GROUPS).is_file()
 
 
 class Stop(Exception):
@@ -169,12 +163,12 @@ def run(cfg: Config, plan: Plan, groups: list[list[dict[str, Any]]], resources: 
     skipped); their results in plan order, how this launch ended (recorded in provenance.json) and what
     advanced of the groups it left partial (see train)."""
     started = time.time()
-    folder = run_dir / FOLDER
+    folder = run_dir / rundir.LOCAL
     folder.mkdir(exist_ok=True)
     if restore:
-        groups = rundir.read_json(folder / GROUPS)
+        groups = rundir.read_json(folder / rundir.LOCAL_GROUPS)
     else:
-        rundir.write_json(groups, folder / GROUPS)
+        rundir.write_json(groups, folder / rundir.LOCAL_GROUPS)
     paths = slices.placed(plan.base, plan.grids) if restore else {}
     threads = max(1, int(resources["cpu"]))
     torch.set_num_threads(threads)

@@ -158,9 +158,7 @@ def unchanged(held: dict[str, Any], new: dict[str, Any], keys: Iterable[str], re
 def restorable(run_dir: Path, study: dict[str, Any]) -> bool:
     """run_dir holds state its study's runner can resume from: Tune's experiment state, or runner=local's."""
     if study.get("config", {}).get("runner") == "local":
-        from study import local
-
-        return local.restorable(run_dir)
+        return (run_dir / rundir.LOCAL / rundir.LOCAL_GROUPS).is_file()
     from ray import tune
 
     return any(tune.Tuner.can_restore(run_dir / p) for p in study.get("experiments", ["tune"]))

@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 
 import rundir
-from study import local
 from tests.conftest import REPO
 from tests.helpers import LAUNCHER, SMOKE, fails
 from tests.test_faults import started, wait_for
@@ -114,10 +113,10 @@ def history(run_dir: Path, gid: str) -> pd.DataFrame:
     """A group's epochs so far, one row each: from its finished file, else its checkpoint."""
     import torch
 
-    finished = run_dir / local.FOLDER / f"{gid}.json"
+    finished = run_dir / rundir.LOCAL / f"{gid}.json"
     if finished.is_file():
         return pd.json_normalize(json.loads(finished.read_text())["history"], sep="/")
-    return pd.json_normalize(torch.load(run_dir / local.FOLDER / f"{gid}.pt")["history"], sep="/")
+    return pd.json_normalize(torch.load(run_dir / rundir.LOCAL / f"{gid}.pt")["history"], sep="/")
 
 
 @pytest.mark.slow
@@ -125,7 +124,7 @@ def test_signal_then_resume_goes_on_from_the_checkpoint(data_root: Path, tmp_pat
     run_dir, log = tmp_path / "run", tmp_path / "launch.log"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with started([*LAUNCHER, *SLICED, f"run_dir={run_dir}"], env, log) as proc:
-        wait_for(lambda: (run_dir / local.FOLDER / "local_00001.pt").is_file(), proc, log, timeout=600)
+        wait_for(lambda: (run_dir / rundir.LOCAL / "local_00001.pt").is_file(), proc, log, timeout=600)
         os.kill(proc.pid, signal.SIGTERM)  # the second group has a checkpoint: it stops after its current epoch
         assert proc.wait(300) == 128 + signal.SIGTERM, log.read_text()[-3000:]
     text = log.read_text()
