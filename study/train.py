@@ -10,9 +10,10 @@ optimizers), the step compiled on CUDA. Epochs over the diluted set; each member
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,6 +174,19 @@ def confusion_matrices(net: Net, test: Batches, classes: int) -> torch.Tensor:
     return counts.view(-1, classes, classes).cpu()
 
 
+@contextlib.contextmanager
+def flushed_denormals() -> Iterator[None]:
+    """Denormals flush to zero while training on a CPU: Adadelta's averages of a unit that gets no gradient (a dead
+    ReLU) decay x RHO a step into the denormal range and stay there (0.9 x 4*2**-149 rounds back to 4*2**-149),
+    where each x86 float op on them is many times slower (bench.denormals). The flag is the calling thread's: CPU
+    trials train on one intra-op thread each. On exit, torch's default (IEEE denormals) again; CUDA is unaffected."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def fit(net: Net, train: Batches, test: Callable[[], Batches], epochs: int, to_target: losses.Targets,
         on_epoch: Callable[[list[EpochReport]], None], start_epoch: int = 0,
         set_epoch: Callable[[int], None] | None = None,
@@ -180,21 +194,22 @@ def fit(net: Net, train: Batches, test: Callable[[], Batches], epochs: int, to_t
     """Train every member for epochs start_epoch+1 .. epochs; returns the last reports, one per member.
     With `val` (a held-out clean split) each member's val_acc is measured every epoch too."""
     reports: list[EpochReport] = []
-    for epoch in range(start_epoch, epochs):
-        if set_epoch is not None:
-            set_epoch(epoch)
-        start = time.perf_counter()
-        # Losses accumulate on the device: a .item() per step would sync the GPU every step.
-        loss_sum = torch.zeros((), device=net.device)
-        seen = 0
-        for x, y in train:
-            loss_sum = loss_sum + net.step(x, to_target(y)).detach().float() * y.shape[-1]
-            seen += y.shape[-1]
-        train_loss = (loss_sum / max(seen, 1)).cpu()  # syncs, so the time below is real
-        images_per_s = seen / (time.perf_counter() - start)
-        top1, top5 = evaluate(net, test())
-        val_top1 = evaluate(net, val())[0] if val is not None else torch.full_like(top1, float("nan"))
-        reports = [EpochReport(epoch + 1, float(train_loss[k]), float(top1[k]), float(top5[k]), images_per_s,
-                               float(val_top1[k])) for k in range(len(top1))]
-        on_epoch(reports)
+    with flushed_denormals():
+        for epoch in range(start_epoch, epochs):
+            if set_epoch is not None:
+                set_epoch(epoch)
+            start = time.perf_counter()
+            # Losses accumulate on the device: a .item() per step would sync the GPU every step.
+            loss_sum = torch.zeros((), device=net.device)
+            seen = 0
+            for x, y in train:
+                loss_sum = loss_sum + net.step(x, to_target(y)).detach().float() * y.shape[-1]
+                seen += y.shape[-1]
+            train_loss = (loss_sum / max(seen, 1)).cpu()  # syncs, so the time below is real
+            images_per_s = seen / (time.perf_counter() - start)
+            top1, top5 = evaluate(net, test())
+            val_top1 = evaluate(net, val())[0] if val is not None else torch.full_like(top1, float("nan"))
+            reports = [EpochReport(epoch + 1, float(train_loss[k]), float(top1[k]), float(top5[k]), images_per_s,
+                                   float(val_top1[k])) for k in range(len(top1))]
+            on_epoch(reports)
     return reports

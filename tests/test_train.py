@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from bench.denormals import TINY, averages, denormal_share, prepared
 from loaders.noise import NoiseModel, NoiseSpec
 from loaders.tensor import TensorLoader
-from study.train import Fused, Single, evaluate
+from study.train import Fused, Single, evaluate, fit
 from study.trial import Trial
 from tests.conftest import trial_config
 
@@ -196,3 +197,21 @@ def test_confusion_matrices_by_hand() -> None:
 def test_fused_rejects_models_with_buffers() -> None:
     with pytest.raises(ValueError, match=r"^Fused trains models without buffers only \(no BatchNorm\)$"):
         Fused([nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))] * 2, [1.0, 1.0], CPU)
+
+
+@pytest.mark.parametrize("kind", ["single", "fused"])
+def test_fit_keeps_adadelta_averages_out_of_the_denormal_range(kind: str) -> None:
+    """Dead units' Adadelta averages decay into denormals and stick there, where CPU steps are ~2.3x slower
+    (bench.denormals); the same steps through fit leave none, and the thread's IEEE default is back after it."""
+    torch.set_num_threads(1)  # the flushing flag is per thread, as a CPU trial trains
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (4, 16))
+    y = y[:1] if kind == "single" else y
+    net = prepared(kind, "mlp1", 0.7, (x, y), warm=0)
+    outside, through = copy.deepcopy(net), copy.deepcopy(net)
+    for _ in range(800):  # about 700 steps bring them below float32's smallest normal
+        outside.step(x, y)
+    assert denormal_share(outside) > 0.5  # the state the flush is for: without it, most averages are denormal
+    fit(through, [(x, y)] * 800, lambda: [(x, y[0])], 1, lambda t: t, lambda reports: None)
+    assert denormal_share(through) == 0.0
+    assert [p.abs().max() > 0 for p in averages(through)] == [p.abs().max() > 0 for p in averages(outside)]
+    assert (torch.tensor([TINY]) * 0.5).item() > 0  # a denormal result survives again after fit
