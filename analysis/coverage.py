@@ -206,6 +206,7 @@ class Judged:
     claim: bands.Claim
     row: Any  # a row of claims.evaluate_runs (measured, selected_on, verdict); None with no cell present
     cells: list[Cell]
+    summary: pd.DataFrame | None = None  # the gathered cells' summary (best LR each); None with no cell present
 
     @property
     def present(self) -> int:
@@ -227,11 +228,11 @@ def judge(runs: list[Run]) -> list[Judged]:
     for i, claim in enumerate(claims.CLAIMS):
         need = NEEDS[claim.text]
         trials, cells = gather(need, runs)
-        row = None
+        row = summary = None
         if len(trials):
             searched = list(dict.fromkeys(c for r in runs if r.study.get("exp") == need.exp for c in r.searched))
             study = {"exp": need.exp, "preset": "paper", "figures": [claim.figure]}
             summary = summarize(trials, searched)
             row = next(claims.evaluate_runs([(Path(need.exp), study, trials, summary)]).iloc[[i]].itertuples())
-        out.append(Judged(claim, row, cells))
+        out.append(Judged(claim, row, cells, summary))
     return out

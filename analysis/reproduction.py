@@ -7,8 +7,9 @@ bench/results/paper/<name>`): study.json, trials.csv, summary and claims, proven
 of analysis.claims, judged on the cells of the paper's grid it needs, each gathered from whichever runs hold it
 (analysis.coverage): the paper's claim, our measured value with its 95% interval, the cells present of those
 needed, the runs they came from, the split the learning rates were chosen on, the devices and the CPU- or
-GPU-minutes of those runs, and the verdict; "partial (k of n cells)" until every cell is present, "not run at
-paper scale" while none is.
+GPU-minutes of those runs, and the verdict; "partial (k of n cells)" until every cell is present (where those
+cells give no verdict yet, "ours" shows each at its chosen learning rate with its interval), "not run at paper
+scale" while none is.
 """
 
 from __future__ import annotations
@@ -55,6 +56,19 @@ def minutes(runs: list[Run]) -> str:
     return " + ".join(f"{m:.3g} {kind}-min" for kind, m in total.items() if m) or "0"
 
 
+def so_far(judged: Judged) -> str:
+    """A partial claim's present cells, each at the learning rate chosen for it, with its 95% interval: what its
+    verdict will rest on, shown before every cell is there to give one."""
+    s, parts = judged.summary, []
+    for cell in (c for c in judged.cells if c.replicates):
+        for r in s[coverage.matching(s, cell.values)].itertuples():
+            interval = ("" if pd.isna(r.test_acc_ci_low) else
+                        f"95% CI {100 * r.test_acc_ci_low:.1f} to {100 * r.test_acc_ci_high:.1f}%, ")
+            parts.append(f"{label(cell.values)}: {100 * r.test_acc:.1f}% ({interval}{r.replicates:g} replicate"
+                         f"{'s' * (r.replicates != 1)}, lr {r.lr:g})")
+    return "so far, no verdict: " + "; ".join(parts) if parts else ""
+
+
 def row(judged: Judged, runs: dict[str, Run]) -> dict[str, str]:
     claim, cells = judged.claim, judged.cells
     used = [runs[name] for name in sorted({n for c in cells for n in c.taken})]
@@ -66,7 +80,9 @@ def row(judged: Judged, runs: dict[str, Run]) -> dict[str, str]:
     measured = judged.row.verdict != claims.NOT_RUN
     verdict = judged.row.verdict if measured else "no verdict yet"
     part = "" if judged.complete else f"partial ({judged.present} of {len(cells)} cells): "
-    return {**out, "ours": judged.row.measured, "selected_on": judged.row.selected_on, "verdict": part + verdict}
+    ours = judged.row.measured if measured else so_far(judged)
+    selected = judged.row.selected_on or ", ".join(sorted(set(judged.summary["selected_on"].dropna())))
+    return {**out, "ours": ours, "selected_on": selected, "verdict": part + verdict}
 
 
 def table(root: Path) -> pd.DataFrame:
@@ -90,7 +106,8 @@ def write(rows: pd.DataFrame, root: Path, out: Path) -> None:
             "minutes of those runs, all their launches (CPU-minutes: wall time × the cores the run was given; "
             "GPU-minutes: wall time × GPUs); and the verdict: held (the interval lies inside the claim's band), "
             "contradicted (wholly outside it), inconclusive (it straddles an edge). \"partial (k of n cells)\" "
-            f"until every cell is present; \"{NOT_RUN}\": no committed run holds any of its cells yet.\n\n"
+            "until every cell is present (where the cells present give no verdict yet, ours shows each of them at "
+            "the learning rate chosen for it, with its interval); \"{NOT_RUN}\": no committed run holds any of its cells yet.\n\n"
             "| figure | the paper's claim | ours | cells | runs (the cells each gave) | selected on | device | "
             "CPU- or GPU-minutes | verdict |\n"
             "|---|---|---|---|---|---|---|---|---|\n")
