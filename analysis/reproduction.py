@@ -107,7 +107,8 @@ def write(rows: pd.DataFrame, root: Path, out: Path) -> None:
             "GPU-minutes: wall time × GPUs); and the verdict: held (the interval lies inside the claim's band), "
             "contradicted (wholly outside it), inconclusive (it straddles an edge). \"partial (k of n cells)\" "
             "until every cell is present (where the cells present give no verdict yet, ours shows each of them at "
-            "the learning rate chosen for it, with its interval); \"{NOT_RUN}\": no committed run holds any of its cells yet.\n\n"
+            f"the learning rate chosen for it, with its interval); \"{NOT_RUN}\": no committed run holds any of its cells "
+            "yet.\n\n"
             "| figure | the paper's claim | ours | cells | runs (the cells each gave) | selected on | device | "
             "CPU- or GPU-minutes | verdict |\n"
             "|---|---|---|---|---|---|---|---|---|\n")

@@ -41,6 +41,8 @@ def test_full_partial_and_not_run_rows(tmp_path: Path) -> None:
 
     rows = [line.split(" | ") for line in claim_lines(out)]
     assert [r[1] for r in rows] == [c.claim for c in claims.CLAIMS]  # one row per claim, in the paper's order
+    head = out.read_text().split("\n| figure")[0]
+    assert '"not run at paper scale": no committed run holds any of its cells yet.' in head and "{" not in head
     by_claim = {r[1]: r for r in rows}
     convnet = by_claim["MNIST: ConvNet > 90% at α = 100"]
     assert convnet[3:] == ["1 of 1", "uniform_mnist: arch=conv4 alpha=100 (1 replicate)", "test_acc", "1 x H100",
