@@ -133,6 +133,8 @@ JUDGED = {
     "analysis.summary.x_critical_points__mutmut_14": "equivalent: np.log of the n_clean index gives float64 whatever its dtype",
     "analysis.summary.x_critical_points__mutmut_15": "equivalent: accuracies are float64 already",
     "loaders.noise.xǁWhiteNoiseǁ__init____mutmut_11": _FIXED_POINT,
+    "analysis.bands.xǁBandǁshow__mutmut_3": "equivalent: Band.number tests `suffix` for truth only; None and False both "
+                                             "leave the unit off",
     "loaders.noise.x_wrong_class_order__mutmut_21": _INT_DTYPE, "loaders.noise.x_wrong_class_order__mutmut_23": _INT_DTYPE,
     **{name: _CPU_ONLY for name in ("loaders.noise.xǁNoiseModelǁto__mutmut_2", "loaders.noise.xǁNoiseModelǁto__mutmut_4",
                                     *(f"loaders.noise.xǁWhiteNoiseǁ__call____mutmut_{i}" for i in (12, 14, 53, 55)))},

@@ -14,7 +14,7 @@ import pytest
 
 import rundir
 from analysis import bands, claims, clean_counts
-from analysis.intervals import NOISE_FLOOR, Cells, number, t_at
+from analysis.intervals import NOISE_FLOOR, Cells, Interval, number, t_at
 from analysis.summary import summarize, t975
 
 BASE = {"alpha": 0, "arch": "conv4", "lr": 0.1, "batch_size": 128, "seed": 0, "noise_seed": 0}
@@ -280,6 +280,32 @@ def test_numbers_near_an_edge_print_which_side_they_are_on() -> None:
     assert number(2.0, decimals=2, edges=(0.5, 2.0)) == "2.00" and number(1.999, decimals=2, edges=(2,)) == "1.999"
     text = measured(CONV, [{"alpha": 100, "arch": "conv4", "acc": 0.9055}])
     assert text.startswith("conv4: 90.5% (95% CI 90.05 to 91.0%, 3 replicates)")  # the low end lies above 90%
+
+
+def test_an_interval_end_within_edge_of_a_band_edge_counts_as_on_it() -> None:
+    """Band.judge at the exact points EDGE either side of each edge: an end on an edge lies inside a closed band
+    and outside an open one; just past EDGE it is off the edge."""
+    closed, open_ = bands.Band(0.3, 0.5, "%"), bands.Band(0.3, 0.5, "%", strict=True)
+    e, at = bands.EDGE, lambda low, high: Interval((low + high) / 2, low, high, "")
+    for band, on_edge in ((closed, True), (open_, None)):  # each end in turn EDGE outside and EDGE inside its edge
+        assert band.judge(at(0.3 - e, 0.4)) is on_edge and band.judge(at(0.4, 0.5 + e)) is on_edge
+        assert band.judge(at(0.3 + e, 0.4)) is on_edge and band.judge(at(0.4, 0.5 - e)) is on_edge
+    assert closed.judge(at(0.3 - 2 * e, 0.4)) is None and open_.judge(at(0.3 + 2 * e, 0.5 - 2 * e)) is True
+    # wholly outside: touching an open band's edge within EDGE is outside; a closed band's edge is still in it
+    for band, touching in ((closed, None), (open_, False)):
+        assert band.judge(at(0.2, 0.3 + e)) is touching and band.judge(at(0.5 - e, 0.6)) is touching
+        assert band.judge(at(0.2, 0.3 - e)) is touching and band.judge(at(0.5 + e, 0.6)) is touching
+    assert closed.judge(at(0.2, 0.3 - 2 * e)) is False and closed.judge(at(0.5 + 2 * e, 0.6)) is False
+    assert open_.judge(at(0.2, 0.3 + 2 * e)) is None and closed.judge(at(float("nan"), 0.4)) is None
+
+
+def test_a_band_states_its_bounds() -> None:
+    assert [str(b) for b in (bands.Band(0.9, unit="%", strict=True), bands.Band(0.85, unit="%"),
+                             bands.Band(high=0, unit="decades", strict=True), bands.Band(high=0.03, unit="points"),
+                             bands.Band(-0.02, 0.02, unit="points"), bands.Band(0.5, 2, "x"), bands.Band(0.85, 1.5))] == \
+        ["> 90%", "≥ 85%", "< 0 decades", "≤ 3 points", "within ±2 points", "within 2x", "0.85–1.5"]
+    iv = Interval(0.391, 0.252, 0.523, "3 replicates")
+    assert bands.Band(0.3, 0.5, "%").show(iv) == "39.1% (95% CI 25.2 to 52.3%, 3 replicates)"
 
 
 def test_intervals_welch_and_fieller_by_hand() -> None:
