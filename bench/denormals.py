@@ -16,6 +16,7 @@ Writes bench/results/denormals-<host>.json atomically: steps/s of each and the r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import socket
 import statistics
@@ -76,11 +77,7 @@ def timed(net: Net, batch: tuple[torch.Tensor, torch.Tensor], steps: int, flush:
     net, (x, y) = copy.deepcopy(net), batch
     y = y[:1] if isinstance(net, Single) else y
     start = time.process_time()
-    if flush:
-        with flushed_denormals():
-            for _ in range(steps):
-                net.step(x, y)
-    else:
+    with flushed_denormals() if flush else contextlib.nullcontext():
         for _ in range(steps):
             net.step(x, y)
     return time.process_time() - start
