@@ -51,7 +51,7 @@ TESTS = {
     "analysis/bands.py": ["tests/test_claims_table.py", "tests/test_analysis.py"],
     "analysis/effects.py": ["tests/test_claims_table.py", "tests/test_analysis.py", "tests/test_noise_human.py"],
     "analysis/clean_counts.py": ["tests/test_claims_table.py", "tests/test_analysis.py"],
-    "analysis/lr_trend.py": ["tests/test_claims_table.py", "tests/test_analysis.py"],
+    "analysis/lr_trend.py": ["tests/test_lr_trend.py", "tests/test_claims_table.py", "tests/test_analysis.py"],
     # study/
     "study/groups.py": ["tests/test_groups.py"],
     "study/pack.py": ["tests/test_pack.py"],
@@ -118,6 +118,7 @@ _FLOAT = "equivalent: n_crit is float64 already, and astype(None) is float64"
 _CPU_ONLY = ("equivalent on a CPU (the device given is the CPU either way); on CUDA it would mix devices, which no "
              "test checks yet: tests/test_gpu_present.py covers the losses and the train step, not the noise model")
 _FIXED_POINT = "equivalent: the pre-clip moments' fixed point converges in far fewer than 200 iterations"
+_DROPNA = "equivalent: pandas reads groupby's dropna for truth, so None keeps NaN keys as False does"
 _INT_DTYPE = "equivalent: confusion counts are integers either way; argsort orders them the same"
 # Survivors judged harmless (by mutant name, as mutmut 3.8.1 names them for the current code), and why.
 JUDGED = {
@@ -135,6 +136,7 @@ JUDGED = {
     "loaders.noise.xǁWhiteNoiseǁ__init____mutmut_11": _FIXED_POINT,
     "analysis.bands.xǁBandǁshow__mutmut_3": "equivalent: Band.number tests `suffix` for truth only; None and False both "
                                              "leave the unit off",
+    **{f"analysis.lr_trend.x_{name}": _DROPNA for name in ("optimal_lr_trend__mutmut_7", "replicate_of__mutmut_6")},
     "loaders.noise.x_wrong_class_order__mutmut_21": _INT_DTYPE, "loaders.noise.x_wrong_class_order__mutmut_23": _INT_DTYPE,
     **{name: _CPU_ONLY for name in ("loaders.noise.xǁNoiseModelǁto__mutmut_2", "loaders.noise.xǁNoiseModelǁto__mutmut_4",
                                     *(f"loaders.noise.xǁWhiteNoiseǁ__call____mutmut_{i}" for i in (12, 14, 53, 55)))},
