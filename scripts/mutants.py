@@ -137,6 +137,9 @@ JUDGED = {
     "analysis.bands.xǁBandǁshow__mutmut_3": "equivalent: Band.number tests `suffix` for truth only; None and False both "
                                              "leave the unit off",
     **{f"analysis.lr_trend.x_{name}": _DROPNA for name in ("optimal_lr_trend__mutmut_7", "replicate_of__mutmut_6")},
+    **{f"study.groups.x_partition__mutmut_{i}": "equivalent: the novel/white seed's name in the group key only has "
+                                                "to differ from the other keys, and shared_part took noise.seed out"
+       for i in (16, 17)},
     "loaders.noise.x_wrong_class_order__mutmut_21": _INT_DTYPE, "loaders.noise.x_wrong_class_order__mutmut_23": _INT_DTYPE,
     **{name: _CPU_ONLY for name in ("loaders.noise.xǁNoiseModelǁto__mutmut_2", "loaders.noise.xǁNoiseModelǁto__mutmut_4",
                                     *(f"loaders.noise.xǁWhiteNoiseǁ__call____mutmut_{i}" for i in (12, 14, 53, 55)))},

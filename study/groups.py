@@ -68,7 +68,7 @@ def partition(configs: Sequence[dict[str, Any]], on_gpu: bool) -> list[list[dict
         key = shared_part(config)
         if config["noise"]["source"] in ("novel", "white"):  # the seed picks images too: shared by members
             key["noise"]["seed"] = config["noise"]["seed"]
-        keyed.setdefault(json.dumps(key, sort_keys=True, default=str), []).append(config)
+        keyed.setdefault(json.dumps(key, sort_keys=True), []).append(config)  # configs are plain JSON data
     groups = []
     for members in keyed.values():
         cap = max(1, max_members(members[0]["train"]["fuse"], members[0]["model"]["arch"], on_gpu))

@@ -38,6 +38,12 @@ def test_members_differ_in_lr_init_and_labels_and_share_images(source: str) -> N
         assert got == [configs]
 
 
+def test_the_group_key_ignores_the_order_of_a_configs_keys() -> None:
+    a, b = config(lr=0.1), config(lr=0.5)
+    b = {section: dict(reversed(values.items())) for section, values in reversed(b.items())}
+    assert partition([a, b], on_gpu=True) == [[a, b]]
+
+
 @pytest.mark.parametrize("key, value", [("noise.alpha", 0.0), ("data.order_seed", 1), ("data.subset_seed", 1),
                                         ("model.arch", "conv2"), ("train.batch_size", 64), ("data.n_clean", 500)])
 def test_any_other_key_splits_the_group(key: str, value: object) -> None:
@@ -109,6 +115,7 @@ def test_replicates_follow_their_configs_with_every_seed_shifted() -> None:
         assert got == want
     assert out[4]["noise"]["seed"] == 500  # 2**32 - 1500 + 2000 wraps
     assert replicate([a, b], 1) == [a, b]
+    assert replicate([config(seed=2**32 - 1)], 2)[1]["train"]["seed"] == 2**32 + 999  # only noise.seed wraps
     pinned = replicate([a], 2, pinned=("train.seed", "data.order_seed"))[1]
     assert (pinned["train"]["seed"], pinned["data"]["order_seed"], pinned["data"]["subset_seed"],
             pinned["noise"]["seed"]) == (3, 11, 1012, 2**32 - 500)
