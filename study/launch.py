@@ -76,8 +76,8 @@ def run_study(cfg: Config, names: dict[str, str], resume_dir: Path | None = None
                            "searched": [rundir.column(p) for p in plan.searched],
                            "experiments": [e.path for e in tune_plan]}, run_dir / rundir.STUDY)
     if cfg.runner == "local":  # the one other runner: no Ray (study.local)
-        results, outcome, advanced = local.run(cfg, plan, groups, resources, run_dir, resume_dir is not None)
-        write(cfg, plan, results, outcome, advanced, run_dir, len(groups))
+        results, outcome, progress = local.run(cfg, plan, groups, resources, run_dir, resume_dir is not None)
+        write(cfg, plan, results, outcome, progress.advanced(), run_dir, len(groups))
         return run_dir
     import ray
 

@@ -8,8 +8,9 @@ epochs.csv, the analysis and provenance.json (runner: local) come out the same. 
     <id>.pt       a group's last checkpoint: its members' weights and optimizer state, and its epochs so far
     <id>.json     a finished group's epochs, written as its last one ends
 
-trials.csv and epochs.csv are rewritten, atomically, as each group ends. resume= (or run_dir= on this study)
-skips the finished groups and goes on with a partial one from its checkpoint. budget= stops between epochs,
+trials.csv and epochs.csv are rewritten, atomically, as each group ends; the study's progress line
+(study.console) moves after each epoch. resume= (or run_dir= on this study) skips the finished groups and goes
+on with a partial one from its checkpoint. budget= stops between epochs,
 before one that would end past it, and the first SIGINT or SIGTERM after the current epoch: both save a
 checkpoint there and end as the Tune path does (exit 75 or 128 + the signal, and the resume= line); a second
 signal stops at once (the last checkpoint stands). A group that raises is retried from its checkpoint, up to
@@ -25,7 +26,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 import torch
 
 import rundir
-from study import cost, provenance, slices
+from study import console, cost, provenance, slices
 from study.config import Config
 from study.grid import placed, with_value
 from study.preflight import Plan
@@ -95,11 +96,11 @@ def save(path: Path, trial: Trial, history: list[dict[str, Any]]) -> None:
 
 
 def train(gid: str, configs: list[dict[str, Any]], folder: Path, watch: Watch, retries: int,
-          advanced: list[tuple[int, int, int]]) -> rundir.Result:
+          report: Callable[[int], None]) -> rundir.Result:
     """Train one group to its last epoch (from its checkpoint, if it has one), or until the watch stops it;
-    retried from its checkpoint `retries` times (-1: for ever) when it raises. A stopped group adds (its epoch
-    when this launch began, its epoch now, epochs) to `advanced`, for the budget line."""
-    checkpoint, attempt, first = folder / f"{gid}.pt", 0, None
+    retried from its checkpoint `retries` times (-1: for ever) when it raises. `report` gets its epoch as it
+    starts (or restarts) and after each epoch."""
+    checkpoint, attempt = folder / f"{gid}.pt", 0
     while True:
         history: list[dict[str, Any]] = []
         try:
@@ -108,7 +109,7 @@ def train(gid: str, configs: list[dict[str, Any]], folder: Path, watch: Watch, r
                 state = torch.load(checkpoint, map_location=trial.device)
                 trial.load_state_dict(state["trial"])
                 history = state["history"]
-            first = len(history) if first is None else first
+            report(len(history))
             last = time.monotonic()
 
             def on_epoch(reports: list) -> None:
@@ -116,6 +117,7 @@ def train(gid: str, configs: list[dict[str, Any]], folder: Path, watch: Watch, r
                 took, last = time.monotonic() - last, time.monotonic()
                 epoch = reports[0].epoch
                 history.append({**trial.metrics(reports), "node_id": NODE, "trial_id": gid})
+                report(epoch)
                 stop = epoch < configs[0]["train"]["epochs"] and watch.stopping(took)
                 if stop or trial.checkpoint_due(epoch):
                     save(checkpoint, trial, history)
@@ -124,8 +126,6 @@ def train(gid: str, configs: list[dict[str, Any]], folder: Path, watch: Watch, r
 
             trial.run(on_epoch)
         except Stop:
-            if len(history) > first:
-                advanced.append((first, len(history), configs[0]["train"]["epochs"]))
             return result(configs, history)
         except Exception as exc:  # as a Tune trial's error: retried, then recorded, and the study goes on
             if 0 <= retries <= attempt:
@@ -150,18 +150,11 @@ def prepared(configs: list[dict[str, Any]], paths: dict[str, Any], gpu: float) -
     return out
 
 
-def describe(group: list[dict[str, Any]], paths: list[str]) -> str:
-    """The grid values a group's members share, e.g. 'alpha=100 arch=mlp1, 4 members'."""
-    shared = [p for p in paths if len({str(slices.value_at(c, p)) for c in group}) == 1]
-    values = " ".join(f"{rundir.column(p)}={slices.value_at(group[0], p)}" for p in shared)
-    return f"{values + ', ' if values else ''}{len(group)} member{'s' * (len(group) > 1)}"
-
-
 def run(cfg: Config, plan: Plan, groups: list[list[dict[str, Any]]], resources: dict[str, float], run_dir: Path,
-        restore: bool) -> tuple[list[rundir.Result], str, list[tuple[int, int, int]]]:
+        restore: bool) -> tuple[list[rundir.Result], str, console.Progress]:
     """Train the groups one after another (restore: those of the study held in run_dir, the finished ones
-    skipped); their results in plan order, how this launch ended (recorded in provenance.json) and what
-    advanced of the groups it left partial (see train)."""
+    skipped), shown on the study's progress line as Tune trials are; their results in plan order, how this
+    launch ended (recorded in provenance.json) and the progress (what advanced of the groups it left partial)."""
     started = time.time()
     folder = run_dir / rundir.LOCAL
     folder.mkdir(exist_ok=True)
@@ -175,9 +168,18 @@ def run(cfg: Config, plan: Plan, groups: list[list[dict[str, Any]]], resources: 
     ids = [f"local_{i:05d}" for i in range(len(groups))]
     results = {gid: result(group, rundir.read_json(folder / f"{gid}.json")["history"])
                for gid, group in zip(ids, groups) if (folder / f"{gid}.json").is_file()}
-    work = {gid: cost.examples(group[0]) * len(group) for gid, group in zip(ids, groups)}  # for the ETA
-    left = sum(w for gid, w in work.items() if gid not in results)
-    watch, done_work, advanced = Watch(None), 0, []
+    epochs = {gid: group[0]["train"]["epochs"] for gid, group in zip(ids, groups)}
+    work = {gid: cost.examples(group[0]) * len(group) for gid, group in zip(ids, groups)}  # what the ETA weighs
+    progress = console.Progress(len(groups))
+    earlier = {gid: console.TrialState("done", epochs[gid], epochs[gid], work[gid]) for gid in results}
+
+    def reporter(gid: str, status: str = "running") -> Callable[[int], None]:
+        def report(epoch: int) -> None:  # the groups finished before this launch go with the first report
+            progress.update({**earlier, gid: console.TrialState(status, epoch, epochs[gid], work[gid])})
+            earlier.clear()
+        return report
+
+    watch = Watch(None)
     try:
         with watching(slices.seconds(cfg.budget)) as watch:
             for gid, group in zip(ids, groups):
@@ -185,21 +187,22 @@ def run(cfg: Config, plan: Plan, groups: list[list[dict[str, Any]]], resources: 
                     continue
                 if watch.stopping():
                     break
-                began = time.monotonic()
                 results[gid] = train(gid, prepared(group, paths, resources["gpu"]), folder, watch, cfg.max_failures,
-                                     advanced)
-                if gid not in rundir.finished_ids([results[gid]]):
-                    continue
-                finished = [results[g] for g in ids if g in results]
-                rundir.write_results(finished, plan.paths, run_dir, finished_only=True)
-                done_work, left = done_work + work[gid], left - work[gid]
-                eta = (time.monotonic() - watch.start) / done_work * left
-                print(f"group {len(rundir.finished_ids(finished))}/{len(groups)} done ({describe(group, plan.paths)}) "
-                      f"in {cost.duration(time.monotonic() - began)}; about {cost.duration(eta)} left", flush=True)
+                                     reporter(gid))
+                history = results[gid].metrics_dataframe
+                epoch = 0 if history is None else len(history)
+                if gid in rundir.finished_ids([results[gid]]):
+                    reporter(gid, "done")(epoch)
+                    rundir.write_results([results[g] for g in ids if g in results], plan.paths, run_dir,
+                                         finished_only=True)
+                elif results[gid].error is not None:
+                    reporter(gid, "failed")(epoch)
     except KeyboardInterrupt:  # a second signal: each group's last checkpoint stands
+        progress.close()
         record(run_dir, started, threads, resources["gpu"], "interrupted")
         done = len(rundir.finished_ids(results.values()))
         raise slices.Interrupted((watch.signals or [signal.SIGINT])[-1], run_dir, done, len(groups)) from None
+    progress.close()
     ordered = [results[gid] for gid in ids if gid in results]
     done = len(rundir.finished_ids(ordered))
     outcome = "interrupted" if watch.signals else "budget spent" if watch.spent and done < len(groups) else "finished"
@@ -208,7 +211,7 @@ def run(cfg: Config, plan: Plan, groups: list[list[dict[str, Any]]], resources: 
         print(f"{count} trial(s) failed: {reason}", file=sys.stderr, flush=True)
     if watch.signals:
         raise slices.Interrupted(watch.signals[0], run_dir, done, len(groups))
-    return ordered, outcome, advanced
+    return ordered, outcome, progress
 
 
 def record(run_dir: Path, started: float, threads: int, gpu: float, outcome: str) -> None:
