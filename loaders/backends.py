@@ -107,12 +107,17 @@ def folder_split(data_cfg: dict[str, Any], train: bool) -> tuple[Path, torch.Ten
     """A tree's training or test split folder as a JPEG .beton, written once, and its labels."""
     from loaders import beton
 
-    if data_cfg["dataset"] == "imagenet":  # listed by the .beton writer alone: no header read of 1.28M files per trial
+    if data_cfg["dataset"] == "imagenet":  # listed by ImageFolder: no header read of 1.28M files per trial
+        from torchvision.datasets import ImageFolder
+
         folder = Path(data_cfg["root"]) / "imagenet" / ("train" if train else "val")
-    else:
-        folder = datasets.tree(data_cfg).split_dir(train)
-    path = beton.folder_beton(folder, beton.cache_dir(data_cfg.get("cache")), data_cfg.get("max_resolution", 256),
-                              data_cfg.get("jpeg_quality", 90), data_cfg.get("rebuild", False), writers(data_cfg))
+        samples = ImageFolder(str(folder)).samples
+    else:  # the tensor backend's listing: both backends index one set of samples
+        tree = datasets.tree(data_cfg)
+        folder, samples = tree.split_dir(train), tree.split(train)
+    path = beton.folder_beton(folder, samples, beton.cache_dir(data_cfg.get("cache")),
+                              data_cfg.get("max_resolution", 256), data_cfg.get("jpeg_quality", 90),
+                              data_cfg.get("rebuild", False), writers(data_cfg))
     beton.check(path)
     return path, beton.labels(path)
 

@@ -1,13 +1,15 @@
 """FFCV .beton files: written once into a cache dir, keyed by dataset and field options, atomically.
 
-Two writers: an in-memory ImageSet (MNIST, CIFAR) as raw uint8 arrays, and an ImageNet-style folder of
-class subfolders as JPEGs (RGBImageField). Either file has fields `image` and `label` (the clean label).
+Two writers: an in-memory ImageSet (MNIST, CIFAR) as raw uint8 arrays, and the listed (file, class) samples of
+a folder of class subfolders as JPEGs (RGBImageField). Either file has fields `image` and `label` (the clean
+label).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +18,14 @@ from ffcv.fields import IntField, NDArrayField, RGBImageField
 from ffcv.reader import Reader
 from ffcv.types import ALLOC_TABLE_TYPE, CURRENT_VERSION, HeaderType
 from ffcv.writer import DatasetWriter
+from PIL import Image
 
 from errors import UsageError
 from loaders.datasets import ImageSet, cache_dir
 from rundir import atomic_path
 
 FORMAT = "v1"  # bump when what a key describes changes, so old cache files are never read
+FOLDER_FORMAT = "v2"  # v2: the samples listed by the caller (loaders.folder's listing), not ImageFolder's own
 
 
 class _Pairs:
@@ -35,6 +39,21 @@ class _Pairs:
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         return self.images[i], int(self.labels[i])
+
+
+class _Files:
+    """(RGB image, label) of listed (file, class) samples, as FFCV's writer indexes them."""
+
+    def __init__(self, samples: Sequence[tuple[str, int]]) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, int]:
+        file, label = self.samples[i]
+        with Image.open(file) as image:
+            return image.convert("RGB"), label
 
 
 def _write(path: Path, fields: dict, dataset, workers: int) -> None:
@@ -56,18 +75,16 @@ def imageset_beton(name: str, split: str, data: ImageSet, cache: Path, rebuild: 
     return path
 
 
-def folder_beton(folder: Path, cache: Path, max_resolution: int, jpeg_quality: int, rebuild: bool = False,
-                 workers: int = 2) -> Path:
-    """The .beton of a folder of class subfolders of images (torchvision ImageFolder layout), as JPEGs."""
-    from torchvision.datasets import ImageFolder
-
+def folder_beton(folder: Path, samples: Sequence[tuple[str, int]], cache: Path, max_resolution: int,
+                 jpeg_quality: int, rebuild: bool = False, workers: int = 2) -> Path:
+    """The .beton of a split folder's (file, class) samples, in their order, as JPEGs."""
     folder = Path(folder).resolve()
     where = hashlib.sha1(str(folder).encode()).hexdigest()[:10]  # two folders of one name stay apart
-    path = cache / f"{folder.name}-{where}-jpg-r{max_resolution}-q{jpeg_quality}-{FORMAT}.beton"
+    path = cache / f"{folder.name}-{where}-jpg-r{max_resolution}-q{jpeg_quality}-{FOLDER_FORMAT}.beton"
     if rebuild or not path.exists():
         fields = {"image": RGBImageField(write_mode="jpg", max_resolution=max_resolution, jpeg_quality=jpeg_quality),
                   "label": IntField()}
-        _write(path, fields, ImageFolder(str(folder)), workers)
+        _write(path, fields, _Files(samples), workers)
     return path
 
 

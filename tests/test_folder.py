@@ -65,15 +65,24 @@ def test_mixed_sizes_are_resized_and_cropped_to_image_size(tmp_path: Path) -> No
 
 
 def test_folder_backends_agree_on_labels(tmp_path: Path) -> None:
-    """tensor and ffcv (JPEG .betons of the tree) give the same multiset of labels over an epoch with noise."""
+    """tensor and ffcv (JPEG .betons of the tree) give the same multiset of labels over an epoch with noise, on a
+    tree with what ImageFolder would list and the tensor backend would not: a hidden folder beside the classes
+    (a notebook's checkpoints), a hidden file, a GIF. The .beton holds the tensor backend's listing."""
     path = tree(tmp_path / "t", {"a": (8, 2), "b": (8, 2), "c": (8, 2)})
+    for split in ("train", "val"):
+        (path / split / ".ipynb_checkpoints").mkdir()
+        Image.new("RGB", (20, 12)).save(path / split / ".ipynb_checkpoints" / "0.png")
+    Image.new("RGB", (20, 12)).save(path / "train" / "a" / ".0.png")
+    Image.new("RGB", (20, 12)).save(path / "train" / "b" / "8.gif")  # a sample of class b, not in ImageFolder's list
     labels = {}
     for backend in ("tensor", "ffcv"):
         d = config(tmp_path, path, backend=backend, image_size=16, workers=1)
         assert backends.on_disk(d) == (backend == "ffcv")
+        if backend == "ffcv":
+            assert backends.folder_split(d, True)[1].tolist() == [0] * 8 + [1] * 9 + [2] * 8
         built = data.build(d, [{"alpha": 3, "seed": 4}], CPU, 16, 0)
         labels[backend] = sorted(torch.cat([y[0] for _, y in built.loader]).tolist())
-    assert labels["tensor"] == labels["ffcv"] and len(labels["ffcv"]) == 24 * 4
+    assert labels["tensor"] == labels["ffcv"] and len(labels["ffcv"]) == 25 * 4
 
 
 @pytest.mark.parametrize("make,message", [

@@ -156,14 +156,22 @@ def test_ffcv_clean_fraction_and_label_histogram(mnist, cache: Path) -> None:
     assert ((observed - expected) ** 2 / expected).sum() < 37.3
 
 
+def listed(folder: Path) -> list[tuple[str, int]]:
+    """A split folder's (file, class) samples as ImageFolder lists them (as backends.folder_split does ImageNet's)."""
+    from torchvision.datasets import ImageFolder
+
+    return ImageFolder(str(folder)).samples
+
+
 def test_class_folder_jpeg_path(tmp_path: Path) -> None:
     folder, rng = tmp_path / "imgs", np.random.default_rng(0)
     for c in ("ant", "bee", "cat"):
         (folder / c).mkdir(parents=True)
         for i in range(4):
             Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / c / f"{i}.png")
-    path = beton.folder_beton(folder, tmp_path / "cache", max_resolution=32, jpeg_quality=90, workers=1)
-    assert beton.folder_beton(folder, tmp_path / "cache", 32, 90) == path  # cached: same key, not rewritten
+    path = beton.folder_beton(folder, listed(folder), tmp_path / "cache", max_resolution=32, jpeg_quality=90,
+                              workers=1)
+    assert beton.folder_beton(folder, listed(folder), tmp_path / "cache", 32, 90) == path  # cached: not rewritten
     beton.check(path)
     from ffcv.reader import Reader
 
@@ -248,10 +256,10 @@ def solid_folders(folder: Path, per_class: int = 4) -> None:
 def test_jpeg_beton_is_written_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "imgs"
     solid_folders(folder)
-    path = beton.folder_beton(folder, tmp_path / "cache", 32, 90, workers=1)
+    path = beton.folder_beton(folder, listed(folder), tmp_path / "cache", 32, 90, workers=1)
     before = path.stat()
     monkeypatch.setattr(beton, "_write", lambda *a, **k: pytest.fail("the .beton was written again"))
-    assert beton.folder_beton(folder, tmp_path / "cache", 32, 90, workers=1) == path
+    assert beton.folder_beton(folder, listed(folder), tmp_path / "cache", 32, 90, workers=1) == path
     after = path.stat()
     assert (after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size)
     assert sorted(os.listdir(tmp_path / "cache")) == [path.name]  # no temp or second file
@@ -264,7 +272,7 @@ def test_jpeg_path_pairs_each_image_with_its_own_labels(tmp_path: Path) -> None:
 
     folder = tmp_path / "imgs"
     solid_folders(folder)
-    path = beton.folder_beton(folder, tmp_path / "cache", 32, 95, workers=1)
+    path = beton.folder_beton(folder, listed(folder), tmp_path / "cache", 32, 95, workers=1)
     clean = beton.labels(path)
     assert clean.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     mean, std = (0.5,) * 3, (0.25,) * 3
