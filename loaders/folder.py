@@ -3,8 +3,8 @@
     <data.path>/train/<class>/*   the training split (any file Pillow reads)
     <data.path>/val/<class>/*     the test split (or test/<class>/*)
 
-Classes are the training split's folder names, sorted, and samples in ImageFolder's order (its indices: the
-.betons of data.backend=ffcv are written through ImageFolder, so every backend sees one order). Images are kept
+Classes are the training split's folder names, sorted, and samples in ImageFolder's order, hidden folders and
+files left out (data.backend=ffcv writes this listing to its .betons, so every backend sees one). Images are kept
 at their size when all share one, else resized (shorter side) and centre-cropped to data.image_size, as
 ImageNet is. Per-channel mean and std are computed once on the training split and cached as JSON beside
 its .beton. ImageNet is this with path <root>/imagenet, 1,000 classes and its usual constants.
@@ -49,7 +49,7 @@ class Tree:
         return f"{self.path.name}-{hashlib.sha1(str(self.path).encode()).hexdigest()[:10]}"
 
     def split_dir(self, train: bool) -> Path:
-        return self.path / "train" if train else Path(self.test[0][0]).parents[1]
+        return self.path / ("train" if train else next(s for s in TEST_SPLITS if (self.path / s).is_dir()))
 
     def image_shape(self, image_size: int) -> tuple[int, int, int]:
         return self.shape or (3, image_size, image_size)
@@ -141,8 +141,7 @@ def stats(tree: Tree, image_size: int, cache: Path, images: torch.Tensor | None 
         saved = json.loads(path.read_text())
         if saved["images"] == len(tree.train):  # images added since: computed again
             return tuple(saved["mean"]), tuple(saved["std"])
-    total = torch.zeros(3, dtype=torch.float64)
-    squares, count = torch.zeros(3, dtype=torch.float64), 0
+    total, squares, count = 0, 0, 0  # float64 sums, per channel, from the first batch on
     batches = [images] if images is not None else (image(f, image_size, tree.shape is not None)[None] for f, _ in tree.train)
     for batch in batches:  # one image at a time when read from disk: a large folder never sits in memory
         x = batch.double().div(255).transpose(0, 1).reshape(3, -1)

@@ -141,3 +141,89 @@ def test_classes_and_samples_in_imagefolder_order(tmp_path: Path) -> None:
         reference = ImageFolder(str(path / split))
         assert list(listed.classes) == reference.classes == sorted(names)
         assert list(samples) == reference.samples, split
+
+
+def test_symlinked_folders_are_followed_as_imagefolder_does(tmp_path: Path) -> None:
+    from torchvision.datasets import ImageFolder
+
+    path = tree(tmp_path / "t", {"a": (2, 1), "b": (2, 1)})
+    elsewhere = tmp_path / "more"
+    elsewhere.mkdir()
+    Image.new("RGB", (20, 12)).save(elsewhere / "x.png")
+    (path / "train" / "b" / "linked").symlink_to(elsewhere, target_is_directory=True)
+    listed = folder.scan(str(path))
+    assert list(listed.train) == ImageFolder(str(path / "train")).samples
+    assert (str(path.resolve() / "train" / "b" / "linked" / "x.png"), 1) in listed.train
+
+
+def test_only_visible_folders_are_classes(tmp_path: Path) -> None:
+    path = tree(tmp_path / "t", {"a": (2, 1), "b": (2, 1)})
+    for split in ("train", "val"):
+        (path / split / ".cache").mkdir()
+        Image.new("RGB", (20, 12)).save(path / split / ".cache" / "0.png")
+        (path / split / "README.txt").write_text("not a class")
+    assert folder.scan(str(path)).classes == ("a", "b")
+
+
+def test_an_empty_class_folder_and_an_unreadable_file_are_named(tmp_path: Path) -> None:
+    path = tree(tmp_path / "t", {"a": (2, 1), "b": (2, 1)})
+    for image in (path / "val" / "b").iterdir():
+        image.unlink()
+    (path / "val" / "b" / ".keep").write_text("")  # hidden: no image
+    with pytest.raises(UsageError) as err:
+        folder.scan(str(path))
+    assert str(err.value) == (f"class folder {path.resolve() / 'val' / 'b'} holds no image: every class needs images "
+                              "in every split")
+    path = tree(tmp_path / "u", {"a": (2, 1), "b": (2, 1)})
+    (path / "train" / "a" / "notes.png").write_text("not an image")
+    with pytest.raises(UsageError) as err:
+        folder.scan(str(path))
+    assert str(err.value) == (f"{path.resolve() / 'train' / 'a' / 'notes.png'} is not an image Pillow can read "
+                              "(UnidentifiedImageError): remove or replace it")
+
+
+def test_the_test_split_folder_even_when_a_class_holds_only_subfolders(tmp_path: Path) -> None:
+    path = tree(tmp_path / "t", {"a": (2, 0), "b": (2, 1)}, test="test")
+    (path / "test" / "a" / "sub").mkdir(parents=True)
+    Image.new("RGB", (20, 12)).save(path / "test" / "a" / "sub" / "0.png")
+    listed = folder.scan(str(path))
+    assert listed.test[0] == (str(path.resolve() / "test" / "a" / "sub" / "0.png"), 0)
+    assert listed.split_dir(False) == path.resolve() / "test" and listed.split_dir(True) == path.resolve() / "train"
+
+
+def test_grey_and_palette_images_become_rgb(tmp_path: Path) -> None:
+    path = tree(tmp_path / "t", {"a": (1, 1), "b": (1, 1)})
+    Image.new("L", (20, 12), 77).save(path / "train" / "a" / "0.png")
+    Image.new("P", (20, 12), 3).save(path / "train" / "b" / "0.png")
+    images, labels = folder.read(folder.scan(str(path)), True, 16, keep_size=True)
+    assert images.shape == (2, 3, 12, 20) and labels.tolist() == [0, 1] and labels.dtype == torch.int64
+    assert (images[0] == 77).all() and (images[1] == images[1][0]).all()  # grey: three equal channels
+
+
+def test_downscaling_averages_the_pixels_it_drops(tmp_path: Path) -> None:
+    """Resized with antialiasing, as ImageNet's transforms do: iid noise 64x64 -> 16x16 keeps a std of 12
+    (36 without: 4 of every 16 pixels read)."""
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    x = folder.image(str(tmp_path / "noise.png"), 16, keep_size=False)
+    assert x.shape == (3, 16, 16) and float(x.double().std()) < 20
+
+
+def test_stats_of_a_mixed_size_tree_read_from_disk_are_those_of_its_resized_images(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tree(tmp_path / "t", {"a": (3, 1), "b": (3, 1)}, sizes=((12, 20), (30, 16)))
+    listed = folder.scan(str(path))
+    images, _ = folder.read(listed, True, 10, keep_size=False)
+    cache = tmp_path / "deep" / "cache"  # made, parents too
+    from_disk = folder.stats(listed, 10, cache)
+    x = images.double() / 255
+    assert np.allclose(from_disk[0], x.mean((0, 2, 3)).numpy())
+    assert np.allclose(from_disk[1], x.std((0, 2, 3), unbiased=False).numpy())
+    written = cache / f"{listed.key}-train-3x10x10-stats-v1.json"
+    assert folder.stats_path(listed, 10, cache) == written
+    assert json.loads(written.read_text()) == {"mean": list(from_disk[0]), "std": list(from_disk[1]), "images": 6,
+                                               "folder": str(path.resolve())}
+    monkeypatch.setattr(folder, "image", lambda *a: pytest.fail("read from disk although the images were given"))
+    given = folder.stats(listed, 8, cache, images[:, :, :8, :8])  # any given images: these are what it averages
+    assert (cache / f"{listed.key}-train-3x8x8-stats-v1.json").is_file()  # beside the first: the folder exists
+    assert np.allclose(given[0], (images[:, :, :8, :8].double() / 255).mean((0, 2, 3)).numpy())
