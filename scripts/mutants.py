@@ -119,6 +119,7 @@ _CPU_ONLY = ("equivalent on a CPU (the device given is the CPU either way); on C
              "test checks yet: tests/test_gpu_present.py covers the losses and the train step, not the noise model")
 _FIXED_POINT = "equivalent: the pre-clip moments' fixed point converges in far fewer than 200 iterations"
 _DROPNA = "equivalent: pandas reads groupby's dropna for truth, so None keeps NaN keys as False does"
+_SAME_FACTOR = "equivalent: cpu_factor() computed again (from the same tables) gives the same factor"
 _INT_DTYPE = "equivalent: confusion counts are integers either way; argsort orders them the same"
 # Survivors judged harmless (by mutant name, as mutmut 3.8.1 names them for the current code), and why.
 JUDGED = {
@@ -142,6 +143,17 @@ JUDGED = {
        for i in (16, 17)},
     **{f"loaders.folder.x_read__mutmut_{i}": "equivalent: torch.tensor of Python ints is int64 already (a split is "
                                              "never empty: scan refuses an empty class folder)" for i in (12, 14)},
+    **{f"study.cost.x_{name}": "equivalent: a table without a device is a CPU's whatever string stands in for it, as "
+                               "long as it names no CUDA device" for name in (
+        "_cpu_rates__mutmut_15", "_cpu_rates__mutmut_17", "_cpu_rates__mutmut_20", "bench_rows__mutmut_20",
+        "bench_rows__mutmut_22", "bench_rows__mutmut_25")},
+    **{f"study.cost.x_group_rate__mutmut_{i}": "equivalent: at a measured k the interpolation's other end is k itself, "
+                                                "so it returns rates[k] (to rounding)" for i in (4, 5)},
+    "study.cost.x_local_hours__mutmut_42": _SAME_FACTOR, "study.cost.x_local_hours__mutmut_43": _SAME_FACTOR,
+    "study.cost.x_local_hours__mutmut_53": "equivalent: estimate caps the GPU fraction at 1",
+    "study.cost.x_local_hours__mutmut_69": "equivalent: int() of a positive quotient is its floor",
+    "study.cost.x_cores__mutmut_12": "equivalent where the core count can be read (os.cpu_count() is None only where not)",
+    "study.cost.x_forward_flops__mutmut_32": "equivalent: FlopCounterMode reads display for truth",
     "loaders.noise.x_wrong_class_order__mutmut_21": _INT_DTYPE, "loaders.noise.x_wrong_class_order__mutmut_23": _INT_DTYPE,
     **{name: _CPU_ONLY for name in ("loaders.noise.xǁNoiseModelǁto__mutmut_2", "loaders.noise.xǁNoiseModelǁto__mutmut_4",
                                     *(f"loaders.noise.xǁWhiteNoiseǁ__call____mutmut_{i}" for i in (12, 14, 53, 55)))},
