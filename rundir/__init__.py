@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import functools
 import json
+import math
 import os
 import tempfile
 import time
@@ -49,6 +50,8 @@ COLUMNS = {"noise.alpha": "alpha", "model.arch": "arch", "train.lr": "lr", "trai
 # Rows that differ only in these are replicates of one config (a run dir from before order_seed and
 # subset_seed varied with the replicate lacks those columns).
 REPLICATE_KEYS = ("seed", "noise_seed", "order_seed", "subset_seed")
+BEFORE = {"matrix": math.nan, "labels": math.nan, "draw": "copy"}  # what a run from before these columns trained
+# with (no noise file, a label per copy): read so, its rows pool with a newer run's of the same config
 TRIAL_METRICS = ("trial_id", "group", "status", "epochs", "test_acc", "best_test_acc", "test_top5", "best_test_top5",
                  "train_loss", "images_per_s", "node_id", "val_acc", "best_val_acc")  # every trials.csv column that is no config key
 EPOCH_METRICS = ("epoch", "train_loss", "test_acc", "test_top5", "images_per_s", "val_acc")
@@ -104,10 +107,11 @@ def read_study(run_dir: Path) -> dict[str, Any]:
 
 
 def read_trials(run_dir: Path) -> tuple[dict[str, Any], Any]:
-    """A finished run's study.json and trials.csv (a pandas DataFrame)."""
+    """A finished run's study.json and trials.csv (a pandas DataFrame), with BEFORE's columns where it lacks them."""
     import pandas as pd
 
-    return read_study(run_dir), pd.read_csv(Path(run_dir) / TRIALS)
+    trials = pd.read_csv(Path(run_dir) / TRIALS)
+    return read_study(run_dir), trials.assign(**{k: v for k, v in BEFORE.items() if k not in trials})
 
 
 def named(root: Path, exp: str, preset: str) -> Path:

@@ -92,3 +92,19 @@ def test_another_experiment_or_cell_is_no_source() -> None:
 def test_minutes_by_device(tmp_path: Path, launch: dict, expected: dict) -> None:
     rundir.write_json({"device": launch["device"], "launches": [launch]}, tmp_path / rundir.PROVENANCE)
     assert coverage.spent(tmp_path) == (launch["device"], expected)
+
+
+def test_a_run_from_before_the_noise_columns_pools_with_a_newer_one(tmp_path: Path) -> None:
+    """A run written before trials.csv had matrix, labels and draw (3 replicates) and a newer one-replicate run
+    of the same cell: read as no noise file and a label per copy, they are one config of 4 replicates."""
+    old = run("uniform_mnist-perceptron", [0, 1000, 2000])
+    new = run("uniform_mnist-perceptron-a100-r3", [3000])
+    for r, extra in ((old, {}), (new, {"matrix": None, "labels": None, "draw": "copy"})):
+        (tmp_path / r.name).mkdir()
+        rundir.write_json(r.study, tmp_path / r.name / rundir.STUDY)
+        columns = list(r.trials.columns)
+        t = r.trials.assign(**extra)[columns[:8] + list(extra) + columns[8:]]
+        rundir.write_csv(t, tmp_path / r.name / rundir.TRIALS)
+    assert "draw" not in pd.read_csv(tmp_path / old.name / rundir.TRIALS)
+    (judged,) = [j for j in coverage.judge(coverage.read_runs(tmp_path)) if j.claim is PERCEPTRON]
+    assert judged.cells[0].taken == {old.name: 3, new.name: 1} and "4 replicates" in judged.row.measured
