@@ -258,7 +258,8 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int, onl
     for state in status.values():
         counts[state] = counts.get(state, 0) + 1
     checked = len(status) - counts.get("not checked", 0)  # a run stopped by --timeout leaves some unchecked
-    finished = finished and checked == len(status)
+    # an empty listing (mutmut stopped or its results unreadable) is no finished run of 0 mutants: resume it
+    finished = finished and checked == len(status) and bool(status)
     return score({"tests": tests, "source_sha256": source_hash(module), "finished": finished, "seconds": round(elapsed, 1), "mutants": checked,
                   "unchecked": len(status) - checked, "counts": counts, "not_killed": not_killed, "status": status})
 
