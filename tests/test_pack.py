@@ -122,3 +122,28 @@ def test_what_pack_small_and_unpack_write_has_the_modes_of_a_new_file(mask: int,
         want = {name: folder_mode if (folder / name).is_dir() else file_mode for name in got}
         assert got == want, folder
     assert (tmp_path / "lab").stat().st_mode & 0o7777 == folder_mode  # a parent made on the way
+
+
+def test_help_names_the_command_and_each_option(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # argparse wraps at the terminal's width
+    with pytest.raises(SystemExit) as done:
+        pack.main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m study.pack [-h] [--unpack | --small] [--logs] source target\n\n"
+                          "The run dir as one file that travels to another machine, and back; or its small result "
+                          "files alone\n")
+    for line in ("  source      a run dir (or, with --unpack, an archive)",
+                 "  target      the archive (or, with --unpack and --small, a new folder)",
+                 "  --unpack    extract an archive into a new run dir", "  --small     copy only the small result files",
+                 "  --logs      keep Tune's TensorBoard event files"):
+        assert line in out.splitlines()
+
+
+def test_the_command_line_is_read_from_sys_argv_and_small_names_what_it_copied(
+        run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "small"
+    monkeypatch.setattr("sys.argv", ["python -m study.pack", "--small", str(run_dir), str(target)])
+    assert pack.main() == 0
+    assert capsys.readouterr().out == f"{target}: {', '.join(sorted(tree(target)))}\n"
