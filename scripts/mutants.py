@@ -237,7 +237,7 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int, onl
     status = {}
     for line in listing.stdout.splitlines():
         name, sep, state = line.strip().rpartition(": ")
-        if sep and name.startswith(module.removesuffix(".py").replace("/", ".")) and (only is None or name in only):
+        if sep and name.startswith(mutant_prefix(module)) and (only is None or name in only):
             status[name] = state
     # verdicts of earlier rechecks of this source stand (mutmut keeps its own; these are ours)
     cache = work / RECHECKED
@@ -262,6 +262,12 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int, onl
     finished = finished and checked == len(status) and bool(status)
     return score({"tests": tests, "source_sha256": source_hash(module), "finished": finished, "seconds": round(elapsed, 1), "mutants": checked,
                   "unchecked": len(status) - checked, "counts": counts, "not_killed": not_killed, "status": status})
+
+
+def mutant_prefix(module: str) -> str:
+    """How mutmut's mutant names of a module begin: rundir/pack.py -> 'rundir.pack.x', rundir/__init__.py ->
+    'rundir.x' (a package's own functions are named after the package)."""
+    return module.removesuffix(".py").removesuffix("/__init__").replace("/", ".") + ".x"
 
 
 def source_hash(module: str) -> str:

@@ -46,3 +46,12 @@ def test_an_entry_of_another_source_is_stale(mutants, tmp_path: Path) -> None:
     assert mutants.current("study/grid.py", modules["study/grid.py"])
     assert not mutants.current("study/groups.py", modules["study/groups.py"])
     assert not mutants.current("study/grid.py", {**modules["study/grid.py"], "finished": False})
+
+
+def test_mutant_names_of_a_module_and_of_a_package(mutants) -> None:
+    """mutmut names a package's own functions after the package: rundir/__init__.py's are rundir.x_..., not
+    rundir.__init__.x_... (its entry had read 0 mutants)."""
+    assert mutants.mutant_prefix("rundir/__init__.py") == "rundir.x"
+    assert mutants.mutant_prefix("rundir/pack.py") == "rundir.pack.x"
+    assert "rundir.pack.x_small__mutmut_1".startswith(mutants.mutant_prefix("rundir/pack.py"))
+    assert not "rundir.pack.x_small__mutmut_1".startswith(mutants.mutant_prefix("rundir/__init__.py"))
