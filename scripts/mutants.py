@@ -56,7 +56,7 @@ TESTS = {
     "study/groups.py": ["tests/test_groups.py"],
     "study/pack.py": ["tests/test_pack.py"],
     "study/slices.py": ["tests/test_slices.py"],
-    "study/storage.py": ["tests/test_storage.py", "tests/test_grid_extra.py"],
+    "study/storage.py": ["tests/test_storage.py", "tests/test_grid_extra.py", "tests/test_data_root.py"],
     "study/cost.py": ["tests/test_cost.py"],
     "study/trainable.py": ["tests/test_trainable.py"],
     "study/config.py": ["tests/test_config.py", "tests/test_preflight.py", "tests/test_slices.py",
