@@ -92,8 +92,11 @@ def unpack(archive: Path, target: Path) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
-        with stream(archive, fmt, "r") as raw, open_tar(raw, fmt, "r") as tar:
-            tar.extractall(tmp, filter="data")  # no absolute names, no links out of the folder
+        try:
+            with stream(archive, fmt, "r") as raw, open_tar(raw, fmt, "r") as tar:
+                tar.extractall(tmp, filter="data")  # no absolute names, no links out of the folder
+        except (tarfile.TarError, EOFError) as exc:  # not a tar, cut short, or a member outside the folder
+            raise UsageError(f"{archive} cannot be unpacked: {exc}") from None
         if not (tmp / rundir.STUDY).is_file():
             raise UsageError(f"{archive} holds no run dir: it has no {rundir.STUDY} at its top")
         as_new(tmp)

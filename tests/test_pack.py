@@ -147,3 +147,52 @@ def test_the_command_line_is_read_from_sys_argv_and_small_names_what_it_copied(
     monkeypatch.setattr("sys.argv", ["python -m study.pack", "--small", str(run_dir), str(target)])
     assert pack.main() == 0
     assert capsys.readouterr().out == f"{target}: {', '.join(sorted(tree(target)))}\n"
+
+
+def test_an_archive_that_is_no_tar_or_reaches_outside_is_one_line(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+    import tarfile
+
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        for name in ("study.json", "../outside.txt"):
+            member = tarfile.TarInfo(name)
+            member.size = 2
+            tar.addfile(member, io.BytesIO(b"{}"))
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not a tar at all")
+    for archive, why in ((evil, "'../outside.txt' would be extracted to"), (junk, "not a gzip file")):
+        assert pack.main(["--unpack", str(archive), str(tmp_path / "out" / "run")]) == 2
+        assert one_line(capsys).startswith(f"error: {archive} cannot be unpacked: {why}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.tar.gz", "junk.tar.gz", "out"]
+    assert list((tmp_path / "out").iterdir()) == []  # no temp folder left
+    assert not (tmp_path / "outside.txt").exists()
+    assert pack.main(["--unpack", str(tmp_path / "none.tar.gz"), str(tmp_path / "x")]) == 2
+    assert one_line(capsys) == f"error: {tmp_path / 'none.tar.gz'} is invalid: it must be an archive file"
+
+
+def test_an_archive_without_a_run_dir_and_zstd_missing(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import tarfile
+
+    bare = tmp_path / "bare.tar.gz"
+    with tarfile.open(bare, "w:gz") as tar:
+        tar.add(run_dir / "trials.csv", arcname="trials.csv")
+    assert pack.main(["--unpack", str(bare), str(tmp_path / "run")]) == 2
+    assert one_line(capsys) == f"error: {bare} holds no run dir: it has no study.json at its top"
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert pack.main([str(run_dir), str(tmp_path / "run.tar.zst")]) == 2
+    assert one_line(capsys) == (f"error: {tmp_path / 'run.tar.zst'}: .tar.zst needs the zstd program, not found on "
+                                "PATH (apt install zstd); or write a .tar.gz")
+    assert pack.main([str(run_dir), str(tmp_path / "run.tar.gz")]) == 0  # gzip needs no program
+
+
+def test_pack_leaves_the_logs_out_by_default_and_unpack_counts_the_files(run_dir: Path, tmp_path: Path) -> None:
+    from rundir import pack as formats
+
+    archive = tmp_path / "run.tar.gz"
+    assert formats.pack(run_dir, archive) == len(FILES) - 1  # the TensorBoard events file stays behind
+    (tmp_path / "existing").mkdir()  # unpacked beside a folder that exists: its parent
+    assert formats.unpack(archive, tmp_path / "existing" / "run") == len(FILES) - 1
+    assert formats.small(run_dir, tmp_path / "a" / "b" / "small") == sorted([*SMALL, "fig1.png"])
