@@ -49,7 +49,7 @@ class Tree:
         return f"{self.path.name}-{hashlib.sha1(str(self.path).encode()).hexdigest()[:10]}"
 
     def split_dir(self, train: bool) -> Path:
-        return self.path / ("train" if train else next(s for s in TEST_SPLITS if (self.path / s).is_dir()))
+        return self.path / "train" if train else test_dir(self.path)
 
     def image_shape(self, image_size: int) -> tuple[int, int, int]:
         return self.shape or (3, image_size, image_size)
@@ -78,6 +78,11 @@ def _samples(split: Path, classes: list[str]) -> tuple[list[tuple[str, int]], se
     return samples, sizes
 
 
+def test_dir(root: Path) -> Path | None:
+    """The tree's test split folder: the first of TEST_SPLITS that exists."""
+    return next((root / s for s in TEST_SPLITS if (root / s).is_dir()), None)
+
+
 def _class_names(split: Path) -> list[str]:
     return sorted(p.name for p in split.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -87,7 +92,7 @@ def scan(path: str) -> Tree:
     """The checked tree under path (listed and every image header read once per process)."""
     root = Path(path).expanduser().resolve()
     train = root / "train"
-    test = next((root / s for s in TEST_SPLITS if (root / s).is_dir()), None)
+    test = test_dir(root)
     if not train.is_dir() or test is None:
         raise invalid("data.path", path, "a folder holding train/<class>/ and val/<class>/ (or test/<class>/) image folders")
     classes = _class_names(train)
