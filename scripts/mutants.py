@@ -229,9 +229,11 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int, onl
         try:
             finished = run.wait(timeout=timeout_s) == 0
         except subprocess.TimeoutExpired:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
             finished = False
+        finally:  # also on Ctrl-C or a kill: no mutmut outlives this script
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait()
     elapsed = time.time() - start
     listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, capture_output=True, text=True)
     status = {}
@@ -361,6 +363,7 @@ def main() -> None:
     parser.add_argument("--rescore", action="store_true",
                         help="run nothing: rewrite --out with JUDGED (after editing it) applied to every module")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill unwinds through run_module's cleanup
     unknown = [m for m in args.modules if m not in TESTS]
     if unknown:
         sys.exit(f"unknown module(s) {unknown}: choose from {', '.join(TESTS)}")

@@ -3,6 +3,8 @@ and a root that cannot be written is one line (study.storage; the cluster check:
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,83 @@ def test_the_trainable_checks_the_token_before_anything_trains(monkeypatch: pyte
     with pytest.raises(storage.NotVisible, match="not visible on node late-node"):
         trainable.trainable({"members": []}, token=(path, "f" * 32))
     assert built == []  # nothing was built, let alone trained
+
+
+class FakeRay:
+    """Ray's API as check_nodes uses it (nodes, remote, options, wait, get), on one machine: each node reads
+    the token by running the real task, reads a stale copy, or never answers. The real cluster check is in
+    tests/test_multinode.py (slow); this one pins down check_nodes' own logic in the fast suite."""
+
+    def __init__(self, nodes: list[dict], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.nodes_, self.tasks, self.waited = nodes, [], None
+        self.monkeypatch = monkeypatch
+        module = types.ModuleType("ray")
+        module.nodes, module.remote, module.wait, module.get = self.nodes, self.remote, self.wait, self.get
+        strategies = types.ModuleType("ray.util.scheduling_strategies")
+        strategies.NodeAffinitySchedulingStrategy = lambda node_id, soft: (node_id, soft)
+        for name, mod in (("ray", module), ("ray.util", types.ModuleType("ray.util")),
+                          ("ray.util.scheduling_strategies", strategies)):
+            monkeypatch.setitem(sys.modules, name, mod)
+
+    def nodes(self) -> list[dict]:
+        return self.nodes_
+
+    def remote(self, **resources):
+        fake = self
+
+        class Task:
+            def options(self, scheduling_strategy):
+                return types.SimpleNamespace(remote=lambda path: fake.run(resources, scheduling_strategy, path))
+
+        def wrap(fn):
+            fake.fn = fn
+            return Task()
+        return wrap
+
+    def run(self, resources: dict, strategy: tuple, path: str) -> tuple:
+        node = next(n for n in self.nodes_ if n["NodeID"] == strategy[0])
+        self.tasks.append((resources, strategy, path))
+        label = f"{node['NodeManagerHostname']} ({node['NodeManagerAddress']}, node {node['NodeID'][:12]})"
+        if node["reads"] == "stale":
+            return ("answer", (label, "0" * 32, ""))
+        if node["reads"] == "late":
+            return ("late", None)
+        self.monkeypatch.setattr(storage, "node_name", lambda: label)
+        return ("answer", self.fn(path))
+
+    def wait(self, refs: list, num_returns: int, timeout: float) -> tuple[list, list]:
+        self.waited = (num_returns, timeout)
+        return [r for r in refs if r[0] == "answer"], [r for r in refs if r[0] == "late"]
+
+    def get(self, refs: list) -> list:
+        return [r[1] for r in refs]
+
+
+def node(host: str, ip: str, node_id: str, reads: str = "token", alive: bool = True) -> dict:
+    return {"NodeManagerHostname": host, "NodeManagerAddress": ip, "NodeID": node_id, "Alive": alive, "reads": reads}
+
+
+def test_check_nodes_pins_one_read_to_each_alive_node_and_names_a_stale_or_silent_one(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    head, gpu = node("head", "10.0.0.1", "a" * 40), node("gpu-1", "10.0.0.2", "b" * 40)
+    gone = node("gpu-0", "10.0.0.9", "c" * 40, reads="late", alive=False)  # dead nodes are not asked
+    fake = FakeRay([head, gone, gpu], monkeypatch)
+    path, value = storage.check_nodes(tmp_path / "root")
+    assert Path(path).parent == tmp_path / "root" and Path(path).read_text() == value and len(value) == 32
+    assert fake.tasks == [({"num_cpus": 0, "max_retries": 0}, ("a" * 40, False), path),
+                          ({"num_cpus": 0, "max_retries": 0}, ("b" * 40, False), path)]
+    assert fake.waited == (2, storage.NODE_TIMEOUT_S)
+
+    stale = node("gpu-2", "10.0.0.3", "0123456789abcdef", reads="stale")
+    FakeRay([head, stale, gpu], monkeypatch)
+    with pytest.raises(UsageError) as err:
+        storage.check_nodes(tmp_path / "root")
+    assert str(err.value).startswith(f"storage.root={str(tmp_path / 'root')!r} is not visible on node gpu-2 "
+                                     "(10.0.0.3, node 0123456789ab) (another file at ")
+
+    late = node("gpu-3", "10.0.0.4", "fedcba9876543210", reads="late")
+    FakeRay([head, gpu, late], monkeypatch)
+    with pytest.raises(UsageError) as err:
+        storage.check_nodes(tmp_path / "root")
+    assert str(err.value) == (f"storage.root={str(tmp_path / 'root')!r}: node gpu-3 (10.0.0.4, node fedcba987654) did "
+                              "not answer within 120 s, so it is not known to see the root")
