@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "results" / "mutants.json"
 WORK = REPO / ".mutants"  # one mutmut work dir per module, kept (git-ignored) so that a run resumes where one stopped
 RECHECKED = "rechecked.json"
+TESTED = "tests.sha256"  # the tests the verdicts in a work dir were last checked against
 # Module -> the fast test files aimed at it (none is marked slow): every module of study/, loaders/, analysis/
 # and rundir/ (bench/ measures, it is not mutated; tests/test_mutants.py keeps this list whole). Each mutant
 # runs the tests of these files that call the function it changed: the files that train a net (minutes) go
@@ -143,6 +144,8 @@ JUDGED = {
        for i in (16, 17)},
     **{f"loaders.folder.x_read__mutmut_{i}": "equivalent: torch.tensor of Python ints is int64 already (a split is "
                                              "never empty: scan refuses an empty class folder)" for i in (12, 14)},
+    "loaders.folder.x_image__mutmut_16": "equivalent: v2.functional.resize antialiases by default since torchvision "
+                                         "0.17, and pyproject.toml asks for 0.19 or later",
     **{f"study.cost.x_{name}": "equivalent: a table without a device is a CPU's whatever string stands in for it, as "
                                "long as it names no CUDA device" for name in (
         "_cpu_rates__mutmut_15", "_cpu_rates__mutmut_17", "_cpu_rates__mutmut_20", "bench_rows__mutmut_20",
@@ -170,7 +173,7 @@ def refresh(work: Path) -> None:
     in a function that changed, or left by a run that stopped)."""
     work.mkdir(parents=True, exist_ok=True)
     for old in work.iterdir():
-        if old.name not in ("mutants", RECHECKED):
+        if old.name not in ("mutants", RECHECKED, TESTED):
             shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
                            capture_output=True).stdout.decode().split("\0")
@@ -206,6 +209,43 @@ def toml_list(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
 
+def run_mutmut(work: Path, children: int, timeout_s: int, names: list[str] | None) -> bool:
+    """`mutmut run` in the work dir (on the named mutants only, tested afresh, or on every one without a verdict);
+    True if it finished within timeout_s. Its own process group: on a timeout, Ctrl-C or a kill, mutmut's
+    forkserver and workers are stopped with it."""
+    with open(work / "mutmut.log", "a") as log:
+        run = subprocess.Popen([sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *(names or [])],
+                               cwd=work, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            return run.wait(timeout=timeout_s) == 0
+        except subprocess.TimeoutExpired:
+            return False
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait()
+
+
+def listing(work: Path, module: str, names: list[str] | None) -> dict[str, str]:
+    """mutmut's verdict on each mutant of the module (or on the named ones)."""
+    out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, capture_output=True,
+                         text=True).stdout
+    status = {}
+    for line in out.splitlines():
+        name, sep, state = line.strip().rpartition(": ")
+        if sep and name.startswith(mutant_prefix(module)) and (names is None or name in names):
+            status[name] = state
+    return status
+
+
+def tests_hash(tests: list[str]) -> str:
+    """The module's test files and the fixtures they share, as one sha256."""
+    digest = hashlib.sha256()
+    for name in sorted({*tests, "tests/conftest.py", "tests/helpers.py"}):
+        digest.update(name.encode() + b"\0" + (REPO / name).read_bytes())
+    return digest.hexdigest()
+
+
 def run_module(module: str, tests: list[str], children: int, timeout_s: int, only: list[str] | None = None) -> dict:
     """mutmut over `module` with `tests` in the module's work dir: every mutant without a verdict yet, or `only`
     those named (tested again whatever their verdict; their statuses only)."""
@@ -222,25 +262,19 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int, onl
         f.write("\n".join(config) + "\n")
     mutmut = [sys.executable, "-m", "mutmut"]
     start = time.time()
-    # Its own process group: on --timeout, mutmut's forkserver and workers are stopped with it.
-    with open(work / "mutmut.log", "w") as log:
-        run = subprocess.Popen([*mutmut, "run", "--max-children", str(children), *(only or [])], cwd=work,
-                               start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            finished = run.wait(timeout=timeout_s) == 0
-        except subprocess.TimeoutExpired:
-            finished = False
-        finally:  # also on Ctrl-C or a kill: no mutmut outlives this script
-            if run.poll() is None:
-                os.killpg(run.pid, signal.SIGKILL)
-                run.wait()
+    finished = run_mutmut(work, children, timeout_s, only)
+    status = listing(work, module, only)
+    # mutmut keeps a verdict until the function changes, not when a test does: after new tests, a survivor would
+    # stay one. So the not-killed mutants run again whenever the module's tests changed since their verdicts.
+    stamp, tested = work / TESTED, tests_hash(tests)
+    if only is None and finished and (stamp.read_text() if stamp.exists() else "") != tested:
+        again = [n for n, state in status.items() if state not in KILLED and state not in RECHECK]
+        if again:
+            finished = run_mutmut(work, children, max(1, int(start + timeout_s - time.time())), again)
+            status.update(listing(work, module, again))
+    if finished and only is None:
+        stamp.write_text(tested)
     elapsed = time.time() - start
-    listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, capture_output=True, text=True)
-    status = {}
-    for line in listing.stdout.splitlines():
-        name, sep, state = line.strip().rpartition(": ")
-        if sep and name.startswith(mutant_prefix(module)) and (only is None or name in only):
-            status[name] = state
     # verdicts of earlier rechecks of this source stand (mutmut keeps its own; these are ours)
     cache = work / RECHECKED
     rechecked = (json.loads(cache.read_text()) if cache.exists() else {}).get(source_hash(module), {})

@@ -227,3 +227,14 @@ def test_stats_of_a_mixed_size_tree_read_from_disk_are_those_of_its_resized_imag
     given = folder.stats(listed, 8, cache, images[:, :, :8, :8])  # any given images: these are what it averages
     assert (cache / f"{listed.key}-train-3x8x8-stats-v1.json").is_file()  # beside the first: the folder exists
     assert np.allclose(given[0], (images[:, :, :8, :8].double() / 255).mean((0, 2, 3)).numpy())
+
+
+def test_stats_of_a_one_size_tree_read_from_disk_are_those_of_its_images_as_they_are(tmp_path: Path) -> None:
+    """A tree whose images share one size is kept at that size (no resize to image_size): so are its stats."""
+    path = tree(tmp_path / "t", {"a": (2, 1), "b": (2, 1)}, sizes=((12, 20),))
+    listed = folder.scan(str(path))
+    assert listed.shape == (3, 12, 20) and listed.image_shape(8) == (3, 12, 20)
+    x = torch.stack([torch.from_numpy(np.array(Image.open(f))).permute(2, 0, 1) for f, _ in listed.train]).double() / 255
+    mean, std = folder.stats(listed, 8, tmp_path / "cache")
+    assert np.allclose(mean, x.mean((0, 2, 3)).numpy()) and np.allclose(std, x.std((0, 2, 3), unbiased=False).numpy())
+    assert (tmp_path / "cache" / f"{listed.key}-train-3x12x20-stats-v1.json").is_file()

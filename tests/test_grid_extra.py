@@ -60,3 +60,18 @@ def test_grid_algebra_by_hand() -> None:
         grids_of({"noise": {"alpha": []}}, [])
     with pytest.raises(UsageError, match=r"^grid.noise.alpha=5 is invalid: it must be a non-empty list$"):
         grids_of({"noise": {"alpha": 5}}, [])
+
+
+def test_placed_sets_each_resolved_path_in_every_member() -> None:
+    """grid.placed: the paths this launch resolved (data.root, noise.confusion, ...) set in each member config."""
+    from study.grid import placed
+
+    members = [{"data": {"root": "data", "n": 1}, "noise": {"confusion": None}},
+               {"data": {"root": "data", "n": 2}, "noise": {"confusion": None}}]
+    paths = {"data.root": "/lab/data", "noise.confusion": "/lab/c.npy"}
+    assert placed(members, paths) == [{"data": {"root": "/lab/data", "n": 1}, "noise": {"confusion": "/lab/c.npy"}},
+                                      {"data": {"root": "/lab/data", "n": 2}, "noise": {"confusion": "/lab/c.npy"}}]
+    assert members[0]["data"]["root"] == "data"  # copies: the members given are left as they were
+    assert placed(members, None) == members and placed(members, {}) == members
+    with pytest.raises(UsageError, match=r"^grid.data.cache='/x' is unknown: choose one of root, n$"):
+        placed(members, {"data.cache": "/x"})
