@@ -116,8 +116,8 @@ _RENORM = ("equivalent: the rows of ((1 + alpha) T - I) / alpha already sum to 1
            "renormalises against rounding: any positive row scale cancels in it, and dividing, multiplying or "
            "broadcasting by sums of 1 changes nothing")
 _FLOAT = "equivalent: n_crit is float64 already, and astype(None) is float64"
-_CPU_ONLY = ("equivalent on a CPU (the device given is the CPU either way); on CUDA it would mix devices, which no "
-             "test checks yet: tests/test_gpu_present.py covers the losses and the train step, not the noise model")
+_CPU_ONLY = ("equivalent on a CPU (the device given is the CPU either way); on CUDA it would mix devices: "
+             "tests/test_gpu_present.py::test_tensor_loader_on_cuda_equals_cpu kills it where CUDA is visible")
 _FIXED_POINT = "equivalent: the pre-clip moments' fixed point converges in far fewer than 200 iterations"
 _DROPNA = "equivalent: pandas reads groupby's dropna for truth, so None keeps NaN keys as False does"
 _SAME_FACTOR = "equivalent: cpu_factor() computed again (from the same tables) gives the same factor"
@@ -146,6 +146,18 @@ JUDGED = {
                                              "never empty: scan refuses an empty class folder)" for i in (12, 14)},
     "loaders.folder.x_image__mutmut_16": "equivalent: v2.functional.resize antialiases by default since torchvision "
                                          "0.17, and pyproject.toml asks for 0.19 or later",
+    **{f"loaders.tensor.x_{name}": _CPU_ONLY for name in (
+        "affine__mutmut_11", "affine__mutmut_13", "affine__mutmut_29", "affine__mutmut_31", "batches__mutmut_2",
+        "batches__mutmut_3", "batches__mutmut_7", "ǁTensorLoaderǁ__init____mutmut_2", "ǁTensorLoaderǁ__init____mutmut_4",
+        "ǁTensorLoaderǁ__init____mutmut_27", "ǁTensorLoaderǁ__init____mutmut_32", "ǁTensorLoaderǁorder__mutmut_6")},
+    **{f"loaders.tensor.x_affine__mutmut_{i}": "equivalent: scale and shift meet only 4-d image batches (N, C, H, W), "
+                                               "which (C, 1, 1) broadcasts against as (1, C, 1, 1) does" for i in (6, 24)},
+    "loaders.tensor.xǁTensorLoaderǁ__iter____mutmut_13": "equivalent: per_gather stays a multiple of the batch size, so "
+                                                        "the batches are the same slices of one order, gathered in "
+                                                        "other groups",
+    **{f"loaders.tensor.xǁTensorLoaderǁ__iter____mutmut_{i}": "caught by a timeout: one gather per virtual index, "
+                                                              "an epoch's work times n_virtual / per_gather"
+       for i in (19, 20)},
     **{f"study.cost.x_{name}": "equivalent: a table without a device is a CPU's whatever string stands in for it, as "
                                "long as it names no CUDA device" for name in (
         "_cpu_rates__mutmut_15", "_cpu_rates__mutmut_17", "_cpu_rates__mutmut_20", "bench_rows__mutmut_20",

@@ -72,3 +72,24 @@ def test_h_alpha_targets_on_cuda_equal_cpu() -> None:
     gpu = losses.targets("h_alpha", 4.0, dists.to(CUDA))(y.to(CUDA))
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu)
+
+
+def test_tensor_loader_on_cuda_equals_cpu() -> None:
+    """loaders.tensor on CUDA: every batch on the device, its labels equal to the CPU's bit for bit and its images
+    within float rounding (white noise's log and cos may differ in the last bit); the test batches too."""
+    from loaders.datasets import ImageSet
+    from loaders.noise import NoiseModel, NoiseSpec
+    from loaders.tensor import TensorLoader, batches
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (500, 1, 4, 4), dtype=torch.uint8, generator=g)
+    data = ImageSet(images, torch.arange(500) % 10, 10, (0.3,), (0.2,))
+    noises = [NoiseModel(NoiseSpec(alpha=3, seed=s, source="white"), data.labels, 10) for s in (1, 2)]
+    cpu, gpu = (TensorLoader(data, noises, 64, seed=5, device=d) for d in (CPU, CUDA))
+    for (x, y), (xg, yg) in zip(cpu, gpu, strict=True):
+        assert xg.device.type == yg.device.type == "cuda"
+        assert torch.equal(yg.cpu(), y)
+        torch.testing.assert_close(xg.cpu(), x)
+    for (x, y), (xg, yg) in zip(batches(data, 64, CPU), batches(data, 64, CUDA), strict=True):
+        assert xg.device.type == yg.device.type == "cuda"
+        assert torch.equal(yg.cpu(), y) and torch.equal(xg.cpu(), x)

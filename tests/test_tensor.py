@@ -90,3 +90,23 @@ def test_affine_and_test_batches_by_hand() -> None:
                          [(1 - 0.5) / 0.25, (1 - 0.25) / 0.5]])
     torch.testing.assert_close(x.view(3, 2), want, rtol=0, atol=1e-6)
     assert x.dtype == torch.float32
+
+
+def test_each_batch_pairs_its_images_with_their_own_labels_within_and_across_gathers() -> None:
+    """3,000 clean images at alpha = 5, batches of 100: gathers of 8,100, 8,100 and 1,800 images, each cut into
+    batches; batch b holds the images and every member's labels of order[100 b : 100 b + 100], in the loader's
+    dtype. A new loader visits epoch 0's order."""
+    data = numbered(3000)
+    noises = [NoiseModel(NoiseSpec(alpha=5, seed=s), data.labels, 10) for s in (1, 2)]
+    loader = TensorLoader(data, noises, batch_size=100, seed=4, device=CPU, dtype=torch.float64)
+    v = loader.order()
+    loader.set_epoch(0)
+    assert torch.equal(v, loader.order())
+    assert max(1, tensor.GATHER_IMAGES // 100) * 100 == 8100 and noises[0].n_virtual == 18_000
+    (source, first), second = noises[0](v), noises[1](v)[1]
+    got = list(loader)
+    assert len(got) == 180
+    for b, (x, y) in enumerate(got):
+        rows = slice(100 * b, 100 * b + 100)
+        assert x.dtype == torch.float64 and torch.equal(index_of(x), source[rows])
+        assert torch.equal(y, torch.stack([first[rows], second[rows]]))
