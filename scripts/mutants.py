@@ -148,8 +148,9 @@ JUDGED = {
                                          "0.17, and pyproject.toml asks for 0.19 or later",
     **{f"loaders.tensor.x_{name}": _CPU_ONLY for name in (
         "affine__mutmut_11", "affine__mutmut_13", "affine__mutmut_29", "affine__mutmut_31", "batches__mutmut_2",
-        "batches__mutmut_3", "batches__mutmut_7", "ǁTensorLoaderǁ__init____mutmut_2", "ǁTensorLoaderǁ__init____mutmut_4",
-        "ǁTensorLoaderǁ__init____mutmut_27", "ǁTensorLoaderǁ__init____mutmut_32", "ǁTensorLoaderǁorder__mutmut_6")},
+        "batches__mutmut_3", "batches__mutmut_7")},
+    **{f"loaders.tensor.xǁTensorLoaderǁ{name}": _CPU_ONLY for name in (
+        "__init____mutmut_2", "__init____mutmut_4", "__init____mutmut_27", "__init____mutmut_32", "order__mutmut_6")},
     **{f"loaders.tensor.x_affine__mutmut_{i}": "equivalent: scale and shift meet only 4-d image batches (N, C, H, W), "
                                                "which (C, 1, 1) broadcasts against as (1, C, 1, 1) does" for i in (6, 24)},
     "loaders.tensor.xǁTensorLoaderǁ__iter____mutmut_13": "equivalent: per_gather stays a multiple of the batch size, so "
@@ -158,6 +159,8 @@ JUDGED = {
     **{f"loaders.tensor.xǁTensorLoaderǁ__iter____mutmut_{i}": "caught by a timeout: one gather per virtual index, "
                                                               "an epoch's work times n_virtual / per_gather"
        for i in (19, 20)},
+    "study.slices.x_given__mutmut_7": "equivalent: config keys begin with a lower-case letter, so lstrip('XX+~XX') "
+                                      "strips from them what lstrip('+~') does",
     **{f"study.cost.x_{name}": "equivalent: a table without a device is a CPU's whatever string stands in for it, as "
                                "long as it names no CUDA device" for name in (
         "_cpu_rates__mutmut_15", "_cpu_rates__mutmut_17", "_cpu_rates__mutmut_20", "bench_rows__mutmut_20",

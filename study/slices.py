@@ -151,7 +151,7 @@ def unchanged(held: dict[str, Any], new: dict[str, Any], keys: Iterable[str], re
     """Each of `keys` (PORTABLE and IGNORED ones aside) has the held study's value in this launch's config; the
     first that differs is `refusal`, formatted with the key, both values and `where` the study is."""
     for key in keys:
-        if key.split(".")[0] not in IGNORED and key not in PORTABLE and value_at(held, key) != value_at(new, key):
+        if key not in IGNORED and key not in PORTABLE and value_at(held, key) != value_at(new, key):
             raise UsageError(refusal.format(key=key, old=value_at(held, key), new=value_at(new, key), where=where))
 
 

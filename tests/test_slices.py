@@ -234,3 +234,68 @@ def test_overrides_keys_values_and_resumed_config(tmp_path: Path) -> None:
     assert (again.budget, again.data.root, again.train.epochs) == ("3h", "/elsewhere", 1)
     assert again_names == {"exp": "uniform_mnist", "preset": "smoke"}
     assert slices.named(names, cfg) == {"exp": "uniform_mnist", "preset": "smoke", **dataclasses.asdict(cfg)}
+
+
+def test_a_resume_needs_the_state_of_its_study_s_runner(tmp_path: Path) -> None:
+    """slices.held: a folder without study.json, a Tune study without Tune state and a runner=local study without
+    its groups are each one line naming what is missing; with its state a study is held (and locked)."""
+    try:
+        with pytest.raises(UsageError, match=rf"^resume={tmp_path / 'none'} is not a study run dir: it has no "
+                                             r"study.json$"):
+            slices.held(tmp_path / "none")
+        (tmp_path / "t").mkdir()
+        tune_dir = held(tmp_path / "t", SMOKE)
+        with pytest.raises(UsageError) as err:
+            slices.held(tune_dir)
+        assert str(err.value) == f"resume={tune_dir} holds no Tune experiment state to restore: start the study afresh"
+        study = rundir.read_study(tune_dir)
+        (tune_dir / "later").mkdir()
+        (tune_dir / "later" / "tuner.pkl").write_bytes(b"")  # the state of an experiment study.json lists second
+        rundir.write_json({**study, "experiments": ["tune", "later"]}, tune_dir / rundir.STUDY)
+        assert slices.held(tune_dir)["experiments"] == ["tune", "later"] and tune_dir in rundir.LOCKS
+
+        (tmp_path / "l").mkdir()
+        local_dir = held(tmp_path / "l", [*SMOKE, "runner=local"])
+        with pytest.raises(UsageError) as err:
+            slices.held(local_dir)
+        assert str(err.value) == f"resume={local_dir} holds no runner=local state to restore: start the study afresh"
+        (local_dir / rundir.LOCAL).mkdir()
+        (local_dir / rundir.LOCAL / rundir.LOCAL_GROUPS).write_text("[]")
+        assert slices.held(local_dir)["config"]["runner"] == "local"
+    finally:
+        rundir.unlock_all()
+
+
+def test_run_dir_continues_only_a_study_that_is_there_and_not_a_dry_run(tmp_path: Path) -> None:
+    run_dir = held(tmp_path, SMOKE)
+    (run_dir / "tune" / "tuner.pkl").write_bytes(b"")
+    assert slices.continues(*config.compose([*SMOKE, f"run_dir={run_dir}"]))
+    assert not slices.continues(*config.compose([*SMOKE, f"run_dir={run_dir}", "dry_run=true"]))
+    assert not slices.continues(*config.compose([*SMOKE, f"run_dir={tmp_path / 'new'}"]))
+    assert not slices.continues(*config.compose(SMOKE))
+
+
+def test_a_resumed_study_reads_the_paths_this_launch_resolved_but_those_a_grid_varies() -> None:
+    base = {"data": {"root": "/lab/data", "cache": "/lab/ffcv", "n": 1}, "noise": {"confusion": "/lab/c.npy"}}
+    assert slices.placed(base, [{"noise.alpha": [0, 1]}]) == {"data.root": "/lab/data", "data.cache": "/lab/ffcv",
+                                                              "noise.confusion": "/lab/c.npy"}
+    assert slices.placed(base, [{"noise.alpha": [0]}, {"noise.confusion": ["/a.npy"]}]) == {
+        "data.root": "/lab/data", "data.cache": "/lab/ffcv"}
+
+
+def test_a_budget_message_lists_four_trials_advanced_and_counts_the_rest(tmp_path: Path) -> None:
+    import sys
+
+    tail = (f"not started; trials.csv holds the finished ones\nanother slice of 1h: {sys.executable} -m study.launch "
+            f"resume={tmp_path} budget=1h\nfinish the study (no budget): {sys.executable} -m study.launch "
+            f"resume={tmp_path} budget=null")
+    assert str(slices.BudgetSpent("1h", tmp_path, 0, 6, 6)) == (
+        f"budget 1h spent: 0 of 6 trials finished, 6 partial (each goes on from its last checkpoint), 0 {tail}")
+    four = [(0, e, 9) for e in (1, 2, 3, 4)]
+    assert str(slices.BudgetSpent("1h", tmp_path, 0, 4, 4, four)) == (
+        "budget 1h spent: 0 of 4 trials finished, 4 partial (each goes on from its last checkpoint; this slice advanced "
+        f"4 of them, epochs 0 → 1 of 9, 0 → 2 of 9, 0 → 3 of 9, 0 → 4 of 9), 0 {tail}")
+    six = [(0, e, 9) for e in (6, 5, 4, 3, 2, 1)]
+    assert str(slices.BudgetSpent("1h", tmp_path, 1, 6, 8, six)) == (
+        "budget 1h spent: 1 of 8 trials finished, 6 partial (each goes on from its last checkpoint; this slice advanced "
+        f"6 of them, epochs 0 → 1 of 9, 0 → 2 of 9, 0 → 3 of 9, 0 → 4 of 9 and 2 more), 1 {tail}")
