@@ -5,6 +5,8 @@ Tune: tests/test_budget_resume.py, tests/test_faults.py)."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from types import SimpleNamespace
 from study import trainable
 from study.train import EpochReport
 from study.trial import Trial
+from tests.conftest import trial_config
 
 
 def test_members_of_a_grouped_and_of_a_single_trial() -> None:
@@ -59,3 +62,61 @@ def test_no_gpu_slot_claims_nothing() -> None:
     """resources.gpu = 0: no CUDA check, no memory cap (a GPU slot without CUDA names its node: that needs Ray,
     tests/test_gpu_fraction.py)."""
     assert trainable.claim_gpu(0) is None and trainable.claim_gpu(0.0) is None
+
+
+class Session:
+    """Tune's session API as the trainable uses it (the runtime context, get_checkpoint, report) outside Tune:
+    what it was given, and every report with a copy of its checkpoint. The trainable under Tune itself:
+    tests/test_budget_resume.py and tests/test_faults.py (slow)."""
+
+    def __init__(self, tmp_path: Path, resources: dict[str, float], checkpoint: Path | None = None) -> None:
+        from ray import tune
+
+        self.tmp_path, self.reports, self.saved = tmp_path, [], {}
+        context = SimpleNamespace(get_assigned_resources=lambda: resources, get_node_id=lambda: "node-7")
+        self.ray = SimpleNamespace(get_runtime_context=lambda: context)
+        self.tune = SimpleNamespace(Checkpoint=tune.Checkpoint, report=self.report,
+                                    get_checkpoint=lambda: checkpoint and tune.Checkpoint.from_directory(checkpoint))
+
+    def report(self, metrics: dict, checkpoint=None) -> None:
+        self.reports.append(metrics)
+        if checkpoint is not None:  # Tune copies it before the trainable's temporary folder goes
+            self.saved[metrics["epoch"]] = Path(shutil.copytree(checkpoint.path, self.tmp_path / f"epoch{metrics['epoch']}"))
+
+
+def test_the_trainable_trains_every_member_reports_each_epoch_and_resumes_from_a_checkpoint(
+        data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two members read data from where this launch placed it, on as many threads as Tune gave CPUs; Tune gets
+    each epoch's metrics with the node id and, every checkpoint_every epochs and at the last, a checkpoint of both
+    members; resumed from the epoch-2 checkpoint, the trial goes on at epoch 3 and ends as the first run did."""
+    import torch
+
+    config = {"members": [trial_config(tmp_path / "moved", data={"n_clean": 200, "n_test": 200},
+                                       model={"arch": "perceptron"},
+                                       train={"epochs": 3, "checkpoint_every": 2, "lr": lr}) for lr in (0.1, 0.01)]}
+    threads = torch.get_num_threads()
+    session = Session(tmp_path, {"CPU": 3.0})
+    monkeypatch.setattr(trainable, "ray", session.ray)
+    monkeypatch.setattr(trainable, "tune", session.tune)
+    try:
+        trainable.trainable(config, paths={"data.root": str(data_root)})
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
+    assert [r["epoch"] for r in session.reports] == [1, 2, 3] and sorted(session.saved) == [2, 3]
+    assert all(r["node_id"] == "node-7" and sorted(r["members"]) == ["0", "1"] for r in session.reports)
+    state = torch.load(session.saved[2] / trainable.STATE_FILE)
+    assert state["epoch"] == 2
+
+    again = Session(tmp_path / "again", {"CPU": 1.0}, checkpoint=session.saved[2])
+    (tmp_path / "again").mkdir()
+    monkeypatch.setattr(trainable, "ray", again.ray)
+    monkeypatch.setattr(trainable, "tune", again.tune)
+    try:
+        trainable.trainable(config, paths={"data.root": str(data_root)})
+    finally:
+        torch.set_num_threads(threads)
+    assert [r["epoch"] for r in again.reports] == [3] and sorted(again.saved) == [3]
+    timeless = lambda r: repr({k: {m: v for m, v in member.items() if m != "images_per_s"}  # noqa: E731
+                               for k, member in r["members"].items()})  # repr: val_acc is NaN (n_val = 0)
+    assert timeless(again.reports[0]) == timeless(session.reports[-1])  # the same epoch 3, bit for bit
