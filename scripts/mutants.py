@@ -253,11 +253,12 @@ def listing(work: Path, module: str, names: list[str] | None) -> dict[str, str]:
     return status
 
 
-def tests_hash(tests: list[str]) -> str:
-    """The module's test files and the fixtures they share, as one sha256."""
+def tests_hash(work: Path, tests: list[str]) -> str:
+    """The module's test files and the fixtures they share, as copied into its work dir (what mutmut ran), as one
+    sha256."""
     digest = hashlib.sha256()
     for name in sorted({*tests, "tests/conftest.py", "tests/helpers.py"}):
-        digest.update(name.encode() + b"\0" + (REPO / name).read_bytes())
+        digest.update(name.encode() + b"\0" + (work / name).read_bytes())
     return digest.hexdigest()
 
 
@@ -281,7 +282,7 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int, onl
     status = listing(work, module, only)
     # mutmut keeps a verdict until the function changes, not when a test does: after new tests, a survivor would
     # stay one. So the not-killed mutants run again whenever the module's tests changed since their verdicts.
-    stamp, tested = work / TESTED, tests_hash(tests)
+    stamp, tested = work / TESTED, tests_hash(work, tests)
     if only is None and finished and (stamp.read_text() if stamp.exists() else "") != tested:
         again = [n for n, state in status.items() if state not in KILLED and state not in RECHECK]
         if again:
