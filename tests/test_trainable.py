@@ -120,3 +120,25 @@ def test_the_trainable_trains_every_member_reports_each_epoch_and_resumes_from_a
     timeless = lambda r: repr({k: {m: v for m, v in member.items() if m != "images_per_s"}  # noqa: E731
                                for k, member in r["members"].items()})  # repr: val_acc is NaN (n_val = 0)
     assert timeless(again.reports[0]) == timeless(session.reports[-1])  # the same epoch 3, bit for bit
+
+
+def test_a_gpu_slot_without_cuda_names_its_node_and_a_fraction_caps_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """claim_gpu on a node whose torch sees no CUDA: one line naming the node, what CUDA_VISIBLE_DEVICES and torch
+    say, and the two ways out; where CUDA is seen, a fractional slot caps this process's memory at its fraction and
+    a whole GPU caps nothing (under Ray: tests/test_gpu_fraction.py)."""
+    import torch
+
+    monkeypatch.setattr(trainable, "node_name", lambda: "gpu-3 (10.0.0.4, node 0123456789ab)")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(trainable.NoCuda) as err:
+        trainable.claim_gpu(0.5)
+    assert str(err.value) == ("resources.gpu=0.5 but node gpu-3 (10.0.0.4, node 0123456789ab) shows this trial no CUDA "
+                              f"device (CUDA_VISIBLE_DEVICES='', torch {torch.__version__} needs an NVIDIA driver for "
+                              f"CUDA {torch.version.cuda}): fix that node's driver or image, or run with resources.gpu=0")
+    capped = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", capped.append)
+    for gpu in (0.25, 1, 1.0, 2):
+        trainable.claim_gpu(gpu)
+    assert capped == [0.25]
