@@ -97,6 +97,9 @@ TESTS = {
     "rundir/__init__.py": ["tests/test_rundir_files.py", "tests/test_pack.py"],
     "rundir/pack.py": ["tests/test_pack.py"],
 }
+# Tests left out of a module's run (pytest -k): those that run numba-compiled copies of the module's own functions
+# (loaders.ffcv_ops compiles noise's hash), which numba cannot compile once mutmut has made them trampolines.
+DESELECT = {"loaders/noise.py": "not numba and not identical_across_backends"}
 # torch is not fork-safe once it has run: mutmut's forkserver forks clean workers. It is warmed by importing
 # the third-party libraries only (no import per mutant); the project's modules are imported in each worker,
 # since some run code at import (e.g. claims.CLAIMS is built by threshold()) that a mutant must reach.
@@ -220,6 +223,11 @@ def recheck(work: Path, tests: list[str], names: list[str], deadline: float) -> 
     return out
 
 
+def selection(module: str, tests: list[str]) -> list[str]:
+    """pytest's arguments that choose the module's tests."""
+    return [*tests, *(["-k", DESELECT[module]] if module in DESELECT else [])]
+
+
 def toml_list(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
@@ -254,9 +262,9 @@ def listing(work: Path, module: str, names: list[str] | None) -> dict[str, str]:
 
 
 def tests_hash(work: Path, tests: list[str]) -> str:
-    """The module's test files and the fixtures they share, as copied into its work dir (what mutmut ran), as one
-    sha256."""
-    digest = hashlib.sha256()
+    """The module's test files and the fixtures they share, as copied into its work dir (what mutmut ran), and the
+    data root they read, as one sha256."""
+    digest = hashlib.sha256(os.environ.get("STUDY_DATA_ROOT", "").encode())  # the data they read, too
     for name in sorted({*tests, "tests/conftest.py", "tests/helpers.py"}):
         digest.update(name.encode() + b"\0" + (work / name).read_bytes())
     return digest.hexdigest()
@@ -270,7 +278,7 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int, onl
     config = ["", "[tool.mutmut]", f"source_paths = {toml_list([module])}",
               f"also_copy = {toml_list(['errors', 'loaders', 'study', 'analysis', 'bench', 'rundir', 'tests'])}",
               f"pytest_add_cli_args = {toml_list(PYTEST_ARGS)}",
-              f"pytest_add_cli_args_test_selection = {toml_list(tests)}",
+              f"pytest_add_cli_args_test_selection = {toml_list(selection(module, tests))}",
               f"preload_modules_file = {json.dumps(str(work / 'preload.txt'))}",
               *(f"{k} = {json.dumps(v)}" for k, v in SETTINGS.items())]
     (work / "preload.txt").write_text("\n".join(PRELOAD) + "\n")
@@ -296,7 +304,8 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int, onl
     rechecked = (json.loads(cache.read_text()) if cache.exists() else {}).get(source_hash(module), {})
     if only is None:  # named mutants are tested afresh
         status.update({n: s for n, s in rechecked.items() if status.get(n) in RECHECK})
-    fresh = recheck(work, tests, [n for n, state in status.items() if state in RECHECK], start + 1.2 * timeout_s)
+    fresh = recheck(work, selection(module, tests), [n for n, state in status.items() if state in RECHECK],
+                    start + 1.2 * timeout_s)
     status.update(fresh)
     cache.write_text(json.dumps({source_hash(module): {**rechecked, **fresh}}))
     not_killed = {}
@@ -414,6 +423,14 @@ def main() -> None:
                         help="run nothing: rewrite --out with JUDGED (after editing it) applied to every module")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill unwinds through run_module's cleanup
+    # The tests run in .mutants/<module>/, where no ../shared is beside them: without the data root the tests that
+    # read MNIST or CIFAR-10 skip, and every mutant only they reach survives.
+    data = Path(os.environ.get("STUDY_DATA_ROOT") or REPO.parent / "shared" / "datasets").resolve()
+    if not (data / "MNIST" / "raw").is_dir():
+        print(f"error: STUDY_DATA_ROOT={str(data)!r} holds no MNIST/raw: set it to the datasets folder "
+              "(../shared/datasets beside the checkout is found by itself)", file=sys.stderr)
+        sys.exit(2)
+    os.environ["STUDY_DATA_ROOT"] = str(data)
     unknown = [m for m in args.modules if m not in TESTS]
     if unknown:
         sys.exit(f"unknown module(s) {unknown}: choose from {', '.join(TESTS)}")
