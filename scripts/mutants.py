@@ -290,13 +290,18 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int, onl
         f.write("\n".join(config) + "\n")
     mutmut = [sys.executable, "-m", "mutmut"]
     start = time.time()
+    # mutmut keeps a verdict, and its record of which tests call each function, until the function changes, not
+    # when a test does: a new test would neither be run on the mutants it kills nor change their verdicts. So when
+    # the module's tests (or the data they read) changed since, that record is collected afresh and the mutants
+    # not killed run again.
+    stamp, tested = work / TESTED, tests_hash(work, tests)
+    changed = (stamp.read_text() if stamp.exists() else "") != tested
+    if changed:
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     finished = run_mutmut(work, children, timeout_s, only)
     status = listing(work, module, only)
-    # mutmut keeps a verdict until the function changes, not when a test does: after new tests, a survivor would
-    # stay one. So the not-killed mutants run again whenever the module's tests changed since their verdicts.
-    stamp, tested = work / TESTED, tests_hash(work, tests)
-    if only is None and finished and (stamp.read_text() if stamp.exists() else "") != tested:
-        again = [n for n, state in status.items() if state not in KILLED and state not in RECHECK]
+    if only is None and finished and changed:
+        again = [n for n, state in status.items() if state not in KILLED]
         if again:
             finished = run_mutmut(work, children, max(1, int(start + timeout_s - time.time())), again)
             status.update(listing(work, module, again))
