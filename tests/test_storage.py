@@ -79,9 +79,11 @@ def test_a_trial_on_a_node_that_reads_another_token_fails_in_one_line_naming_it(
     storage.check_token(path, value)  # this node sees the root: the trial goes on
     stale = tmp_path / "stale"
     stale.write_text("0" * 32)  # e.g. a local folder left at the mount point by an earlier launch
-    with pytest.raises(storage.NotVisible, match=r"^storage.root='.*' is not visible on node gpu-7 \(10.0.0.7, node "
-                                                 r"0123456789ab\) \(another file at .*stale\): mount the shared"):
+    with pytest.raises(storage.NotVisible) as err:
         storage.check_token(str(stale), value)
+    assert str(err.value) == storage.not_visible(tmp_path, "gpu-7 (10.0.0.7, node 0123456789ab)", "", stale)
+    assert str(err.value).startswith(f"storage.root={str(tmp_path)!r} is not visible on node gpu-7 (10.0.0.7, node "
+                                     f"0123456789ab) (another file at {stale}): mount the shared")
     with pytest.raises(storage.NotVisible, match=r"on node gpu-7 .*\(No such file or directory at .*missing\)"):
         storage.check_token(str(tmp_path / "missing"), value)
 
@@ -157,8 +159,8 @@ def test_check_nodes_pins_one_read_to_each_alive_node_and_names_a_stale_or_silen
     head, gpu = node("head", "10.0.0.1", "a" * 40), node("gpu-1", "10.0.0.2", "b" * 40)
     gone = node("gpu-0", "10.0.0.9", "c" * 40, reads="late", alive=False)  # dead nodes are not asked
     fake = FakeRay([head, gone, gpu], monkeypatch)
-    path, value = storage.check_nodes(tmp_path / "root")
-    assert Path(path).parent == tmp_path / "root" and Path(path).read_text() == value and len(value) == 32
+    path, value = storage.check_nodes(tmp_path / "lab" / "root")  # made, parents too
+    assert Path(path).parent == tmp_path / "lab" / "root" and Path(path).read_text() == value and len(value) == 32
     assert fake.tasks == [({"num_cpus": 0, "max_retries": 0}, ("a" * 40, False), path),
                           ({"num_cpus": 0, "max_retries": 0}, ("b" * 40, False), path)]
     assert fake.waited == (2, storage.NODE_TIMEOUT_S)
@@ -166,9 +168,10 @@ def test_check_nodes_pins_one_read_to_each_alive_node_and_names_a_stale_or_silen
     stale = node("gpu-2", "10.0.0.3", "0123456789abcdef", reads="stale")
     FakeRay([head, stale, gpu], monkeypatch)
     with pytest.raises(UsageError) as err:
-        storage.check_nodes(tmp_path / "root")
-    assert str(err.value).startswith(f"storage.root={str(tmp_path / 'root')!r} is not visible on node gpu-2 "
-                                     "(10.0.0.3, node 0123456789ab) (another file at ")
+        storage.check_nodes(tmp_path / "stale")
+    (written,) = (tmp_path / "stale").glob(".visible-*")
+    assert str(err.value).startswith(f"storage.root={str(tmp_path / 'stale')!r} is not visible on node gpu-2 "
+                                     f"(10.0.0.3, node 0123456789ab) (another file at {written}): mount the shared")
 
     late = node("gpu-3", "10.0.0.4", "fedcba9876543210", reads="late")
     FakeRay([head, gpu, late], monkeypatch)
@@ -176,3 +179,46 @@ def test_check_nodes_pins_one_read_to_each_alive_node_and_names_a_stale_or_silen
         storage.check_nodes(tmp_path / "root")
     assert str(err.value) == (f"storage.root={str(tmp_path / 'root')!r}: node gpu-3 (10.0.0.4, node fedcba987654) did "
                               "not answer within 120 s, so it is not known to see the root")
+
+
+@pytest.fixture
+def denied(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paths under /denied cannot be resolved, as behind a folder one may not search (root searches every folder,
+    so the error is raised here rather than made with chmod)."""
+    resolve = Path.resolve
+
+    def guarded(self: Path, strict: bool = False) -> Path:
+        if str(self).startswith("/denied"):
+            raise PermissionError(13, "Permission denied", "/denied")
+        return resolve(self, strict)
+    monkeypatch.setattr(Path, "resolve", guarded)
+
+
+@pytest.mark.parametrize("overrides, env, shown", [
+    (["data.root=/denied/data"], {}, "data.root='/denied/data'"),
+    ([], {"STUDY_DATA_ROOT": "/denied/env"}, "data.root='/denied/env'"),
+    (["data.cache=/denied/cache"], {}, "data.cache='/denied/cache'"),
+    (["noise.confusion=/denied/c.npy"], {}, "noise.confusion='/denied/c.npy'"),
+    (["storage.root=/denied/root"], {}, "storage.root='/denied/root'"),
+])
+def test_a_path_that_cannot_be_resolved_is_one_line_naming_its_key(
+        overrides: list[str], env: dict[str, str], shown: str, denied: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UsageError) as err:
+        base(monkeypatch, *overrides, env=env)
+    assert str(err.value) == f"{shown} is invalid: it must be a path you may read (Permission denied: /denied)"
+
+
+def test_each_path_a_trial_reads_is_absolute_and_annotation_names_are_kept(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("STUDY_ROOT", raising=False)
+    placed = lambda *argv: trial_base(compose(["exp=uniform_mnist", "preset=smoke", *argv])[0])  # noqa: E731
+    got = placed("data.root=mine", "noise.matrix='~/m.npy'", "storage.root=lab")
+    assert got["data"]["root"] == str(tmp_path / "mine")  # the root given, not datasets/ under the storage root
+    assert got["data"]["cache"] == str(tmp_path / "lab" / "ffcv")
+    assert got["noise"]["matrix"] == str(tmp_path / "home" / "m.npy")
+    human = placed("noise.labels=cifar10n:aggre", "data.dataset=cifar10")
+    assert human["noise"]["labels"] == "cifar10n:aggre"  # names annotations, not a file
+    assert placed("noise.labels=votes.csv", "data.dataset=cifar10")["noise"]["labels"] == str(tmp_path / "votes.csv")
+    assert placed("data.dataset=folder", "data.path=imgs")["data"]["path"] == str(tmp_path / "imgs")
