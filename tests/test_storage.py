@@ -222,3 +222,23 @@ def test_each_path_a_trial_reads_is_absolute_and_annotation_names_are_kept(
     assert human["noise"]["labels"] == "cifar10n:aggre"  # names annotations, not a file
     assert placed("noise.labels=votes.csv", "data.dataset=cifar10")["noise"]["labels"] == str(tmp_path / "votes.csv")
     assert placed("data.dataset=folder", "data.path=imgs")["data"]["path"] == str(tmp_path / "imgs")
+
+
+def test_a_file_a_trial_reads_that_cannot_be_resolved_is_one_line_naming_its_key(denied: None) -> None:
+    cfg, _ = compose(["exp=uniform_mnist", "preset=smoke", "noise.matrix=/denied/m.npy"])
+    with pytest.raises(UsageError, match=r"^noise.matrix='/denied/m.npy' is invalid: it must be a path you may read"):
+        trial_base(cfg)
+
+
+def test_setup_links_the_data_under_an_existing_root_and_keeps_a_link_elsewhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STUDY_ROOT", str(tmp_path / "root"))
+    (tmp_path / "root").mkdir()  # the storage root exists already, its datasets/ not yet
+    (tmp_path / "shared").mkdir()
+    assert storage.link_datasets(tmp_path / "shared") == (f"data root: {tmp_path / 'root' / 'datasets'} -> "
+                                                         f"{tmp_path / 'shared'} (every command of this checkout reads it)")
+    assert (tmp_path / "root" / "datasets").resolve() == tmp_path / "shared"
+    line = storage.link_datasets(tmp_path / "other")  # a link to other data stays, and is said so
+    assert line.startswith(f"data root: {tmp_path / 'root' / 'datasets'} exists, kept (the data beside the checkout, "
+                           f"{tmp_path / 'other'}, is read only with STUDY_DATA_ROOT=")
+    assert (tmp_path / "root" / "datasets").resolve() == tmp_path / "shared"
