@@ -77,7 +77,9 @@ TESTS = {
     # loaders/
     "loaders/annotations.py": ["tests/test_annotations.py"],
     "loaders/folder.py": ["tests/test_folder.py"],
-    "loaders/data.py": ["tests/test_val_split.py", "tests/test_data_sources.py"],
+    # check() runs in the launcher's preflight, build() in every trial: their fast tests are elsewhere too
+    "loaders/data.py": ["tests/test_val_split.py", "tests/test_data_sources.py", "tests/test_preflight.py",
+                        "tests/test_noise_structured.py", "tests/test_loaders.py", "tests/test_folder.py"],
     "loaders/tensor.py": ["tests/test_tensor.py"],
     "loaders/datasets.py": ["tests/test_data_sources.py", "tests/test_loaders.py", "tests/test_folder.py"],
     "loaders/backends.py": ["tests/test_loaders.py", "tests/test_folder.py"],
