@@ -157,7 +157,7 @@ def unchanged(held: dict[str, Any], new: dict[str, Any], keys: Iterable[str], re
 
 def restorable(run_dir: Path, study: dict[str, Any]) -> bool:
     """run_dir holds state its study's runner can resume from: Tune's experiment state, or runner=local's."""
-    if study.get("config", {}).get("runner") == "local":
+    if study["config"].get("runner") == "local":
         return (run_dir / rundir.LOCAL / rundir.LOCAL_GROUPS).is_file()
     from ray import tune
 
@@ -171,7 +171,7 @@ def held(run_dir: Path) -> dict[str, Any]:
     rundir.lock(run_dir)
     study = rundir.read_study(run_dir)
     if not restorable(run_dir, study):
-        state = ("runner=local state" if study.get("config", {}).get("runner") == "local" else
+        state = ("runner=local state" if study["config"].get("runner") == "local" else
                  "Tune experiment state")
         raise UsageError(f"resume={run_dir} holds no {state} to restore: start the study afresh")
     return study

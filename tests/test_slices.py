@@ -253,6 +253,11 @@ def test_a_resume_needs_the_state_of_its_study_s_runner(tmp_path: Path) -> None:
         (tune_dir / "later" / "tuner.pkl").write_bytes(b"")  # the state of an experiment study.json lists second
         rundir.write_json({**study, "experiments": ["tune", "later"]}, tune_dir / rundir.STUDY)
         assert slices.held(tune_dir)["experiments"] == ["tune", "later"] and tune_dir in rundir.LOCKS
+        older = {k: v for k, v in study.items() if k != "experiments"}  # a run dir from before study.json listed them
+        rundir.write_json(older, tune_dir / rundir.STUDY)
+        assert not slices.restorable(tune_dir, older)  # its one experiment is tune/, which holds no state
+        (tune_dir / "tune" / "tuner.pkl").write_bytes(b"")
+        assert slices.restorable(tune_dir, older)
 
         (tmp_path / "l").mkdir()
         local_dir = held(tmp_path / "l", [*SMOKE, "runner=local"])
@@ -295,6 +300,9 @@ def test_a_budget_message_lists_four_trials_advanced_and_counts_the_rest(tmp_pat
     assert str(slices.BudgetSpent("1h", tmp_path, 0, 4, 4, four)) == (
         "budget 1h spent: 0 of 4 trials finished, 4 partial (each goes on from its last checkpoint; this slice advanced "
         f"4 of them, epochs 0 → 1 of 9, 0 → 2 of 9, 0 → 3 of 9, 0 → 4 of 9), 0 {tail}")
+    five = [(0, e, 9) for e in (1, 2, 3, 4, 5)]
+    assert str(slices.BudgetSpent("1h", tmp_path, 0, 5, 5, five)).endswith(
+        f"this slice advanced 5 of them, epochs 0 → 1 of 9, 0 → 2 of 9, 0 → 3 of 9, 0 → 4 of 9 and 1 more), 0 {tail}")
     six = [(0, e, 9) for e in (6, 5, 4, 3, 2, 1)]
     assert str(slices.BudgetSpent("1h", tmp_path, 1, 6, 8, six)) == (
         "budget 1h spent: 1 of 8 trials finished, 6 partial (each goes on from its last checkpoint; this slice advanced "
