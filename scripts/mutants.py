@@ -35,6 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "results" / "mutants.json"
 WORK = REPO / ".mutants"  # one mutmut work dir per module, kept (git-ignored) so that a run resumes where one stopped
 RECHECKED = "rechecked.json"
+# What the tests read beside the code, copied into mutmut's mutants/ folder (tests/test_reproduction.py reads the
+# committed docs/reproduction.md; others the deploy templates and the README)
+ALSO_COPY = ["errors", "loaders", "study", "analysis", "bench", "rundir", "tests", "docs", "deploy", "cluster.yaml",
+             "README.md", "Makefile", "constraints.txt"]
 TESTED = "tests.sha256"  # the tests the verdicts in a work dir were last checked against
 # Module -> the fast test files aimed at it (none is marked slow): every module of study/, loaders/, analysis/
 # and rundir/ (bench/ measures, it is not mutated; tests/test_mutants.py keeps this list whole). Each mutant
@@ -288,7 +292,7 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int, onl
     work = work_dir(module)
     refresh(work)
     config = ["", "[tool.mutmut]", f"source_paths = {toml_list([module])}",
-              f"also_copy = {toml_list(['errors', 'loaders', 'study', 'analysis', 'bench', 'rundir', 'tests'])}",
+              f"also_copy = {toml_list(ALSO_COPY)}",
               f"pytest_add_cli_args = {toml_list(PYTEST_ARGS)}",
               f"pytest_add_cli_args_test_selection = {toml_list(selection(module, tests))}",
               f"preload_modules_file = {json.dumps(str(work / 'preload.txt'))}",

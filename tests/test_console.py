@@ -135,3 +135,33 @@ def test_a_folder_study_with_a_matrix_file_runs_quietly_and_says_what_it_ran(tmp
     assert set(trials["matrix"]) == {str(matrix)} and trials["test_top5"].isna().all()  # 3 classes: no top-5
     assert re.search(r"^summary \(learning rate chosen on test_acc; replicates: 1\)$", proc.stdout, re.M)
     assert (run / "fig2.png").stat().st_size > 10_000
+
+
+def test_tunes_trials_become_the_progress_lines_states(monkeypatch: pytest.MonkeyPatch) -> None:
+    """study.tune_progress.Report: each Tune trial's status and last epoch as a TrialState, a trial Tune ended before
+    its last epoch (a budget, a signal) as pending, its work = examples per member x members, kept per trial id; trials
+    without a config are left out, and nothing is reported while no Progress listens (under Tune: slow tests)."""
+    from types import SimpleNamespace
+
+    from study import cost, tune_progress
+
+    monkeypatch.setattr(tune_progress.Report, "work", {})
+    config = {"data": {"n_clean": 100, "n_val": 0}, "noise": {"alpha": 2.0}, "train": {"epochs": 4, "loss": "ce"}}
+    assert cost.examples(config) == 300 * 4
+    trial = lambda i, status, epoch, members=1: SimpleNamespace(  # noqa: E731
+        trial_id=i, status=status, last_result={"epoch": epoch} if epoch is not None else {},
+        config={"members": [config] * members} if members > 1 else config)
+    trials = [trial("a", "RUNNING", 1, members=3), trial("b", "TERMINATED", 4), trial("c", "TERMINATED", 2),
+              trial("d", "PENDING", None), trial("e", "PAUSED", 3), trial("f", "ERROR", 1),
+              SimpleNamespace(trial_id="g", status="PENDING", last_result=None, config={})]
+    got = []
+    report = tune_progress.Report()
+    report.on_step_end(0, trials)  # no Progress yet: nothing to report to
+    monkeypatch.setattr(tune_progress.Report, "progress", SimpleNamespace(update=got.append))
+    report.on_step_end(1, trials)
+    report.on_experiment_end(trials)
+    assert got[0] == got[1] == {
+        "a": TrialState("running", 1, 4, 3600.0), "b": TrialState("done", 4, 4, 1200.0),
+        "c": TrialState("pending", 2, 4, 1200.0), "d": TrialState("pending", 0, 4, 1200.0),
+        "e": TrialState("pending", 3, 4, 1200.0), "f": TrialState("failed", 1, 4, 1200.0)}
+    assert len(got) == 2 and tune_progress.Report.work == {k: v.work for k, v in got[0].items()}
