@@ -180,6 +180,11 @@ JUDGED = {
     **{f"study.storage.x_link_datasets__mutmut_{i}": "equivalent on POSIX: symlink_to ignores target_is_directory "
                                                      "there (it matters on Windows only)" for i in (19, 21, 22)},
     "study.storage.x__read_token__mutmut_5": "equivalent: read_text's OSErrors come from the system and carry strerror",
+    "study.watch.xǁNoGpuWatchǁ__init____mutmut_5": "equivalent: `said` is read for truth only; None and False both "
+                                                  "mean not said yet",
+    **{f"study.watch.xǁNoGpuWatchǁon_step_end__mutmut_{i}": "equivalent: stderr is line-buffered (Python >= 3.9) and "
+                                                            "the warning ends its line, so it is written at once "
+                                                            "either way" for i in (26, 29, 42)},
     **{f"study.cost.x_{name}": "equivalent: a table without a device is a CPU's whatever string stands in for it, as "
                                "long as it names no CUDA device" for name in (
         "_cpu_rates__mutmut_15", "_cpu_rates__mutmut_17", "_cpu_rates__mutmut_20", "bench_rows__mutmut_20",
