@@ -177,3 +177,61 @@ def test_a_failed_atomic_write_leaves_the_old_file(tmp_path: Path) -> None:
             tmp.write_text("half")
             raise RuntimeError
     assert (tmp_path / "trials.csv").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["trials.csv"]
+
+
+def test_provenance_records_each_launch_and_totals_its_minutes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """study.provenance.record by hand: three launches of one study (Tune on 2 CPUs, runner=local on one thread,
+    Tune on 4 H100s for trials asking half a GPU), each with its device, cores or GPUs, wall time and minutes; the
+    totals over the launches. A CPU study has CPU-minutes (wall x cores), a GPU study GPU-minutes (wall x GPUs)."""
+    import platform
+    import subprocess
+    import sys
+    import time
+    from types import SimpleNamespace
+
+    import ray
+    import torch
+
+    from study import provenance
+
+    clock = [1000.0]
+    monkeypatch.setattr(provenance, "time", SimpleNamespace(time=lambda: clock[0], strftime=time.strftime,
+                                                            gmtime=lambda: time.gmtime(86400)))
+    monkeypatch.setattr(sys, "argv", ["launch.py", "exp=uniform_mnist", "budget=2h"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    provenance.record(tmp_path, 880.0, {"CPU": 2.0}, 0, "budget spent")
+    clock[0] = 2000.0
+    provenance.record(tmp_path, 1940.0, {"CPU": 1.0, "GPU": 0.0}, 0, "finished", runner="local")
+    clock[0] = 3000.0
+    provenance.record(tmp_path, 2700.0, {"CPU": 16.0, "GPU": 4.0, "accelerator_type:H100": 1.0}, 0.5, "interrupted")
+    got = rundir.read_json(tmp_path / rundir.PROVENANCE)
+    lines = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
+    cpu = lines[0].split(":", 1)[1].strip() if lines else platform.processor() or platform.machine()
+    assert provenance.cpu_name() == cpu
+    head = subprocess.run(["git", "-C", str(provenance.REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    same = {"ended": "1970-01-02T00:00:00Z", "command": f"{sys.executable} -m study.launch exp=uniform_mnist budget=2h",
+            "commit": head.stdout.strip() if head.returncode == 0 else None, "host": platform.node(),
+            "python": platform.python_version(), "torch": torch.__version__}
+    dirty = [launch.pop("dirty") for launch in got["launches"]]
+    assert dirty == [dirty[0]] * 3 and isinstance(dirty[0], bool)
+    assert got == {
+        "device": f"CPU ({cpu}, 2 cores to Ray) + CPU ({cpu}, 1 core) + 4 x H100", "wall_s": 480.0,
+        "gpu_minutes": 20.0, "cpu_minutes": 5.0, "launches": [
+            {**same, "outcome": "budget spent", "runner": "tune", "device": f"CPU ({cpu}, 2 cores to Ray)", "gpus": 0,
+             "cpus": 2.0, "wall_s": 120.0, "gpu_minutes": 0.0, "cpu_minutes": 4.0, "ray": ray.__version__},
+            {**same, "outcome": "finished", "runner": "local", "device": f"CPU ({cpu}, 1 core)", "gpus": 0,
+             "cpus": 1.0, "wall_s": 60.0, "gpu_minutes": 0.0, "cpu_minutes": 1.0},
+            {**same, "outcome": "interrupted", "runner": "tune", "device": "4 x H100", "gpus": 4.0, "cpus": 0,
+             "wall_s": 300.0, "gpu_minutes": 20.0, "cpu_minutes": 0.0, "ray": ray.__version__}]}
+    assert provenance.device({"GPU": 2.0}, 2.0) == f"CPU ({cpu}, 0 cores to Ray)"  # no GPU kind known, no CUDA here
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"NVIDIA H200 #{i}")
+    assert provenance.device({"GPU": 2.0}, 2.0) == "2 x NVIDIA H200 #0"
+    assert provenance.device({"GPU": 1.0, "accelerator_type:A100": 1.0, "accelerator_type:H100": 1.0}, 1.0) == \
+        "1 x A100+H100"
+    assert provenance.git("no-such-git-command") is None  # git answers with an error: nothing recorded
+
+    def missing(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError(2, "No such file or directory", "git")
+    monkeypatch.setattr(provenance.subprocess, "run", missing)  # no git on the machine
+    assert provenance.git("rev-parse", "HEAD") is None
