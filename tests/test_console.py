@@ -153,6 +153,7 @@ def test_tunes_trials_become_the_progress_lines_states(monkeypatch: pytest.Monke
         config={"members": [config] * members} if members > 1 else config)
     trials = [trial("a", "RUNNING", 1, members=3), trial("b", "TERMINATED", 4), trial("c", "TERMINATED", 2),
               trial("d", "PENDING", None), trial("e", "PAUSED", 3), trial("f", "ERROR", 1),
+              trial("h", "RESTORING", 2),  # a status this Tune does not have: waiting, as far as the line can tell
               SimpleNamespace(trial_id="g", status="PENDING", last_result=None, config={})]
     got = []
     report = tune_progress.Report()
@@ -163,5 +164,6 @@ def test_tunes_trials_become_the_progress_lines_states(monkeypatch: pytest.Monke
     assert got[0] == got[1] == {
         "a": TrialState("running", 1, 4, 3600.0), "b": TrialState("done", 4, 4, 1200.0),
         "c": TrialState("pending", 2, 4, 1200.0), "d": TrialState("pending", 0, 4, 1200.0),
-        "e": TrialState("pending", 3, 4, 1200.0), "f": TrialState("failed", 1, 4, 1200.0)}
+        "e": TrialState("pending", 3, 4, 1200.0), "f": TrialState("failed", 1, 4, 1200.0),
+        "h": TrialState("pending", 2, 4, 1200.0)}
     assert len(got) == 2 and tune_progress.Report.work == {k: v.work for k, v in got[0].items()}
