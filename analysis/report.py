@@ -45,11 +45,11 @@ def brief(summary: pd.DataFrame) -> str:
     keys = [c for c in summary.columns[:list(summary.columns).index("test_acc")] if summary[c].notna().any()]
     keys = [c for c in keys if summary[c].nunique() > 1] or keys  # the keys that vary; all, for one row
     shown = summary[keys + [m for m in metrics if m in summary and summary[m].notna().any()]]
-    percent = {m: lambda x: "" if pd.isna(x) else f"{100 * x:.1f}%" for m in metrics}
+    percent = {m: lambda x: f"{100 * x:.1f}%" for m in metrics}
     rule = ", ".join(sorted(summary["selected_on"].dropna().unique()))
     reps = summary["replicates"]
     head = f"summary (learning rate chosen on {rule}; replicates: {reps.min()}{'' if reps.min() == reps.max() else f'–{reps.max()}'})"
-    return head + "\n" + shown.to_string(index=False, formatters=percent)
+    return head + "\n" + shown.to_string(index=False, formatters=percent, na_rep="")  # pandas formats no NaN
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -284,3 +284,22 @@ def test_check_counts_the_validation_split(data: dict, noise: dict, refused: str
     assert str(err.value) == refused
     with pytest.raises(UsageError):
         Trial(config)
+
+
+def test_the_brief_summary_shows_the_keys_that_vary_and_accuracies_in_percent() -> None:
+    """analysis.report.brief by hand: keys that vary (all of them for one row, none that is empty), accuracies in %
+    with the interval where replicates give one, empty metrics left out, the selection rule and replicate range."""
+    nan = float("nan")
+    summary = pd.DataFrame({
+        "model.arch": ["conv2", "conv2"], "noise.delta": [nan, nan], "noise.alpha": [0.0, 5.0],
+        "test_acc": [0.981, 0.9], "test_acc_ci_low": [0.97, nan], "test_acc_ci_high": [0.99, nan],
+        "val_acc": [nan, nan], "test_top5": [0.999, 0.9984], "selected_on": ["test_acc", None], "replicates": [3, 1]})
+    shown = pd.DataFrame({"noise.alpha": [0.0, 5.0], "test_acc": ["98.1%", "90.0%"], "test_acc_ci_low": ["97.0%", ""],
+                          "test_acc_ci_high": ["99.0%", ""], "test_top5": ["99.9%", "99.8%"]})
+    assert report.brief(summary) == ("summary (learning rate chosen on test_acc; replicates: 1–3)\n"
+                                     + shown.to_string(index=False))
+    one = summary.iloc[:1].assign(replicates=[3], val_acc=[0.95], selected_on=["val_acc"])
+    assert report.brief(one) == ("summary (learning rate chosen on val_acc; replicates: 3)\n" + pd.DataFrame({
+        "model.arch": ["conv2"], "noise.alpha": [0.0], "test_acc": ["98.1%"], "test_acc_ci_low": ["97.0%"],
+        "test_acc_ci_high": ["99.0%"], "val_acc": ["95.0%"], "test_top5": ["99.9%"]}).to_string(index=False))
+    assert report.brief(summary.iloc[:0]) == "summary: no trial finished"
