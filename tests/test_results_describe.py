@@ -78,10 +78,22 @@ def test_top5_only_with_more_than_five_classes(tmp_path: Path) -> None:
      "MNIST", "MNIST (10 classes)", "structured label noise (δ = 0.5, reverse order), on novel images"),
     ({"preset": "paper", "config": {"data": {"dataset": "mnist"}, "noise": {"source": "white"}}},
      "MNIST", "MNIST (10 classes)", "uniform label noise, on white-noise images"),
+    ({"config": {"data": {"dataset": "folder", "path": "/lab/my_images"},
+                 "noise": {"matrix": "/lab/own.npy", "draw": "image"}}},
+     "my_images", "my_images", "noise matrix own.npy, one draw per image"),
+    ({"preset": "smoke", "config": {"data": {"dataset": "folder", "path": "/lab/my_images"},
+                                    "noise": {"labels": "/lab/votes.csv", "draw": "image"}},
+      "dataset": {"name": "my_images", "classes": 7}},
+     "my_images", "my_images (7 classes)", "votes.csv per-image labels, one per image"),
+    ({"config": {"data": {"dataset": "folder"}, "noise": {"matrix": "cifar10n:worst", "draw": "copy"}}},
+     "folder", "folder", "CIFAR-10N worst class-conditional matrix"),
+    ({"config": {"data": {"dataset": "svhn"}}}, "svhn", "svhn", "uniform label noise"),
+    ({}, "?", "?", "uniform label noise"),
 ])
 def test_a_run_in_words(study: dict, title: str, data: str, noise: str) -> None:
     run = Run.of(study)
     assert (run.dataset, run.data, run.noise_text()) == (title, data, noise)
+    assert run.scale == f"preset={study.get('preset', '?')}"
 
 
 def test_a_grid_of_noise_kinds_is_named_from_its_rows() -> None:
