@@ -303,3 +303,31 @@ def test_the_brief_summary_shows_the_keys_that_vary_and_accuracies_in_percent() 
         "model.arch": ["conv2"], "noise.alpha": [0.0], "test_acc": ["98.1%"], "test_acc_ci_low": ["97.0%"],
         "test_acc_ci_high": ["99.0%"], "val_acc": ["95.0%"], "test_top5": ["99.9%"]}).to_string(index=False))
     assert report.brief(summary.iloc[:0]) == "summary: no trial finished"
+
+
+def test_the_report_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """python -m analysis.report: its help, the summary and where the results are on stdout, a run dir that is none
+    and a choice it does not offer each one line on stderr with exit 2."""
+    import sys
+
+    run = run_dir(tmp_path / "r", with_val(replicate_rows(ACC)), ["fig1"])
+    monkeypatch.setattr(sys, "argv", ["report.py", str(run)])
+    assert report.main() == 0
+    out, err = capsys.readouterr()
+    summary = pd.read_csv(run / rundir.SUMMARY)
+    assert out == f"{report.brief(summary)}\nresults: {run.resolve()}\n" and err == ""
+    assert report.main([str(tmp_path / "none")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: ") and err.count("\n") == 1 and str(tmp_path / "none") in err
+    for flag, value, offered in (("--select", "train", "'test', 'val'"), ("--epoch", "first", "'last', 'best'")):
+        with pytest.raises(SystemExit) as exit_:
+            report.main([str(run), flag, value])
+        assert exit_.value.code == 2
+        assert f"argument {flag}: invalid choice: '{value}' (choose from {offered})" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        report.main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and out.startswith("usage: python -m analysis.report [-h]")
+    assert report.__doc__.splitlines()[0] in out
+    assert "the split the LR is chosen on" in out and "at its last epoch (the paper's rule)" in " ".join(out.split())
