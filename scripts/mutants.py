@@ -179,6 +179,12 @@ JUDGED = {
                                              "the launch has failed already" for i in (23, 25, 26)},
     **{f"study.storage.x_link_datasets__mutmut_{i}": "equivalent on POSIX: symlink_to ignores target_is_directory "
                                                      "there (it matters on Windows only)" for i in (19, 21, 22)},
+    **{f"analysis.intervals.x_t_at__mutmut_{i}": "equivalent: t975 is flat from 30 to 39 dof, so interpolating "
+                                                 "there gives t975(30)" for i in (8, 9)},
+    "analysis.intervals.x_t_at__mutmut_6": "equivalent: at a whole dof below 30 the interpolation's weight is 0, "
+                                           "so it returns t975(dof) as the table does",
+    **{f"analysis.intervals.x_number__mutmut_{i}": "equivalent: rounding to 9 or 10 places only absorbs float noise "
+                                                   "(about 1e-14) in a comparison of signs" for i in (24, 60, 68)},
     "study.storage.x__read_token__mutmut_5": "equivalent: read_text's OSErrors come from the system and carry strerror",
     "study.watch.xǁNoGpuWatchǁ__init____mutmut_5": "equivalent: `said` is read for truth only; None and False both "
                                                   "mean not said yet",

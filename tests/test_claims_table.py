@@ -559,3 +559,20 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Cap
     err = capsys.readouterr().err
     assert err.startswith("error: select=val needs val_acc") and err.count("\n") == 1
     assert not (tmp_path / "out" / "claims.csv").exists()
+
+
+def test_t_at_fractional_dof_and_number_edges_by_hand() -> None:
+    """t_at between tabulated dofs (linear in 1/dof), at 1 < dof < 2, at 120 and past it, below 1; number() of
+    infinities, of a negative zero, of a value next to a fractional edge, and past three extra places."""
+    from analysis.summary import t975
+
+    assert t_at(3.5) == pytest.approx(3.182 + (2.776 - 3.182) * (1 / 3 - 1 / 3.5) / (1 / 3 - 1 / 4), abs=1e-12)
+    assert t_at(1.5) == pytest.approx(12.706 + (4.303 - 12.706) * (1 - 1 / 1.5) / (1 - 1 / 2), abs=1e-12)
+    assert t_at(29.5) == pytest.approx(2.045 + (2.042 - 2.045) * (1 / 29 - 1 / 29.5) / (1 / 29 - 1 / 30), abs=1e-12)
+    assert (t_at(120), t_at(120.5), t_at(45.5)) == (t975(120), 1.96, t975(45)) == (1.98, 1.96, 2.021)
+    assert math.isnan(t_at(0.5))
+    assert [number(x, sign=s) for x in (math.inf, -math.inf) for s in (False, True)] == ["∞", "+∞", "-∞", "-∞"]
+    assert number(0.123456) == "0.1" and number(-0.00001, scale=100) == "0.0"
+    assert number(-0.00001, scale=100, sign=True) == "+0.0"
+    assert number(0.9549, scale=100, edges=(0.955,)) == "95.49"  # 95.5 would sit on the edge it is below
+    assert number(0.90000001, scale=100, edges=(0.9,)) == "90.0000"  # three more places at most, then as it is
