@@ -134,3 +134,15 @@ def test_trials_csv_carries_the_noise_files_of_every_config() -> None:
                                                 error=None)], [])
     assert trials["matrix"].fillna("").tolist() == ["/x/own.npy", "", ""]
     assert trials["labels"].fillna("").tolist() == ["", "cifar10n:worst", ""]
+
+
+def test_the_rows_name_their_sources_and_study_json_names_its_dataset() -> None:
+    """Where a grid varies noise.source the rows name each one (an unknown one as it is, an empty one not at all)
+    and the study's own value does not show; an empty cell is no file; study.json's dataset block names the data."""
+    run = Run.of({"preset": "smoke", "config": {"data": {"dataset": "folder", "path": "/lab/x"}, "noise": {}},
+                  "dataset": {"name": "pets", "classes": 3}})
+    assert (run.dataset, run.data) == ("pets", "pets (3 classes)")
+    rows = pd.DataFrame({"source": ["novel", "", "rendered", "novel"], "matrix": ["", np.nan, "", ""]})
+    assert run.source(rows) == "novel images / rendered"
+    assert run.noise_text(rows) == "uniform label noise, on novel images / rendered"
+    assert run.labels(rows.iloc[:0]) == "uniform label noise" and run.source(rows.iloc[:0]) == ""
