@@ -39,6 +39,7 @@ RECHECKED = "rechecked.json"
 # committed docs/reproduction.md; others the deploy templates and the README)
 ALSO_COPY = ["errors", "loaders", "study", "analysis", "bench", "rundir", "tests", "docs", "deploy", "cluster.yaml",
              "README.md", "Makefile", "constraints.txt"]
+MUTMUT = [sys.executable, "-m", "mutmut"]
 TESTED = "tests.sha256"  # the tests the verdicts in a work dir were last checked against
 # Module -> the fast test files aimed at it (none is marked slow): every module of study/, loaders/, analysis/
 # and rundir/ (bench/ measures, it is not mutated; tests/test_mutants.py keeps this list whole). Each mutant
@@ -264,7 +265,7 @@ def run_mutmut(work: Path, children: int, timeout_s: int, names: list[str] | Non
     True if it finished within timeout_s. Its own process group: on a timeout, Ctrl-C or a kill, mutmut's
     forkserver and workers are stopped with it."""
     with open(work / "mutmut.log", "a") as log:
-        run = subprocess.Popen([sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *(names or [])],
+        run = subprocess.Popen([*MUTMUT, "run", "--max-children", str(children), *(names or [])],
                                cwd=work, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
         try:
             return run.wait(timeout=timeout_s) == 0
@@ -278,8 +279,7 @@ def run_mutmut(work: Path, children: int, timeout_s: int, names: list[str] | Non
 
 def listing(work: Path, module: str, names: list[str] | None) -> dict[str, str]:
     """mutmut's verdict on each mutant of the module (or on the named ones)."""
-    out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run([*MUTMUT, "results", "--all", "true"], cwd=work, capture_output=True, text=True).stdout
     status = {}
     for line in out.splitlines():
         name, sep, state = line.strip().rpartition(": ")
@@ -311,7 +311,6 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int, onl
     (work / "preload.txt").write_text("\n".join(PRELOAD) + "\n")
     with open(work / "pyproject.toml", "a") as f:
         f.write("\n".join(config) + "\n")
-    mutmut = [sys.executable, "-m", "mutmut"]
     start = time.time()
     # mutmut keeps a verdict, and its record of which tests call each function, until the function changes, not
     # when a test does: a new test would neither be run on the mutants it kills nor change their verdicts. So when
@@ -343,7 +342,7 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int, onl
     not_killed = {}
     for name, state in sorted(status.items()):
         if state not in KILLED and state != "not checked":
-            diff = subprocess.run([*mutmut, "show", name], cwd=work, capture_output=True, text=True).stdout
+            diff = subprocess.run([*MUTMUT, "show", name], cwd=work, capture_output=True, text=True).stdout
             not_killed[name] = {"status": state,
                                 "diff": [l for l in diff.splitlines() if l[:1] in "+-" and l[:3] not in ("+++", "---")],
                                 "judged": JUDGED.get(name, "not judged")}
