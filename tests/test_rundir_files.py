@@ -182,7 +182,9 @@ def test_a_failed_atomic_write_leaves_the_old_file(tmp_path: Path) -> None:
 def test_provenance_records_each_launch_and_totals_its_minutes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """study.provenance.record by hand: three launches of one study (Tune on 2 CPUs, runner=local on one thread,
     Tune on 4 H100s for trials asking half a GPU), each with its device, cores or GPUs, wall time and minutes; the
-    totals over the launches. A CPU study has CPU-minutes (wall x cores), a GPU study GPU-minutes (wall x GPUs)."""
+    totals over the launches, with one launch from before provenance.json had CPU-minutes. A CPU study has
+    CPU-minutes (wall x cores), a GPU study GPU-minutes (wall x GPUs). Walls are not whole seconds, so each rounding
+    shows."""
     import platform
     import subprocess
     import sys
@@ -194,15 +196,18 @@ def test_provenance_records_each_launch_and_totals_its_minutes(tmp_path: Path, m
 
     from study import provenance
 
-    clock = [1000.0]
+    older = {"ended": "1970-01-01T00:00:00Z", "outcome": "finished", "device": "1 x A100", "gpus": 1.0,
+             "wall_s": 6.0, "gpu_minutes": 0.1}  # written before launches had cpu_minutes
+    rundir.write_json({"launches": [older]}, tmp_path / rundir.PROVENANCE)
+    clock = [1000.3456]
     monkeypatch.setattr(provenance, "time", SimpleNamespace(time=lambda: clock[0], strftime=time.strftime,
                                                             gmtime=lambda: time.gmtime(86400)))
     monkeypatch.setattr(sys, "argv", ["launch.py", "exp=uniform_mnist", "budget=2h"])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     provenance.record(tmp_path, 880.0, {"CPU": 2.0}, 0, "budget spent")
-    clock[0] = 2000.0
+    clock[0] = 2000.7788
     provenance.record(tmp_path, 1940.0, {"CPU": 1.0, "GPU": 0.0}, 0, "finished", runner="local")
-    clock[0] = 3000.0
+    clock[0] = 3001.2345
     provenance.record(tmp_path, 2700.0, {"CPU": 16.0, "GPU": 4.0, "accelerator_type:H100": 1.0}, 0.5, "interrupted")
     got = rundir.read_json(tmp_path / rundir.PROVENANCE)
     lines = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
@@ -212,17 +217,17 @@ def test_provenance_records_each_launch_and_totals_its_minutes(tmp_path: Path, m
     same = {"ended": "1970-01-02T00:00:00Z", "command": f"{sys.executable} -m study.launch exp=uniform_mnist budget=2h",
             "commit": head.stdout.strip() if head.returncode == 0 else None, "host": platform.node(),
             "python": platform.python_version(), "torch": torch.__version__}
-    dirty = [launch.pop("dirty") for launch in got["launches"]]
+    dirty = [launch.pop("dirty") for launch in got["launches"][1:]]
     assert dirty == [dirty[0]] * 3 and isinstance(dirty[0], bool)
     assert got == {
-        "device": f"CPU ({cpu}, 2 cores to Ray) + CPU ({cpu}, 1 core) + 4 x H100", "wall_s": 480.0,
-        "gpu_minutes": 20.0, "cpu_minutes": 5.0, "launches": [
+        "device": f"1 x A100 + CPU ({cpu}, 2 cores to Ray) + CPU ({cpu}, 1 core) + 4 x H100", "wall_s": 488.3,
+        "gpu_minutes": 20.18, "cpu_minutes": 5.02, "launches": [older,
             {**same, "outcome": "budget spent", "runner": "tune", "device": f"CPU ({cpu}, 2 cores to Ray)", "gpus": 0,
-             "cpus": 2.0, "wall_s": 120.0, "gpu_minutes": 0.0, "cpu_minutes": 4.0, "ray": ray.__version__},
+             "cpus": 2.0, "wall_s": 120.3, "gpu_minutes": 0.0, "cpu_minutes": 4.01, "ray": ray.__version__},
             {**same, "outcome": "finished", "runner": "local", "device": f"CPU ({cpu}, 1 core)", "gpus": 0,
-             "cpus": 1.0, "wall_s": 60.0, "gpu_minutes": 0.0, "cpu_minutes": 1.0},
+             "cpus": 1.0, "wall_s": 60.8, "gpu_minutes": 0.0, "cpu_minutes": 1.01},
             {**same, "outcome": "interrupted", "runner": "tune", "device": "4 x H100", "gpus": 4.0, "cpus": 0,
-             "wall_s": 300.0, "gpu_minutes": 20.0, "cpu_minutes": 0.0, "ray": ray.__version__}]}
+             "wall_s": 301.2, "gpu_minutes": 20.08, "cpu_minutes": 0.0, "ray": ray.__version__}]}
     assert provenance.device({"GPU": 2.0}, 2.0) == f"CPU ({cpu}, 0 cores to Ray)"  # no GPU kind known, no CUDA here
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"NVIDIA H200 #{i}")
@@ -235,3 +240,72 @@ def test_provenance_records_each_launch_and_totals_its_minutes(tmp_path: Path, m
         raise FileNotFoundError(2, "No such file or directory", "git")
     monkeypatch.setattr(provenance.subprocess, "run", missing)  # no git on the machine
     assert provenance.git("rev-parse", "HEAD") is None
+
+    def hung(*args: object, timeout: float | None = None, **kwargs: object) -> None:
+        assert timeout is not None, "a git that never answers would hang the launch's last step"
+        raise subprocess.TimeoutExpired(args[0], timeout)
+    monkeypatch.setattr(provenance.subprocess, "run", hung)
+    assert provenance.git("rev-parse", "HEAD") is None
+
+
+def test_provenance_gpus_and_cores_from_what_the_trials_ask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GPUs count only when the trials ask for some (a GPU cluster running CPU trials has CPU-minutes); trials
+    asking GPUs of a cluster that has none count none; a cluster that reports no CPUs counts none."""
+    import torch
+
+    from study import provenance
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cases = [({"CPU": 16.0, "GPU": 4.0}, 0.0, (0, 16.0)), ({"CPU": 2.0}, 1.0, (0, 2.0)), ({}, 0.0, (0, 0))]
+    for i, (cluster, per_trial, want) in enumerate(cases):
+        (tmp_path / str(i)).mkdir()
+        provenance.record(tmp_path / str(i), 0.0, cluster, per_trial, "finished", runner="local")
+        (launch,) = rundir.read_json(tmp_path / str(i) / rundir.PROVENANCE)["launches"]
+        assert (launch["gpus"], launch["cpus"]) == want, cluster
+
+
+def test_provenance_dirty_means_tracked_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commit a launch ran and whether tracked files differed from it: an untracked file is not dirty, an
+    edited tracked file is."""
+    import subprocess
+
+    from study import provenance
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              check=True, capture_output=True, text=True).stdout.strip()
+    git("init", "-q")
+    (repo / "a.py").write_text("1\n")
+    git("add", "a.py")
+    git("commit", "-q", "-m", "a")
+    (repo / "notes.txt").write_text("untracked\n")
+    monkeypatch.setattr(provenance, "REPO", repo)
+    (tmp_path / "run").mkdir()
+    provenance.record(tmp_path / "run", 0.0, {"CPU": 1.0}, 0, "finished", runner="local")
+    (repo / "a.py").write_text("2\n")
+    provenance.record(tmp_path / "run", 0.0, {"CPU": 1.0}, 0, "finished", runner="local")
+    launches = rundir.read_json(tmp_path / "run" / rundir.PROVENANCE)["launches"]
+    head = git("rev-parse", "HEAD")
+    assert [(x["commit"], x["dirty"]) for x in launches] == [(head, False), (head, True)]
+
+
+def test_cpu_name_from_cpuinfo_or_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU's model name is everything after the first colon of /proc/cpuinfo's line (names may hold colons);
+    without that file, or without that line, platform's processor, else its machine."""
+    from study import provenance
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Acme CPU: rev 2 @ 2.0GHz \nflags\t: fpu\n")
+    monkeypatch.setattr(provenance, "Path", lambda p: info if p == "/proc/cpuinfo" else Path(p))
+    assert provenance.cpu_name() == "Acme CPU: rev 2 @ 2.0GHz"
+    monkeypatch.setattr(provenance.platform, "processor", lambda: "")
+    monkeypatch.setattr(provenance.platform, "machine", lambda: "aarch64")
+    info.write_text("processor\t: 0\nBogoMIPS\t: 48.00\n")  # no model name line (some ARM kernels)
+    assert provenance.cpu_name() == "aarch64"
+    info.unlink()
+    assert provenance.cpu_name() == "aarch64"
+    monkeypatch.setattr(provenance.platform, "processor", lambda: "x86_64 Acme")
+    assert provenance.cpu_name() == "x86_64 Acme"
