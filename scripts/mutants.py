@@ -176,6 +176,13 @@ JUDGED = {
                                          "(a test gives a hung git: no timeout would hang the launch)",
     **{f"study.provenance.x_record__mutmut_{i}": "equivalent: the totals add numbers rounded to that many places "
                                                  "already, so one place more changes nothing" for i in (158, 168, 183)},
+    "study.models.x_build__mutmut_9": "equivalent: a perceptron has no hidden layer, so mlp() never reads its width",
+    "study.models.x_convnet__mutmut_27": "equivalent: pool_every is 1 or 2, and i + 1 and i - 1 have the same parity",
+    "study.models.x_convnet__mutmut_7": "equivalent: the ConvNets have 2, 4 or 6 layers (ARCHS), none has 3",
+    **{f"study.models.x_resnet__mutmut_{i}": "equivalent: nn.Conv2d reads bias for truth, so None adds none as False "
+                                             "does" for i in (17, 38)},
+    "study.models.x_resnet__mutmut_21": "equivalent: stride=1 is nn.Conv2d's default",
+    "study.models.x_resnet__mutmut_3": "equivalent: weights=None is torchvision's default (random init, no download)",
     "study.slices.x_given__mutmut_7": "equivalent: config keys begin with a lower-case letter, so lstrip('XX+~XX') "
                                       "strips from them what lstrip('+~') does",
     **{f"study.trainable.x_trainable__mutmut_{i}": "equivalent where a checkpoint resumes on the kind of device it was "

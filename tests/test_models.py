@@ -16,6 +16,12 @@ def test_output_shape(arch: str, shape: tuple[int, int, int], classes: int) -> N
     assert net(torch.zeros(4, *shape)).shape == (4, classes)
 
 
-def test_unknown_arch_rejected() -> None:
-    with pytest.raises(UsageError, match="model.arch='vgg'.*choose one of perceptron"):
-        models.build("vgg", (1, 28, 28), 10)
+@pytest.mark.parametrize("arch", ["vgg", "resnet50", "mlp3", "conv3"])  # a family name alone is not enough
+def test_unknown_arch_rejected(arch: str) -> None:
+    with pytest.raises(UsageError, match=f"^model.arch='{arch}' is unknown: choose one of perceptron, mlp1"):
+        models.build(arch, (1, 28, 28), 10)
+
+
+def test_too_few_conv_widths_rejected() -> None:
+    with pytest.raises(UsageError, match=r"^model.conv_channels has 3 widths; conv4 needs 4$"):
+        models.build("conv4", (1, 28, 28), 10, conv_channels=(8, 8, 8))

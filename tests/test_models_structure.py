@@ -46,6 +46,19 @@ def test_mlp_and_convnet_layers_exactly(arch: str, expected: list[str]) -> None:
     assert kinds(build(arch)) == expected
 
 
+def test_default_widths_are_the_documented_ones() -> None:
+    """MLP hidden layers of 256 units, conv widths 32-32-64-64-128-128 and a 128-unit FC layer (models' docstring)."""
+    with torch.device("meta"):
+        assert kinds(models.build("mlp1", MNIST, 10)) == ["L784,256", "L256,10"]
+        assert kinds(models.build("conv6", MNIST, 10)) == kinds(build("conv6"))
+
+
+def test_convnet_pools_while_the_image_has_two_pixels() -> None:
+    """2x2 pooling needs 2 pixels: a 2x2 input pools once to 1x1, then no more."""
+    assert kinds(build("conv2", (1, 2, 2))) == ["C1,32,3", "P", "C32,32,3", "L32,128", "L128,10"]
+    assert kinds(build("conv4", (1, 3, 3))) == ["C1,32,3", "C32,32,3", "P", "C32,64,3", "C64,64,3", "L64,128", "L128,10"]
+
+
 def test_relu_follows_every_hidden_layer() -> None:
     net = build("mlp4")
     layers = list(net)
@@ -64,7 +77,8 @@ def test_convnet_on_cifar_shapes() -> None:
 
 @pytest.mark.parametrize("arch,blocks", [("resnet18", [2, 2, 2, 2]), ("resnet101", [3, 4, 23, 3])])
 @pytest.mark.parametrize("shape,small", [(CIFAR, True), (MNIST, True), ((3, 64, 64), True), ((3, 65, 65), False),
-                                         ((3, 224, 224), False), ((1, 128, 128), False)])
+                                         ((3, 224, 224), False), ((1, 128, 128), False),
+                                         ((4, 96, 96), False)])
 def test_resnet_stem(arch: str, blocks: list[int], shape: tuple[int, int, int], small: bool) -> None:
     net = build(arch, shape, 10)
     conv1 = net.conv1
