@@ -118,6 +118,9 @@ PYTEST_ARGS = ["-p", "no:cacheprovider", "-q", "-x", "-m", "not slow", "-W", "ig
 KILLED = {"killed", "killed on recheck"}
 TARGET = 0.85  # killed share of the non-equivalent mutants, per module
 RECHECK = {"no tests"}  # called by no test in-process: at import (claims.CLAIMS), or in a subprocess
+# Functions that build claims.CLAIMS at import: mutmut links them to whichever test was running then, so their
+# survivors were tested by the wrong tests; they are rechecked as "no tests" ones are
+AT_IMPORT = ("analysis.clean_counts.x_threshold__", "analysis.effects.x_level__", "analysis.effects.x_kind_gap__")
 _SQUARE = "equivalent: noise distributions are square, (m, m) or (K, m, m), so this index also gives m"
 _DTYPE = "equivalent: targets() passes float32 tables, eye's default dtype; the 0/1 entries are exact in any dtype"
 _DEVICE = ("equivalent on a CPU; on CUDA a CPU tensor here fails: tests/test_gpu_present.py::"
@@ -183,6 +186,21 @@ JUDGED = {
                                              "does" for i in (17, 38)},
     "study.models.x_resnet__mutmut_21": "equivalent: stride=1 is nn.Conv2d's default",
     "study.models.x_resnet__mutmut_3": "equivalent: weights=None is torchvision's default (random init, no download)",
+    **{f"analysis.clean_counts.x_{name}": "equivalent: the column is float64 already, and critical_points reads "
+                                          "every column with to_numpy(float)"
+       for name in ("curves__mutmut_2", "curves__mutmut_8", "curves__mutmut_25", "growth__mutmut_19",
+                    "growth__mutmut_21")},
+    **{f"analysis.clean_counts.x_{name}": "equivalent: superlinear passes counts = uncensored(s) only to compute them "
+                                          "once; computed again from s they are the same"
+       for name in ("superlinear__mutmut_10", "superlinear__mutmut_13", "superlinear__mutmut_14",
+                    "superlinear__mutmut_16", "superlinear__mutmut_24", "superlinear__mutmut_25",
+                    "superlinear__mutmut_27", "growth__mutmut_4", "pooled_slope__mutmut_4")},
+    **{f"analysis.clean_counts.x_superlinear__mutmut_{i}": "equivalent: Band.judge reads the interval's ends only, "
+                                                           "not its value or basis" for i in (54, 57, 62)},
+    "analysis.clean_counts.x_superlinear__mutmut_50": "equivalent but at one float: the upper end exactly 0.99",
+    "analysis.clean_counts.x_pooled_slope__mutmut_27": "equivalent: a target's intercept column scaled by 2 halves its "
+                                                       "coefficient and leaves the fit and the exponent as they are",
+    "analysis.clean_counts.x_pooled_slope__mutmut_36": "equivalent: rcond=None is lstsq's default (machine precision)",
     "study.slices.x_given__mutmut_7": "equivalent: config keys begin with a lower-case letter, so lstrip('XX+~XX') "
                                       "strips from them what lstrip('+~') does",
     **{f"study.trainable.x_trainable__mutmut_{i}": "equivalent where a checkpoint resumes on the kind of device it was "
@@ -348,8 +366,9 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int, onl
     cache = work / RECHECKED
     rechecked = (json.loads(cache.read_text()) if cache.exists() else {}).get(source_hash(module), {})
     if only is None:  # named mutants are tested afresh
-        status.update({n: s for n, s in rechecked.items() if status.get(n) in RECHECK})
-    fresh = recheck(work, selection(module, tests), [n for n, state in status.items() if state in RECHECK],
+        status.update({n: s for n, s in rechecked.items() if status.get(n) in RECHECK or n.startswith(AT_IMPORT)})
+    fresh = recheck(work, selection(module, tests), [n for n, state in status.items() if state in RECHECK or
+                                                     (state == "survived" and n.startswith(AT_IMPORT))],
                     start + 1.2 * timeout_s)
     status.update(fresh)
     cache.write_text(json.dumps({source_hash(module): {**rechecked, **fresh}}))

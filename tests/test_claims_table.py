@@ -402,6 +402,41 @@ def test_fig9_inconclusive_with_too_few_points_and_not_run_without_noise() -> No
     assert verdict(GROWTH, [{"alpha": 10, "acc": 0.9}]) == "not run"
 
 
+def test_fig9_measured_text_by_hand() -> None:
+    """The growth claim's measured text: the pooled exponent, its interval (printed to the side of 0.99 it lies on),
+    the points, each target's own slope and α count (a target needs 2 uncensored α), the censored points left out."""
+    tail = TEST
+    # 100·α for 90%: at α = 1 the 80% count (10) is met at the smallest size, 10: censored
+    assert measured(GROWTH, fig9(1.0)) == ("exponent of n_crit in α: 1.00 (95% interval 1.00 to 1.00, 17 points) "
+                                           "[per target 80%: 1.00 (5 α), 85%: 1.00 (6 α), 90%: 1.00 (6 α)]; "
+                                           f"1 censored point left out{tail}")
+    # α ≤ 1 only: still noisy data; 80% censored at both α, each other target fitted on exactly 2 α
+    assert measured(GROWTH, fig9(1.0, alphas=[0, 0.5, 1])) == (
+        "exponent of n_crit in α: 1.00 (95% interval 1.00 to 1.00, 4 points) [per target 85%: 1.00 (2 α), "
+        f"90%: 1.00 (2 α)]; 2 censored points left out{tail}")
+    assert measured(GROWTH, fig9(1.0, alphas=[0, 10, 50])).startswith(
+        "exponent of n_crit in α: 1.00 (95% interval 1.00 to 1.00, 6 points) [per target 80%: 1.00 (2 α), "
+        "85%: 1.00 (2 α), 90%: 1.00 (2 α)]; 0 censored points left out;")
+    assert measured(GROWTH, fig9(1.0, alphas=[0, 10])) == \
+        f"too few uncensored critical counts at α > 0 to fit the growth; 0 censored points left out{tail}"
+    # the upper end 0.9885 lies below 1 - SLOPE_PRECISION: printed with the digit that shows it
+    assert measured(GROWTH, fig9(0.8, 0.3)).startswith(
+        "exponent of n_crit in α: 0.85 (95% interval 0.71 to 0.988, 17 points) [per target 80%: 0.80 (5 α), ")
+    assert verdict(GROWTH, fig9(0.8, 0.3)) == "contradicted"
+
+
+def test_fig8_curve_bounds_without_intervals_are_the_noise_floor() -> None:
+    """A summary without the CI columns (or with NaN in them: one replicate) bounds each cell at ± NOISE_FLOOR."""
+    s = pd.DataFrame({"alpha": [10, 10], "n_clean": [100, 1000], "test_acc": [0.5, 0.9]})
+    got = clean_counts.curves(s)
+    assert got.to_dict("list") == {"alpha": [10, 10], "n_clean": [100.0, 1000.0], "test_acc": [0.5, 0.9],
+                                   "acc_low": [0.5 - NOISE_FLOOR, 0.9 - NOISE_FLOOR],
+                                   "acc_high": [0.5 + NOISE_FLOOR, 0.9 + NOISE_FLOOR]}
+    s = s.assign(test_acc_ci_low=[0.4, np.nan], test_acc_ci_high=[0.6, np.nan])
+    got = clean_counts.curves(s)
+    assert got["acc_low"].tolist() == [0.4, 0.9 - NOISE_FLOOR] and got["acc_high"].tolist() == [0.6, 0.9 + NOISE_FLOOR]
+
+
 def fig11(ce: dict[int, float], h_alpha: dict[float, float], ce_alphas: tuple[float, ...] = (50,)) -> list[dict]:
     """Cross-entropy per batch size at each of `ce_alphas` (α = 0 in the opposite order), H_α (batch 128) per α."""
     return [*({"alpha": alpha, "batch_size": b, "loss": "ce", "acc": a} for alpha in ce_alphas for b, a in ce.items()),
