@@ -201,6 +201,10 @@ JUDGED = {
     "analysis.clean_counts.x_pooled_slope__mutmut_27": "equivalent: a target's intercept column scaled by 2 halves its "
                                                        "coefficient and leaves the fit and the exponent as they are",
     "analysis.clean_counts.x_pooled_slope__mutmut_36": "equivalent: rcond=None is lstsq's default (machine precision)",
+    "analysis.clean_counts.x_threshold__mutmut_33": "equivalent: a lower end of 0 or of 1 label lies far below the "
+                                                    "band's 0.5x either way, and the text prints 0 for it",
+    "analysis.clean_counts.x_threshold__mutmut_50": "equivalent: the text prints the basis it computed, and Band.judge "
+                                                    "reads the interval's ends only",
     "study.slices.x_given__mutmut_7": "equivalent: config keys begin with a lower-case letter, so lstrip('XX+~XX') "
                                       "strips from them what lstrip('+~') does",
     **{f"study.trainable.x_trainable__mutmut_{i}": "equivalent where a checkpoint resumes on the kind of device it was "

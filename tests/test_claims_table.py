@@ -92,6 +92,8 @@ def test_every_claim_is_in_this_table_and_states_its_band() -> None:
     prefixes = [CONV, PERCEPTRON, ORDERED, RESNET, TOP5, STRUCTURED, HALF, WHITE, NOVEL, ALPHA10, ALPHA50, GROWTH,
                 BATCH, H_ALPHA, LR]
     assert sorted(claim(p).claim for p in prefixes) == sorted(c.claim for c in claims.CLAIMS[:15])
+    assert [c.figure for c in claims.CLAIMS] == ["fig1"] * 3 + ["fig2", "fig3", "fig5", "fig6", "fig6", "fig7", "fig8",
+                                                           "fig8", "fig9", "fig11", "fig11", "fig12", "human", "human"]
     assert [claim(p).claim for p in (CONV, PERCEPTRON, RESNET, TOP5, WHITE)] == [
         "MNIST: ConvNet > 90% at α = 100", "MNIST: perceptron ≈ 40% at α = 100 (30–50%)",
         "CIFAR-10: ResNet ≥ 85% at α = 10", "ImageNet: ResNet-18 ≥ 70% top-5 at α = 5",
@@ -258,6 +260,10 @@ def test_measured_values_state_the_interval_its_basis_and_the_split() -> None:
         "≤ 1,500 clean labels (95% CI ≤ 1,500 to ≤ 1,500, 3 replicates): ≤ 0.75x the paper's 2,000 (95% CI 0 to 0.75x)")
     assert "> 3,000 clean labels (95% CI > 3,000 to > 3,000, 3 replicates): > 1.50x the paper's 2,000 (95% CI 1.50x to ∞)" \
         in measured(ALPHA10, fig8(10, [*SIZES[:3], 3000], flat=0.8))  # never met up to the largest size measured
+    one_clean = [r for r in fig8(10, SIZES, crit=3000) if r["alpha"]] + [{"alpha": 0, "n_clean": 250, "acc": 0.99,
+                                                                        "seed": 0}]
+    assert measured(ALPHA10, one_clean).startswith(  # the basis is that of the α = 10 cells, not of α = 0's one trial
+        "3,000 clean labels (95% CI 2,674 to 3,366, 3 replicates): 1.50x")
 
 
 def test_one_replicate_settles_only_beyond_the_noise_floor() -> None:
