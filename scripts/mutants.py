@@ -70,7 +70,7 @@ TESTS = {
     "study/grid.py": ["tests/test_grid_extra.py", "tests/test_config.py"],
     "study/trial.py": ["tests/test_train.py", "tests/test_fused.py", "tests/test_config.py"],
     "study/models.py": ["tests/test_models.py", "tests/test_models_structure.py"],
-    "study/cluster.py": ["tests/test_launch.py", "tests/test_preflight.py"],
+    "study/cluster.py": ["tests/test_cluster.py", "tests/test_launch.py", "tests/test_preflight.py"],
     "study/experiments.py": ["tests/test_launch.py"],
     "study/preflight.py": ["tests/test_preflight.py", "tests/test_launch.py"],
     "study/launch.py": ["tests/test_launch.py", "tests/test_preflight.py", "tests/test_slices.py"],
