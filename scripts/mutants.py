@@ -205,8 +205,8 @@ JUDGED = {
                                                     "band's 0.5x either way, and the text prints 0 for it",
     "analysis.clean_counts.x_threshold__mutmut_50": "equivalent: the text prints the basis it computed, and Band.judge "
                                                     "reads the interval's ends only",
-    "study.cluster.x_check_address__mutmut_12": "equivalent but for an unbracketed IPv6 literal (host:port is split at "
-                                                "its only colon); Ray's docs give IPv4 or names",
+    "study.cluster.x_check_address__mutmut_12": "equivalent but for an unbracketed IPv6 literal: host:port with a "
+                                                "name or an IPv4 host has one colon, which either split finds",
     "study.cluster.x_check_address__mutmut_19": "equivalent: the timeout only bounds a head that never answers; 5 or 6 s "
                                                 "both end it (a test gives a silent host: no timeout would hang)",
     **{f"study.cluster.x_check_resources__mutmut_{i}": "equivalent: with resources.gpu = 0 no GPU count is compared"
