@@ -91,7 +91,7 @@ TESTS = {
     "loaders/beton.py": ["tests/test_loaders.py"],
     "loaders/ffcv_loader.py": ["tests/test_loaders.py"],
     "loaders/ffcv_ops.py": ["tests/test_loaders.py", "tests/test_noise_human.py"],
-    "loaders/torch_loader.py": ["tests/test_loaders.py"],
+    "loaders/torch_loader.py": ["tests/test_torch_loader.py", "tests/test_loaders.py"],
     # analysis/
     "analysis/intervals.py": ["tests/test_claims_table.py"],
     "analysis/power.py": ["tests/test_claims_power.py"],
@@ -211,6 +211,12 @@ JUDGED = {
                                                 "both end it (a test gives a silent host: no timeout would hang)",
     **{f"study.cluster.x_check_resources__mutmut_{i}": "equivalent: with resources.gpu = 0 no GPU count is compared"
        for i in (42, 43)},
+    "loaders.torch_loader.xǁTorchLoaderǁ__init____mutmut_6": "equivalent on a CPU, where the noise models are already; "
+                                                            "moving CUDA ones back for the workers needs a GPU to test",
+    "loaders.torch_loader.xǁVirtualDatasetǁ__init____mutmut_18": "equivalent: affine's tensors default to the CPU",
+    **{f"loaders.torch_loader.xǁTorchLoaderǁ__iter____mutmut_{i}": "equivalent in what it yields: pinned memory and "
+                                                                   "worker processes only make it faster"
+       for i in (12, 17, 18)},
     "study.slices.x_given__mutmut_7": "equivalent: config keys begin with a lower-case letter, so lstrip('XX+~XX') "
                                       "strips from them what lstrip('+~') does",
     **{f"study.trainable.x_trainable__mutmut_{i}": "equivalent where a checkpoint resumes on the kind of device it was "
