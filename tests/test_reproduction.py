@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 import rundir
 from analysis import claims, reproduction
@@ -94,3 +95,31 @@ def test_committed_page_is_what_the_command_writes(tmp_path: Path, monkeypatch) 
     monkeypatch.chdir(repo)  # the page names the root as given: the documented relative command
     assert reproduction.main(["bench/results/paper", "--out", str(out)]) == 0
     assert out.read_text() == (repo / "docs" / "reproduction.md").read_text()
+
+
+def test_command_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The command: its help, the default page (docs/reproduction.md under the working directory, parents made),
+    sys.argv when no list is given, the summary line, and a root that is a file or a run dir missing its
+    trials.csv (one line, exit 2, nothing written)."""
+    import sys
+
+    monkeypatch.setenv("COLUMNS", "200")  # argparse wraps to the terminal's width
+    with pytest.raises(SystemExit):
+        reproduction.main(["--help"])
+    help_text = capsys.readouterr().out
+    assert help_text.startswith("usage: python -m analysis.reproduction [-h] [--out OUT] root\n")
+    assert reproduction.__doc__.splitlines()[0] in help_text
+    assert "the folder of committed paper-scale runs, e.g. bench/results/paper" in help_text
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["reproduction.py", "absent"])
+    assert reproduction.main() == 0
+    assert capsys.readouterr().out == f"docs/reproduction.md: {len(claims.CLAIMS)} claims, 0 from runs under absent\n"
+    assert (tmp_path / "docs" / "reproduction.md").is_file()
+    (tmp_path / "file").write_text("x")
+    assert reproduction.main(["file", "--out", "deep/er/page.md"]) == 2
+    assert capsys.readouterr().err == "error: file is invalid: it must be a folder of run folders\n"
+    (tmp_path / "runs" / "uniform_mnist").mkdir(parents=True)
+    rundir.write_json({"exp": "uniform_mnist"}, tmp_path / "runs" / "uniform_mnist" / rundir.STUDY)
+    assert reproduction.main(["runs", "--out", "deep/er/page.md"]) == 2
+    assert capsys.readouterr().err == "error: runs/uniform_mnist is not a finished study run dir (no trials.csv)\n"
+    assert not (tmp_path / "deep").exists()
