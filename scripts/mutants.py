@@ -216,7 +216,14 @@ JUDGED = {
     "loaders.torch_loader.xǁVirtualDatasetǁ__init____mutmut_18": "equivalent: affine's tensors default to the CPU",
     **{f"loaders.torch_loader.xǁTorchLoaderǁ__iter____mutmut_{i}": "equivalent in what it yields: pinned memory and "
                                                                    "worker processes only make it faster"
-       for i in (12, 17, 18)},
+       for i in (12, 17, 18, 20, 21, 22)},
+    **{f"loaders.torch_loader.xǁTorchLoaderǁ__iter____mutmut_{i}": "equivalent on a CPU: the batch is on the device "
+                                                                   "given already, and a copy to the CPU is never "
+                                                                   "asynchronous; CUDA needs a GPU to test"
+       for i in (23, 25, 26, 27, 28, 30, 31, 32)},
+    "loaders.torch_loader.xǁVirtualDatasetǁ__getitem____mutmut_5": "equivalent: the members of a fused group share "
+                                                                   "their source images (study.groups keys them on "
+                                                                   "everything but the labels' seed); only labels differ",
     "study.slices.x_given__mutmut_7": "equivalent: config keys begin with a lower-case letter, so lstrip('XX+~XX') "
                                       "strips from them what lstrip('+~') does",
     **{f"study.trainable.x_trainable__mutmut_{i}": "equivalent where a checkpoint resumes on the kind of device it was "
