@@ -121,6 +121,7 @@ RECHECK = {"no tests"}  # called by no test in-process: at import (claims.CLAIMS
 # Functions that build claims.CLAIMS at import: mutmut links them to whichever test was running then, so their
 # survivors were tested by the wrong tests; they are rechecked as "no tests" ones are
 AT_IMPORT = ("analysis.clean_counts.x_threshold__", "analysis.effects.x_level__", "analysis.effects.x_kind_gap__")
+
 _SQUARE = "equivalent: noise distributions are square, (m, m) or (K, m, m), so this index also gives m"
 _DTYPE = "equivalent: targets() passes float32 tables, eye's default dtype; the 0/1 entries are exact in any dtype"
 _DEVICE = ("equivalent on a CPU; on CUDA a CPU tensor here fails: tests/test_gpu_present.py::"
@@ -285,6 +286,11 @@ def refresh(work: Path) -> None:
             shutil.copy2(src, work / name)
 
 
+def ours_to_recheck(name: str, state: str) -> bool:
+    """A mutant whose verdict mutmut could not give right: one `recheck` runs, and whose cached verdict stands."""
+    return state in RECHECK or (state == "survived" and name.startswith(AT_IMPORT))
+
+
 def recheck(work: Path, tests: list[str], names: list[str], deadline: float) -> dict[str, str]:
     """Mutants of functions no test called re-run in a fresh process, the mutant active from the start, on all the
     module's tests: mutmut runs only the tests it saw call a function, and a function run at import
@@ -389,9 +395,8 @@ def run_module(module: str, tests: list[str], children: int, timeout_s: int, onl
     cache = work / RECHECKED
     rechecked = (json.loads(cache.read_text()) if cache.exists() else {}).get(source_hash(module), {})
     if only is None:  # named mutants are tested afresh
-        status.update({n: s for n, s in rechecked.items() if status.get(n) in RECHECK or n.startswith(AT_IMPORT)})
-    fresh = recheck(work, selection(module, tests), [n for n, state in status.items() if state in RECHECK or
-                                                     (state == "survived" and n.startswith(AT_IMPORT))],
+        status.update({n: s for n, s in rechecked.items() if ours_to_recheck(n, status.get(n, ""))})
+    fresh = recheck(work, selection(module, tests), [n for n, state in status.items() if ours_to_recheck(n, state)],
                     start + 1.2 * timeout_s)
     status.update(fresh)
     cache.write_text(json.dumps({source_hash(module): {**rechecked, **fresh}}))

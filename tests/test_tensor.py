@@ -22,6 +22,11 @@ def numbered(n: int, m: int = 10) -> ImageSet:
     return ImageSet(images, i % m, m, (0.0,), (1.0,))
 
 
+def shifted(data: ImageSet) -> ImageSet:
+    """The same images with mean 0.3 and std 0.2 (white noise needs moments a clipped normal can have)."""
+    return ImageSet(data.images, data.labels, data.num_classes, (0.3,), (0.2,))
+
+
 def index_of(x: torch.Tensor) -> torch.Tensor:
     """The index a numbered image holds, from its normalised pixels (x / 255)."""
     pixels = (x * 255).round().long().view(len(x), 2)
@@ -49,8 +54,7 @@ def test_an_epoch_longer_than_a_label_chunk() -> None:
 def test_white_noise_is_pasted_by_each_copy_s_index_across_gathers() -> None:
     """2,000 clean images and 18,000 white-noise copies, batches of 64: three gathers of 8,192, 8,192 and 3,616
     images; each copy's image is the white noise of its own virtual index, each clean one its image."""
-    data = numbered(2000)
-    data = ImageSet(data.images, data.labels, 10, (0.3,), (0.2,))
+    data = shifted(numbered(2000))
     noise = NoiseModel(NoiseSpec(alpha=9, seed=7, source="white"), data.labels, 10)
     loader = TensorLoader(data, [noise], batch_size=64, seed=0, device=CPU)
     assert max(1, tensor.GATHER_IMAGES // 64) * 64 == 8192 < noise.n_virtual == 20_000

@@ -7,16 +7,10 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader
 
-from loaders.datasets import ImageSet
 from loaders.noise import NoiseModel, NoiseSpec, WhiteNoise
 from loaders.tensor import affine, normalise
 from loaders.torch_loader import TorchLoader, VirtualDataset
-from tests.test_tensor import CPU, index_of, numbered
-
-
-def shifted(data: ImageSet) -> ImageSet:
-    """The numbered images with mean 0.3 and std 0.2 (white noise needs moments a clipped normal can have)."""
-    return ImageSet(data.images, data.labels, 10, (0.3,), (0.2,))
+from tests.test_tensor import CPU, index_of, numbered, shifted
 
 
 def test_items_are_the_noise_models_images_and_labels() -> None:
