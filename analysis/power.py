@@ -214,8 +214,9 @@ def table(replicates: int, noise: float, seeds: int, select: str) -> pd.DataFram
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.power", description=__doc__.splitlines()[0])
-    parser.add_argument("--replicates", type=int, default=3)
+    parser = argparse.ArgumentParser(prog="python -m analysis.power", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--replicates", type=int, default=3, help="replicates of every config in a simulated study")
     parser.add_argument("--noise", type=float, default=1.0, help="accuracy noise per replicate, in points")
     parser.add_argument("--seeds", type=int, default=100, help="simulated studies per effect")
     parser.add_argument("--select", choices=("val", "test"), default="val", help="the split the LR is chosen on")

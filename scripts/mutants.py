@@ -259,6 +259,10 @@ JUDGED = {
     "study.cost.x_local_hours__mutmut_69": "equivalent: int() of a positive quotient is its floor",
     "study.cost.x_cores__mutmut_12": "equivalent where the core count can be read (os.cpu_count() is None only where not)",
     "study.cost.x_forward_flops__mutmut_32": "equivalent: FlopCounterMode reads display for truth",
+    **{f"analysis.power.x_table__mutmut_{i}": "equivalent: sys.stderr is line-buffered (Python >= 3.9) and each "
+                                              "progress line ends in a newline, so flush=True adds nothing" for i in (4, 7, 8)},
+    **{f"analysis.power.x_structured__mutmut_{i}": "equivalent: the scenario's δ are tenths; 0.85 and 0.95 lie between "
+                                                   "them" for i in (26, 41)},
     "loaders.noise.x_wrong_class_order__mutmut_21": _INT_DTYPE, "loaders.noise.x_wrong_class_order__mutmut_23": _INT_DTYPE,
     **{name: _CPU_ONLY for name in ("loaders.noise.xǁNoiseModelǁto__mutmut_2", "loaders.noise.xǁNoiseModelǁto__mutmut_4",
                                     *(f"loaders.noise.xǁWhiteNoiseǁ__call____mutmut_{i}" for i in (12, 14, 53, 55)))},

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -77,3 +79,160 @@ def test_cli_prints_the_rates_and_rejects_bad_input(capsys: pytest.CaptureFixtur
     for argv, message in ((["--seeds", "0"], "error: --seeds=0 is invalid: it must be ≥ 1\n"),
                           (["--noise", "-1"], "error: --noise=-1.0 is invalid: it must be > 0 points\n")):
         assert power.main(argv) == 2 and capsys.readouterr().err == message
+
+
+def truth(exp: str, effect: str, **where: object) -> list[float]:
+    """The scenario's true accuracy of the grid rows matching `where`, in grid order, rounded to 1e-9."""
+    scenario = next(s for s in power.SCENARIOS if s.exp == exp)
+    rows = scenario.rows()
+    acc = np.asarray(scenario.truth(rows, effect), float)
+    keep = np.ones(len(rows), bool)
+    for column, value in where.items():
+        keep &= (rows[column] == value).to_numpy()
+    assert keep.any(), where
+    return [round(a, 9) for a in dict.fromkeys(acc[keep])]  # one value per distinct accuracy (lr repeats them)
+
+
+def test_uniform_mnist_truth_is_figure_1() -> None:
+    paper = {"conv4": 0.91, "mlp4": 0.80, "mlp2": 0.75, "mlp1": 0.70, "perceptron": 0.40}  # α = 100; α = 10: +5
+    for arch, acc in paper.items():
+        assert truth("uniform_mnist", power.PAPER, arch=arch, alpha=100) == [acc]
+        assert truth("uniform_mnist", power.PAPER, arch=arch, alpha=10) == [round(acc + 0.05, 9)]
+    for effect, arch, acc in (("ConvNet at 90%", "conv4", 0.90), ("perceptron at 30%", "perceptron", 0.30),
+                              ("ConvNet = best MLP", "conv4", 0.80)):
+        assert truth("uniform_mnist", effect, arch=arch, alpha=100) == [acc]
+        assert truth("uniform_mnist", effect, arch="mlp1", alpha=100) == [0.70]
+
+
+def test_level_is_a_point_above_the_edge_or_on_it() -> None:
+    assert power.level(0.85, power.PAPER) == pytest.approx(0.86, abs=1e-12)
+    assert power.level(0.85, "ResNet at 85%") == 0.85
+    assert truth("uniform_cifar10", power.PAPER, arch="resnet101", alpha=10) == [0.86]
+    assert truth("uniform_cifar10", "ResNet at 85%", arch="resnet101", alpha=0) == [0.9]
+    assert truth("uniform_cifar10", power.PAPER, arch="conv6", alpha=10) == [0.7]
+
+
+def test_structured_truth() -> None:
+    for order in ("confusing", "reverse", "random"):
+        assert truth("structured", power.PAPER, order=order, delta=0.4) == [0.94]  # 2 points · 0.4 / 0.8
+        assert truth("structured", power.PAPER, order=order, delta=0.8) == [0.93]
+        assert truth("structured", power.PAPER, order=order, delta=0.9) == [0.85]
+        assert truth("structured", power.PAPER, order=order, delta=1.0) == [0.35]
+    null = "drop 5 points at δ = 0.8"
+    assert truth("structured", null, order="confusing", delta=0.8) == [0.90]
+    assert truth("structured", null, order="confusing", delta=0.4) == [0.925]
+    assert truth("structured", null, order="reverse", delta=0.8) == [0.93]
+    assert truth("structured", null, order="confusing", delta=0.9) == [0.85]
+
+
+def test_noise_source_truth() -> None:
+    for alpha in (1, 10):
+        assert truth("noise_source", power.PAPER, source="same", alpha=alpha) == [round(0.8 - 0.03 * alpha, 9)]
+        assert truth("noise_source", power.PAPER, source="cifar100", alpha=alpha) == [round(0.8 - 0.015 * alpha, 9)]
+        assert truth("noise_source", power.PAPER, source="white", alpha=alpha) == [0.8]
+        assert truth("noise_source", "ratio 0.75", source="cifar100", alpha=alpha) == [round(0.8 - 0.0225 * alpha, 9)]
+        assert truth("noise_source", "white drops 3 points", source="white", alpha=alpha) == [round(0.8 - 0.003 * alpha, 9)]
+        assert truth("noise_source", "white drops 3 points", source="same", alpha=alpha) == [round(0.8 - 0.03 * alpha, 9)]
+
+
+def test_repeated_truth() -> None:
+    for source in ("same", "novel"):
+        for alpha in (0, 1, 20):
+            assert truth("repeated", power.PAPER, source=source, alpha=alpha) == [round(0.97 - 0.002 * alpha, 9)]
+    worse = "novel 2 points worse"
+    assert truth("repeated", worse, source="novel", alpha=0) == [0.97]
+    assert truth("repeated", worse, source="novel", alpha=1) == [0.948]
+    assert truth("repeated", worse, source="same", alpha=1) == [0.968]
+
+
+def test_batchsize_truth() -> None:
+    for b, gain in ((32, -0.02), (64, -0.01), (128, 0.0), (256, 0.01)):  # a point per doubling, at α > 0
+        assert truth("batchsize", power.PAPER, loss="ce", batch_size=b, alpha=5) == [round(0.98 + gain, 9)]
+        assert truth("batchsize", power.PAPER, loss="ce", batch_size=b, alpha=0) == [0.99]
+        assert truth("batchsize", "no batch effect", loss="ce", batch_size=b, alpha=5) == [0.98]
+    for alpha in (0, 5, 100):
+        assert truth("batchsize", power.PAPER, loss="h_alpha", alpha=alpha) == [0.98]
+        assert truth("batchsize", "H_α falls 3 points", loss="h_alpha", alpha=alpha) == [0.98 if alpha == 0 else 0.95]
+    g = pd.DataFrame({"alpha": [1, 1], "batch_size": [256, 128], "loss": ["ce", "h_alpha"]})  # every α > 0
+    assert power.batchsize(g, power.PAPER).round(9).tolist() == [0.998, 0.98]
+    assert power.batchsize(g, "H_α falls 3 points").round(9).tolist() == [0.988, 0.95]
+
+
+def test_learning_rate_truth() -> None:
+    # log10 of the optimum: 0 at α = 0, -1.3 at α = 10 (lr 0.05); 5 points per squared decade away from it
+    assert truth("learning_rate", power.PAPER, alpha=0, lr=1.0) == [0.8]
+    assert truth("learning_rate", power.PAPER, alpha=0, lr=0.1) == [0.75]
+    assert truth("learning_rate", power.PAPER, alpha=10, lr=1.0) == [round(0.6 - 0.05 * 1.3 ** 2, 9)]
+    assert truth("learning_rate", power.PAPER, alpha=1, lr=1.0) == [
+        round(0.78 - 0.05 * (1.3 * np.log10(2) / np.log10(11)) ** 2, 9)]
+    assert truth("learning_rate", "clean optimum 0.1", alpha=0, lr=0.1) == [0.8]
+    assert truth("learning_rate", "clean optimum 0.1", alpha=10, lr=0.01) == [round(0.6 - 0.05 * 0.3 ** 2, 9)]
+    for alpha in (0, 4, 10):
+        assert truth("learning_rate", "no optimum", alpha=alpha) == [round(0.8 - 0.02 * alpha, 9)]
+
+
+def test_human_noise_rows_and_truth() -> None:
+    rows = next(s for s in power.SCENARIOS if s.exp == "human_noise").rows()
+    assert rows.index.tolist() == list(range(len(rows))) and "index" not in rows and "kind" not in rows
+    clean = rows[rows["alpha"] == 0]  # uniform noise only: the clean set every kind shares
+    assert len(clean) == 2 * len(power.LRS) and clean[["matrix", "labels"]].isna().all().all()
+    assert (clean["draw"] == "copy").all()
+    human = rows[rows["alpha"] == 5]
+    assert sorted(map(tuple, human[["matrix", "labels", "draw"]].fillna("-").drop_duplicates().to_numpy())) == [
+        ("-", "-", "copy"), ("-", "cifar10n:random", "image"),
+        ("cifar10n:random", "-", "copy"), ("cifar10n:random", "-", "image")]
+
+    def at(effect: str, alpha: int, matrix: object, labels: object, draw: str) -> list[float]:
+        keep = (rows["alpha"] == alpha) & (rows["draw"] == draw) & (rows["matrix"].notna() == (matrix is not None)) \
+            & (rows["labels"].notna() == (labels is not None))
+        return sorted(set(np.round(power.human_noise(rows[keep], effect), 9)))
+
+    m, tied = "cifar10n:random", "image"
+    for effect, matrix_tied, labels_tied in ((power.PAPER, 0.02, 0.04), ("no per-image effect", 0.02, 0.02),
+                                             ("no repetition cost", 0.0, 0.02)):
+        assert at(effect, 2, None, None, "copy") == [0.75]  # uniform: 5 points per unit α
+        assert at(effect, 10, m, None, "copy") == [0.75]  # fresh draws from the matrix: half a point per unit α
+        assert at(effect, 10, m, None, tied) == [round(0.75 - matrix_tied, 9)]
+        assert at(effect, 10, None, m, tied) == [round(0.75 - labels_tied, 9)]
+
+
+def test_table_rows_are_each_scenarios_held_rates(capsys: pytest.CaptureFixture) -> None:
+    for select in ("val", "test"):
+        table = power.table(3, 0.01, 10, select)
+        assert capsys.readouterr().err.splitlines() == [f"{s.exp}: {e}" for s in power.SCENARIOS
+                                                        for e in (power.PAPER, *s.nulls)]
+        expected = [{"claim": p, "effect": e, "held": r} for s in power.SCENARIOS for e in (power.PAPER, *s.nulls)
+                    for p, r in power.held_rates(s, e, 3, 0.01, 10, select,
+                                                 only=() if e == power.PAPER else s.nulls[e]).items()]
+        assert table.to_dict("records") == expected
+        assert 0 < table["held"].mean() < 1 and table["held"].nunique() > 2  # rates that tell effects apart
+
+
+def test_cli_help_names_every_option_and_its_default(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        power.main(["--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("usage: python -m analysis.power [-h] [--replicates REPLICATES] [--noise NOISE] "
+                           "[--seeds SEEDS] [--select {val,test}] How often each claim reads \"held\" on simulated "
+                           "studies whose truth is known: rarely under no effect (or an effect on the band's edge), "
+                           "usually under the paper's effect, at a given replicate count and noise. ")
+    for option in ("--replicates REPLICATES replicates of every config in a simulated study (default: 3)",
+                   "--noise NOISE accuracy noise per replicate, in points (default: 1.0)",
+                   "--seeds SEEDS simulated studies per effect (default: 100)",
+                   "--select {val,test} the split the LR is chosen on (default: val)"):
+        assert option in text
+
+
+def test_cli_passes_its_arguments_and_rejects_each_bad_one(capsys: pytest.CaptureFixture) -> None:
+    assert power.main(["--replicates", "1", "--seeds", "4", "--noise", "0.5", "--select", "val"]) == 0
+    out = capsys.readouterr().out
+    assert out == power.table(1, 0.005, 4, "val").to_string(index=False) + "\n"
+    capsys.readouterr()  # the table's progress lines
+    for argv, message in ((["--replicates", "0"], "error: --replicates=0 is invalid: it must be ≥ 1\n"),
+                          (["--noise", "0"], "error: --noise=0.0 is invalid: it must be > 0 points\n")):
+        assert power.main(argv) == 2 and capsys.readouterr().err == message
+    with pytest.raises(SystemExit) as exit_:
+        power.main(["--select", "train"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "argument --select: invalid choice: 'train'" in err and "val" in err
