@@ -17,13 +17,13 @@ from tests.conftest import REPO
 def test_bench_loaders_writes_table_and_json(data_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "loaders.json"
     env = {**os.environ, "STUDY_DATA_ROOT": str(data_root), "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "bench.loaders", "--datasets", "mnist", "--alphas", "0", "1",
+    result = subprocess.run([sys.executable, "-m", "bench.loaders", "--datasets", "mnist", "--alphas", "1",
                              "--batch-sizes", "64", "--seconds", "0.05", "--reps", "1", "--cache", str(tmp_path),
                              "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(out.read_text())["results"]
-    assert {(r["alpha"], r["backend"]) for r in rows} == {(a, b) for a in (0, 1)
-                                                         for b in ("tensor", "ffcv", "ffcv-norelabel", "torch")}
+    # one α > 0 (each α is a child process per backend: the suite's time); α = 0 runs the same code
+    assert {(r["alpha"], r["backend"]) for r in rows} == {(1, b) for b in ("tensor", "ffcv", "ffcv-norelabel", "torch")}
     assert all(r["images_per_s"]["64"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
     assert all(r["relabel_op_us_per_batch"]["64"] > 0 for r in rows if r["backend"] == "ffcv")
     assert "| mnist | 1 | 64 |" in result.stdout and f"written: {out}" in result.stdout
