@@ -222,6 +222,13 @@ class Judged:
         return self.complete and self.row is not None and self.row.verdict in (claims.HELD, claims.CONTRADICTED)
 
 
+def select(trials: pd.DataFrame) -> str:
+    """The split gathered cells are chosen on: val where every finished replicate held one out, else test, which
+    every run measured (choosing on val would drop the cells of runs without a held-out split)."""
+    ok = trials[trials["status"] == "ok"]
+    return "val" if "val_acc" in ok and len(ok) and ok["val_acc"].notna().all() else "test"
+
+
 def judge(runs: list[Run]) -> list[Judged]:
     """Every claim of analysis.claims on the cells it needs, gathered from the runs, in CLAIMS order."""
     out = []
@@ -232,7 +239,7 @@ def judge(runs: list[Run]) -> list[Judged]:
         if len(trials):
             searched = list(dict.fromkeys(c for r in runs if r.study.get("exp") == need.exp for c in r.searched))
             study = {"exp": need.exp, "preset": "paper", "figures": [claim.figure]}
-            summary = summarize(trials, searched)
+            summary = summarize(trials, searched, select(trials))
             row = next(claims.evaluate_runs([(Path(need.exp), study, trials, summary)]).iloc[[i]].itertuples())
         out.append(Judged(claim, row, cells, summary))
     return out

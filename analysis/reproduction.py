@@ -81,7 +81,7 @@ def row(judged: Judged, runs: dict[str, Run]) -> dict[str, str]:
     verdict = judged.row.verdict if measured else "no verdict yet"
     part = "" if judged.complete else f"partial ({judged.present} of {len(cells)} cells): "
     ours = judged.row.measured if measured else so_far(judged)
-    selected = judged.row.selected_on or ", ".join(sorted(set(judged.summary["selected_on"].dropna())))
+    selected = judged.row.selected_on or ", ".join(claims.splits(judged.summary))
     return {**out, "ours": ours, "selected_on": selected, "verdict": part + verdict}
 
 

@@ -123,3 +123,41 @@ def test_command_line(tmp_path: Path, monkeypatch, capsys) -> None:
     assert reproduction.main(["runs", "--out", "deep/er/page.md"]) == 2
     assert capsys.readouterr().err == "error: runs/uniform_mnist is not a finished study run dir (no trials.csv)\n"
     assert not (tmp_path / "deep").exists()
+
+
+def test_label_sources_and_minutes_by_hand() -> None:
+    from analysis.coverage import Cell, Run
+
+    assert reproduction.label({"alpha": 100.0, "lr": 1e-05, "arch": "conv4", "n": 2}) == "alpha=100 lr=1e-05 arch=conv4 n=2"
+    cells = [Cell({"alpha": a}, {"b": 3}) for a in (1, 2, 5)] + [Cell({"alpha": 10}, {"a": 1}), Cell({"alpha": 20}, {"a": 2})]
+    # run a: two cells, 1 and 2 replicates (a range); run b: three cells, named (SHOWN = 3)
+    assert reproduction.sources(cells) == "a: alpha=10, alpha=20 (1–2 replicates); b: alpha=1, alpha=2, alpha=5 (3 replicates)"
+    more = cells + [Cell({"alpha": 50}, {"b": 3})]
+    assert reproduction.sources(more).endswith("; b: 4 cells (3 replicates)")
+    runs = [Run("a", {}, pd.DataFrame(), "cpu", {"CPU": 12.5, "GPU": 0.0}), Run("b", {}, pd.DataFrame(), "gpu",
+                                                                               {"CPU": 0.0, "GPU": 3.0})]
+    assert reproduction.minutes(runs) == "12.5 CPU-min + 3 GPU-min"
+    assert reproduction.minutes(runs[:1]) == "12.5 CPU-min"
+    assert reproduction.minutes([Run("z", {}, pd.DataFrame(), "cpu", {"CPU": 0.0, "GPU": 0.0})]) == "0"
+    assert reproduction.minutes([*runs, Run("old", {}, pd.DataFrame(), "?", {})]) == "unknown"  # no provenance
+
+
+@pytest.mark.parametrize("mlp1_val,split", [(None, "test_acc"), (0.7, "val_acc")])
+def test_so_far_and_the_split_of_cells_from_runs_with_and_without_a_held_out_split(
+        tmp_path: Path, mlp1_val: float | None, split: str) -> None:
+    """One replicate per cell: no interval. The perceptron's run held out a validation split; where MLP1's did not,
+    both cells are chosen on the test set (on val, MLP1's cell would be dropped though counted present)."""
+    root = tmp_path / "paper"
+    for arch, acc, val in (("perceptron", 0.38, 0.5), ("mlp1", 0.62, mlp1_val)):
+        trials = trials_frame(alpha=[100], arch=[arch], lr=[0.01]).assign(test_acc=acc)
+        if val is not None:
+            trials["val_acc"] = val
+        paper_run(root / f"uniform_mnist_{arch}", "uniform_mnist", ["fig1"], trials, planned=1, gpu_minutes=[2.0])
+    out = tmp_path / "reproduction.md"
+    assert reproduction.main([str(root), "--out", str(out)]) == 0
+    by_claim = {r[1]: r for r in (line.split(" | ") for line in claim_lines(out))}
+    ordered = by_claim[next(c.claim for c in claims.CLAIMS if c.claim.startswith("MNIST: larger"))]
+    assert ordered[2] == ("so far, no verdict: arch=perceptron alpha=100: 38.0% (1 replicate, lr 0.01); "
+                          "arch=mlp1 alpha=100: 62.0% (1 replicate, lr 0.01)")
+    assert ordered[3:6] == ["2 of 5", "uniform_mnist_mlp1: arch=mlp1 alpha=100 (1 replicate); uniform_mnist_perceptron: "
+                            "arch=perceptron alpha=100 (1 replicate)", split]
