@@ -263,6 +263,7 @@ JUDGED = {
                                               "progress line ends in a newline, so flush=True adds nothing" for i in (4, 7, 8)},
     **{f"analysis.power.x_structured__mutmut_{i}": "equivalent: the scenario's δ are tenths; 0.85 and 0.95 lie between "
                                                    "them" for i in (26, 41)},
+    "analysis.reproduction.x_main__mutmut_32": "equivalent: parse_args(None) reads sys.argv[1:] itself",
     "loaders.noise.x_wrong_class_order__mutmut_21": _INT_DTYPE, "loaders.noise.x_wrong_class_order__mutmut_23": _INT_DTYPE,
     **{name: _CPU_ONLY for name in ("loaders.noise.xǁNoiseModelǁto__mutmut_2", "loaders.noise.xǁNoiseModelǁto__mutmut_4",
                                     *(f"loaders.noise.xǁWhiteNoiseǁ__call____mutmut_{i}" for i in (12, 14, 53, 55)))},

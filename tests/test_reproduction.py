@@ -5,6 +5,7 @@ one replicate each, a replicate short of a planned learning rate; CPU runs in CP
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -109,12 +110,14 @@ def test_command_line(tmp_path: Path, monkeypatch, capsys) -> None:
     help_text = capsys.readouterr().out
     assert help_text.startswith("usage: python -m analysis.reproduction [-h] [--out OUT] root\n")
     assert reproduction.__doc__.splitlines()[0] in help_text
-    assert "the folder of committed paper-scale runs, e.g. bench/results/paper" in help_text
+    assert re.search(r"^  root +the folder of committed paper-scale runs, e\.g\. bench/results/paper$", help_text, re.M)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["reproduction.py", "absent"])
     assert reproduction.main() == 0
     assert capsys.readouterr().out == f"docs/reproduction.md: {len(claims.CLAIMS)} claims, 0 from runs under absent\n"
     assert (tmp_path / "docs" / "reproduction.md").is_file()
+    assert reproduction.main(["absent", "--out", "made/for/it.md"]) == 0 and (tmp_path / "made/for/it.md").is_file()
+    capsys.readouterr()
     (tmp_path / "file").write_text("x")
     assert reproduction.main(["file", "--out", "deep/er/page.md"]) == 2
     assert capsys.readouterr().err == "error: file is invalid: it must be a folder of run folders\n"
