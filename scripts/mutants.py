@@ -55,7 +55,7 @@ TESTS = {
                             "tests/test_val_split.py"],
     "analysis/claims.py": ["tests/test_analysis.py", "tests/test_claims_table.py", "tests/test_noise_human.py"],
     "analysis/bands.py": ["tests/test_claims_table.py", "tests/test_analysis.py"],
-    "analysis/effects.py": ["tests/test_claims_table.py", "tests/test_analysis.py", "tests/test_noise_human.py"],
+    "analysis/effects.py": ["tests/test_effects.py", "tests/test_claims_table.py", "tests/test_analysis.py", "tests/test_noise_human.py"],
     "analysis/clean_counts.py": ["tests/test_claims_table.py", "tests/test_analysis.py"],
     "analysis/lr_trend.py": ["tests/test_lr_trend.py", "tests/test_claims_table.py", "tests/test_analysis.py"],
     # study/
@@ -264,6 +264,15 @@ JUDGED = {
     **{f"analysis.power.x_structured__mutmut_{i}": "equivalent: the scenario's δ are tenths; 0.85 and 0.95 lie between "
                                                    "them" for i in (26, 41)},
     "analysis.reproduction.x_main__mutmut_32": "equivalent: parse_args(None) reads sys.argv[1:] itself",
+    **{f"analysis.effects.{name}": "equivalent: the summary's columns are numeric already; to_numpy's dtype only "
+                                   "converts, and the comparisons, log2 and NaN-filling where() give the same values on "
+                                   "int or float" for name in ("x_batch_slope__mutmut_19", "x_batch_slope__mutmut_24",
+                                                               "x_best_row__mutmut_17", "x_h_alpha_flat__mutmut_10",
+                                                               "x_novel_like_repeated__mutmut_5",
+                                                               "x_structured_like_uniform__mutmut_16")},
+    **{f"analysis.effects.x_share__mutmut_{i}": "equivalent: a bool mask divided by its count is the same float "
+                                                "weights as a float one" for i in (3, 5)},
+    "analysis.effects.x_structured_like_uniform__mutmut_64": "equivalent: the δ of a grid are tenths, none at 0.99",
     "loaders.noise.x_wrong_class_order__mutmut_21": _INT_DTYPE, "loaders.noise.x_wrong_class_order__mutmut_23": _INT_DTYPE,
     **{name: _CPU_ONLY for name in ("loaders.noise.xǁNoiseModelǁto__mutmut_2", "loaders.noise.xǁNoiseModelǁto__mutmut_4",
                                     *(f"loaders.noise.xǁWhiteNoiseǁ__call____mutmut_{i}" for i in (12, 14, 53, 55)))},
