@@ -66,7 +66,7 @@ def so_far(judged: Judged) -> str:
                         f"95% CI {100 * r.test_acc_ci_low:.1f} to {100 * r.test_acc_ci_high:.1f}%, ")
             parts.append(f"{label(cell.values)}: {100 * r.test_acc:.1f}% ({interval}{r.replicates:g} replicate"
                          f"{'s' * (r.replicates != 1)}, lr {r.lr:g})")
-    return "so far, no verdict: " + "; ".join(parts) if parts else ""
+    return "so far, no verdict: " + "; ".join(parts)  # a present cell has a finished replicate: a summary row
 
 
 def row(judged: Judged, runs: dict[str, Run]) -> dict[str, str]:

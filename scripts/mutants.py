@@ -273,6 +273,8 @@ JUDGED = {
     **{f"analysis.effects.x_share__mutmut_{i}": "equivalent: a bool mask divided by its count is the same float "
                                                 "weights as a float one" for i in (3, 5)},
     "analysis.effects.x_structured_like_uniform__mutmut_64": "equivalent: the δ of a grid are tenths, none at 0.99",
+    "analysis.reproduction.x_row__mutmut_52": "equivalent: coverage.select chooses every gathered cell on one split, "
+                                              "so the join has one element",
     "loaders.noise.x_wrong_class_order__mutmut_21": _INT_DTYPE, "loaders.noise.x_wrong_class_order__mutmut_23": _INT_DTYPE,
     **{name: _CPU_ONLY for name in ("loaders.noise.xǁNoiseModelǁto__mutmut_2", "loaders.noise.xǁNoiseModelǁto__mutmut_4",
                                     *(f"loaders.noise.xǁWhiteNoiseǁ__call____mutmut_{i}" for i in (12, 14, 53, 55)))},

@@ -132,9 +132,11 @@ def test_label_sources_and_minutes_by_hand() -> None:
     from analysis.coverage import Cell, Run
 
     assert reproduction.label({"alpha": 100.0, "lr": 1e-05, "arch": "conv4", "n": 2}) == "alpha=100 lr=1e-05 arch=conv4 n=2"
-    cells = [Cell({"alpha": a}, {"b": 3}) for a in (1, 2, 5)] + [Cell({"alpha": 10}, {"a": 1}), Cell({"alpha": 20}, {"a": 2})]
-    # run a: two cells, 1 and 2 replicates (a range); run b: three cells, named (SHOWN = 3)
-    assert reproduction.sources(cells) == "a: alpha=10, alpha=20 (1–2 replicates); b: alpha=1, alpha=2, alpha=5 (3 replicates)"
+    cells = [Cell({"alpha": a}, {"b": 3}) for a in (1, 2, 5)] + [Cell({"alpha": a}, {"a": n}) for a, n in ((10, 3), (20, 1),
+                                                                                                            (50, 2))]
+    # run a: three cells, 1 to 3 replicates (a range); run b: three cells, named (SHOWN = 3)
+    assert reproduction.sources(cells) == ("a: alpha=10, alpha=20, alpha=50 (1–3 replicates); "
+                                           "b: alpha=1, alpha=2, alpha=5 (3 replicates)")
     more = cells + [Cell({"alpha": 50}, {"b": 3})]
     assert reproduction.sources(more).endswith("; b: 4 cells (3 replicates)")
     runs = [Run("a", {}, pd.DataFrame(), "cpu", {"CPU": 12.5, "GPU": 0.0}), Run("b", {}, pd.DataFrame(), "gpu",
