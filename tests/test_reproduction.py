@@ -65,6 +65,13 @@ def test_full_partial_and_not_run_rows(tmp_path: Path) -> None:
     assert sum(r[-1] == "not run at paper scale |" for r in rows) == len(claims.CLAIMS) - 4
 
 
+def ordering_row(root: Path, out: Path) -> list[str]:
+    """The page's row for Figure 1's ordering claim (ConvNet > MLPs > perceptron), written from the runs under root."""
+    assert reproduction.main([str(root), "--out", str(out)]) == 0
+    by_claim = {r[1]: r for r in (line.split(" | ") for line in claim_lines(out))}
+    return by_claim[next(c.claim for c in claims.CLAIMS if c.claim.startswith("MNIST: larger"))]
+
+
 def test_a_partial_claim_with_no_verdict_shows_its_cells_so_far(tmp_path: Path) -> None:
     """The ordering claim needs a ConvNet: with only the perceptron and MLP1 at α = 100 it has no verdict, and the
     page shows each present cell at its chosen LR, with its interval over the replicates, instead of nothing."""
@@ -73,10 +80,7 @@ def test_a_partial_claim_with_no_verdict_shows_its_cells_so_far(tmp_path: Path) 
     fig1["test_acc"] = fig1["arch"].map({"perceptron": 0.38, "mlp1": 0.62}) + 0.02 * (fig1["seed"] > 0) \
         - 0.1 * (fig1["lr"] == 0.1)
     paper_run(root / "uniform_mnist", "uniform_mnist", ["fig1"], fig1, planned=len(fig1), gpu_minutes=[2.0])
-    out = tmp_path / "reproduction.md"
-    assert reproduction.main([str(root), "--out", str(out)]) == 0
-    by_claim = {r[1]: r for r in (line.split(" | ") for line in claim_lines(out))}
-    ordered = by_claim[next(c.claim for c in claims.CLAIMS if c.claim.startswith("MNIST: larger"))]
+    ordered = ordering_row(root, tmp_path / "reproduction.md")
     # per cell: the mean of 2 replicates (x and x + 2 points), t interval ± 12.706 x 1 point
     assert ordered[2] == ("so far, no verdict: arch=perceptron alpha=100: 39.0% (95% CI 26.3 to 51.7%, 2 replicates, "
                           "lr 0.01); arch=mlp1 alpha=100: 63.0% (95% CI 50.3 to 75.7%, 2 replicates, lr 0.01)")
@@ -158,10 +162,7 @@ def test_so_far_and_the_split_of_cells_from_runs_with_and_without_a_held_out_spl
         if val is not None:
             trials["val_acc"] = val
         paper_run(root / f"uniform_mnist_{arch}", "uniform_mnist", ["fig1"], trials, planned=1, gpu_minutes=[2.0])
-    out = tmp_path / "reproduction.md"
-    assert reproduction.main([str(root), "--out", str(out)]) == 0
-    by_claim = {r[1]: r for r in (line.split(" | ") for line in claim_lines(out))}
-    ordered = by_claim[next(c.claim for c in claims.CLAIMS if c.claim.startswith("MNIST: larger"))]
+    ordered = ordering_row(root, tmp_path / "reproduction.md")
     assert ordered[2] == ("so far, no verdict: arch=perceptron alpha=100: 38.0% (1 replicate, lr 0.01); "
                           "arch=mlp1 alpha=100: 62.0% (1 replicate, lr 0.01)")
     assert ordered[3:6] == ["2 of 5", "uniform_mnist_mlp1: arch=mlp1 alpha=100 (1 replicate); uniform_mnist_perceptron: "
