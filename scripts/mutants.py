@@ -275,6 +275,11 @@ JUDGED = {
     "analysis.effects.x_structured_like_uniform__mutmut_64": "equivalent: the δ of a grid are tenths, none at 0.99",
     "analysis.reproduction.x_row__mutmut_52": "equivalent: coverage.select chooses every gathered cell on one split, "
                                               "so the join has one element",
+    **{f"analysis.power.x_simulate__mutmut_{i}": "equivalent: every truth function returns floats" for i in (4, 6)},
+    "analysis.power.x_simulate__mutmut_60": "equivalent: measured is clipped at 0 already, so measured + 0.05 > 0",
+    "analysis.power.x_dataset_size__mutmut_37": "equivalent on the scenario's grid: α is 0 (n90 = 100 there) or ≥ 1",
+    "analysis.power.x_dataset_size__mutmut_43": "equivalent on the scenario's grid: its lowest truth is 19.5% (p = 1.5, "
+                                                "α = 50, 100 clean labels), above the 10% floor",
     "loaders.noise.x_wrong_class_order__mutmut_21": _INT_DTYPE, "loaders.noise.x_wrong_class_order__mutmut_23": _INT_DTYPE,
     **{name: _CPU_ONLY for name in ("loaders.noise.xǁNoiseModelǁto__mutmut_2", "loaders.noise.xǁNoiseModelǁto__mutmut_4",
                                     *(f"loaders.noise.xǁWhiteNoiseǁ__call____mutmut_{i}" for i in (12, 14, 53, 55)))},

@@ -216,7 +216,7 @@ def test_cli_help_names_every_option_and_its_default(capsys: pytest.CaptureFixtu
     assert text.startswith("usage: python -m analysis.power [-h] [--replicates REPLICATES] [--noise NOISE] "
                            "[--seeds SEEDS] [--select {val,test}] How often each claim reads \"held\" on simulated "
                            "studies whose truth is known: rarely under no effect (or an effect on the band's edge), "
-                           "usually under the paper's effect, at a given replicate count and noise. ")
+                           "usually under the paper's effect, at a given replicate count and noise. options: ")
     for option in ("--replicates REPLICATES replicates of every config in a simulated study (default: 3)",
                    "--noise NOISE accuracy noise per replicate, in points (default: 1.0)",
                    "--seeds SEEDS simulated studies per effect (default: 100)",
@@ -224,7 +224,13 @@ def test_cli_help_names_every_option_and_its_default(capsys: pytest.CaptureFixtu
         assert option in text
 
 
-def test_cli_passes_its_arguments_and_rejects_each_bad_one(capsys: pytest.CaptureFixture) -> None:
+def test_cli_passes_its_arguments_and_rejects_each_bad_one(capsys: pytest.CaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    table = power.table
+    monkeypatch.setattr(power, "table", lambda *args: calls.append(args) or table(*args))  # records, then the real one
+    assert power.main(["--noise", "2.5", "--seeds", "1"]) == 0 and calls == [(3, 0.025, 1, "val")]  # points -> fraction
+    capsys.readouterr()
     assert power.main(["--replicates", "1", "--seeds", "4", "--noise", "0.5", "--select", "val"]) == 0
     out = capsys.readouterr().out
     assert out == power.table(1, 0.005, 4, "val").to_string(index=False) + "\n"
@@ -236,3 +242,56 @@ def test_cli_passes_its_arguments_and_rejects_each_bad_one(capsys: pytest.Captur
         power.main(["--select", "train"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "argument --select: invalid choice: 'train'" in err and "val" in err
+
+
+def test_dataset_size_truth() -> None:
+    """n90(α) = 200·α clean labels for 90% (α = 0: 100), 30 points per decade, at most 99%."""
+    for alpha, n, acc in ((0, 100, 0.9), (0, 1000, 0.99), (10, 2000, 0.9), (10, 200, 0.6), (50, 100, 0.3), (1, 200, 0.9), (1, 100, 0.809691001)):  # 0.9 + 0.3 log10(1/2)
+        assert truth("dataset_size", power.PAPER, alpha=alpha, n_clean=n) == [acc], (alpha, n)
+    assert truth("dataset_size", "twice the paper's counts", alpha=10, n_clean=2000) == [0.809691001]  # n90 = 4,000
+    assert truth("dataset_size", "twice the paper's counts", alpha=0, n_clean=100) == [0.9]
+    for effect, p in (("p = 0.85", 0.85), ("p = 1.5", 1.5)):  # n90(10) stays 2,000; n90(50) moves with p
+        assert truth("dataset_size", effect, alpha=10, n_clean=2000) == [0.9]
+        n90 = 2000 * 5 ** p
+        assert truth("dataset_size", effect, alpha=50, n_clean=10000) == [round(0.9 + 0.3 * np.log10(10000 / n90), 9)]
+
+
+def test_rows_give_every_scenario_an_architecture_and_batch_size() -> None:
+    for scenario in power.SCENARIOS:
+        rows = scenario.rows()
+        assert rows.index.equals(pd.RangeIndex(len(rows))), scenario.exp
+        assert {"arch", "batch_size"} <= set(rows) and rows.notna()[["arch", "batch_size"]].all().all()
+    structured = next(s for s in power.SCENARIOS if s.exp == "structured").rows()
+    assert (structured["arch"] == "conv4").all() and (structured["batch_size"] == 128).all()
+    assert len(structured) == 11 * 3 * len(power.LRS)
+
+
+def test_simulate_adds_independent_noise_and_varies_every_seed() -> None:
+    imagenet = next(s for s in power.SCENARIOS if s.exp == "uniform_imagenet")
+    grid = imagenet.rows()
+    t = power.simulate(imagenet, power.PAPER, 2, 0.0, 3, "val", np.random.default_rng(0))
+    truth_ = np.tile(np.asarray(imagenet.truth(grid, power.PAPER), float), 6)
+    assert len(t) == 6 * len(grid) and (t["status"] == "ok").all()
+    assert np.allclose(t["test_top5"], truth_) and np.allclose(t["test_acc"], truth_ - 0.2)  # top-5 is the truth
+    assert np.allclose(t["val_acc"], truth_)
+    for column in ("seed", "noise_seed", "order_seed", "subset_seed"):  # replicates differ in every seed
+        assert t[column].tolist() == [0] * len(grid) + [1000] * len(grid) + [0] * len(grid) + [1000] * len(grid) \
+            + [0] * len(grid) + [1000] * len(grid)
+    assert t["study"].tolist() == [i for i in range(3) for _ in range(2 * len(grid))]
+    mnist = power.SCENARIOS[0]
+    t = power.simulate(mnist, power.PAPER, 1, 0.0, 1, "test", np.random.default_rng(0))
+    truth_ = np.asarray(mnist.truth(mnist.rows(), power.PAPER), float)
+    assert np.allclose(t["test_acc"], truth_) and np.allclose(t["test_top5"], np.minimum(truth_ + 0.05, 1))
+    assert t["val_acc"].isna().all()  # chosen on test: no validation accuracy
+    t = power.simulate(mnist, power.PAPER, 3, 1.0, 5, "val", np.random.default_rng(0))  # 100 points of noise: clipped
+    for column in ("test_acc", "test_top5", "val_acc"):
+        assert t[column].between(0, 1).all() and (t[column] == 1).any(), column
+    assert (t["test_acc"] == 0).any() and (t["val_acc"] == 0).any()
+    gap = t["val_acc"] - t["test_acc"]  # each drawn on its own, per row
+    assert gap.nunique() > len(t) // 2
+
+
+def test_held_rates_defaults_and_claims() -> None:
+    cifar = next(s for s in power.SCENARIOS if s.exp == "uniform_cifar10")
+    assert power.held_rates(cifar, power.PAPER) == power.held_rates(cifar, power.PAPER, 3, 0.01, 100, "val", 0)
+    assert list(power.held_rates(power.SCENARIOS[0], power.PAPER, seeds=2)) == list(power.SCENARIOS[0].claims)
