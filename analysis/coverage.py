@@ -24,6 +24,7 @@ import pandas as pd
 
 import rundir
 from analysis import bands, claims
+from analysis.effects import where
 from analysis.summary import SEARCHED, read_run, summarize
 
 MNIST_ALPHAS = (0, 1, 2, 5, 10, 20, 50, 100)  # Figure 1's grid (study/conf/exp/uniform_mnist.yaml)
@@ -143,20 +144,10 @@ def planned(study: dict[str, Any], searched: list[str]) -> set[tuple] | None:
     return set(itertools.product(*values))
 
 
-def matching(trials: pd.DataFrame, cell: dict[str, Any]) -> np.ndarray:
-    """The rows of one cell: every column of the cell at its value (a column the run lacks matches nothing)."""
-    mask = np.ones(len(trials), bool)
-    for column, value in cell.items():
-        if column not in trials:
-            return mask & False
-        mask &= (trials[column] == value).to_numpy()
-    return mask
-
-
 def replicates(run: Run, cell: dict[str, Any]) -> dict[tuple, pd.DataFrame]:
     """A cell's finished replicates in one run: seed tuple -> its rows, one per planned searched value."""
     t = run.trials
-    rows = t[matching(t, cell) & (t["status"] == "ok").to_numpy() & t["test_acc"].notna().to_numpy()]
+    rows = t[where(t, **cell) & (t["status"] == "ok").to_numpy() & t["test_acc"].notna().to_numpy()]
     keys = [k for k in rundir.REPLICATE_KEYS if k in t]
     wanted = planned(run.study, run.searched)
     if wanted is None:  # every searched value this run finished for the cell
@@ -164,7 +155,7 @@ def replicates(run: Run, cell: dict[str, Any]) -> dict[tuple, pd.DataFrame]:
     out = {}
     for seeds, group in rows.groupby(keys, dropna=False) if keys else [((), rows)]:
         if wanted <= set(group[run.searched].itertuples(index=False, name=None)):
-            out[seeds if isinstance(seeds, tuple) else (seeds,)] = group
+            out[seeds] = group  # a tuple: groupby over a list of keys (pandas >= 2)
     return out
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 import rundir
 from analysis import claims, coverage
 from analysis.coverage import Cell, Judged, Run
+from analysis.effects import where
 from analysis.summary import missing
 
 NOT_RUN = "not run at paper scale"
@@ -61,7 +62,7 @@ def so_far(judged: Judged) -> str:
     verdict will rest on, shown before every cell is there to give one."""
     s, parts = judged.summary, []
     for cell in (c for c in judged.cells if c.replicates):
-        for r in s[coverage.matching(s, cell.values)].itertuples():
+        for r in s[where(s, **cell.values)].itertuples():
             interval = ("" if pd.isna(r.test_acc_ci_low) else
                         f"95% CI {100 * r.test_acc_ci_low:.1f} to {100 * r.test_acc_ci_high:.1f}%, ")
             parts.append(f"{label(cell.values)}: {100 * r.test_acc:.1f}% ({interval}{r.replicates:g} replicate"

@@ -280,6 +280,14 @@ JUDGED = {
     "analysis.power.x_dataset_size__mutmut_37": "equivalent on the scenario's grid: α is 0 (n90 = 100 there) or ≥ 1",
     "analysis.power.x_dataset_size__mutmut_43": "equivalent on the scenario's grid: its lowest truth is 19.5% (p = 1.5, "
                                                 "α = 50, 100 clean labels), above the 10% floor",
+    **{f"analysis.coverage.x_judge__mutmut_{i}": "equivalent: the page reads the row's measured text, split and "
+                                                 "verdict, not its scale column" for i in (22, 23)},
+    "analysis.coverage.x_judge__mutmut_9": "equivalent: a claim with no cell present returns before its row or summary "
+                                           "is read (reproduction.row, paper_window)",
+    "analysis.coverage.x_planned__mutmut_10": "equivalent: sep='.' is json_normalize's default",
+    **{f"analysis.coverage.x_replicates__mutmut_{i}": "equivalent: itertuples' index=None is falsy like False, and its "
+                                                      "named tuples equal and hash as plain tuples" for i in (26, 28, 40, 42)},
+    **{f"analysis.coverage.x_spent__mutmut_{i}": "equivalent: CORES finds nothing in 'XXXX' as in ''" for i in (54,)},
     "loaders.noise.x_wrong_class_order__mutmut_21": _INT_DTYPE, "loaders.noise.x_wrong_class_order__mutmut_23": _INT_DTYPE,
     **{name: _CPU_ONLY for name in ("loaders.noise.xǁNoiseModelǁto__mutmut_2", "loaders.noise.xǁNoiseModelǁto__mutmut_4",
                                     *(f"loaders.noise.xǁWhiteNoiseǁ__call____mutmut_{i}" for i in (12, 14, 53, 55)))},

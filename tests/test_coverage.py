@@ -108,3 +108,37 @@ def test_a_run_from_before_the_noise_columns_pools_with_a_newer_one(tmp_path: Pa
     assert "draw" not in pd.read_csv(tmp_path / old.name / rundir.TRIALS)
     (judged,) = [j for j in coverage.judge(coverage.read_runs(tmp_path)) if j.claim is PERCEPTRON]
     assert judged.cells[0].taken == {old.name: 3, new.name: 1} and "4 replicates" in judged.row.measured
+
+
+def test_minutes_of_every_launch_summed_and_without_provenance(tmp_path: Path) -> None:
+    launches = [{"gpus": 1, "cpu_minutes": 7.0, "wall_s": 60.0},  # held a GPU, its minutes not recorded: 0 GPU-min
+                {"cpu_minutes": 3.0}, {"cpu_minutes": 4.5},
+                {"wall_s": 600.0, "device": "CPU (x, 4 cores to Ray)"}, {"wall_s": 600.0}]  # no device: no cores
+    rundir.write_json({"device": "mixed", "launches": launches}, tmp_path / rundir.PROVENANCE)
+    assert coverage.spent(tmp_path) == ("mixed", {"CPU": 3.0 + 4.5 + 40.0, "GPU": 0.0})
+    assert coverage.spent(tmp_path / "absent") == ("unknown", {})
+
+
+def test_planned_reads_grid_and_grid_extra() -> None:
+    study = {"config": {"grid": {"train": {"lr": [0.1]}, "noise": {"alpha": [0, 100]}},
+                        "grid_extra": [{"train": {"lr": [0.5, 0.1]}}]}}
+    assert coverage.planned(study, ["lr"]) == {(0.1,), (0.5,)}
+    assert coverage.planned(study, ["lr", "alpha"]) == {(0.1, 0), (0.1, 100), (0.5, 0), (0.5, 100)}
+    assert coverage.planned(study, ["batch_size"]) is None and coverage.planned({}, ["lr"]) is None
+
+
+def test_the_run_with_the_most_replicates_of_a_cell_comes_first() -> None:
+    """gather takes each seed once, first from the run holding the most replicates; its trials are indexed afresh."""
+    many, one = run("a-many", [0, 1000]), run("z-one", [1000])  # z-one, later in name order, repeats a seed of a-many
+    rows, (cell,) = coverage.gather(NEED, [many, one])
+    assert cell.taken == {"a-many": 2}
+    assert rows.index.equals(pd.RangeIndex(len(rows)))
+
+
+def test_replicates_without_seed_columns_or_with_a_missing_seed() -> None:
+    bare = run("bare", [0])
+    bare.trials = bare.trials.drop(columns=list(rundir.REPLICATE_KEYS))  # one replicate, keyed by nothing
+    assert list(coverage.replicates(bare, CELL)) == [()]
+    old = run("old", [0, 1000])
+    old.trials["subset_seed"] = None  # a seed an older run did not record: still a replicate each
+    assert [seeds[:3] for seeds in coverage.replicates(old, CELL)] == [(0, 0, 0), (1000, 1000, 1000)]
