@@ -5,6 +5,7 @@ watch, and `fit` running real (tiny) Tune experiments side by side and resuming 
 from __future__ import annotations
 
 import io
+import signal
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,7 @@ def test_fit_runs_experiments_side_by_side_and_resumes(tmp_path: Path, capfd: py
     cfg = composed("max_failures=0")
     plan = preflight.plan(cfg)
     exps = experiments.cells(cfg, plan.base, plan.grids[0])  # α = 0 and 10, each over lr 0.1 and 0.5
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         progress = Progress(4, out=io.StringIO())
@@ -124,3 +126,5 @@ def test_fit_runs_experiments_side_by_side_and_resumes(tmp_path: Path, capfd: py
         assert "Trial status" not in "".join(capfd.readouterr())  # Tune's own tables off (verbose=0)
     finally:
         ray.shutdown()
+        for sig, handler in handlers.items():  # Tune's fit leaves its SIGUSR1 handler (a study's process then ends)
+            signal.signal(sig, handler)
