@@ -288,6 +288,8 @@ JUDGED = {
     **{f"analysis.coverage.x_replicates__mutmut_{i}": "equivalent: itertuples' index=None is falsy like False, and its "
                                                       "named tuples equal and hash as plain tuples" for i in (26, 28, 40, 42)},
     **{f"analysis.coverage.x_spent__mutmut_{i}": "equivalent: CORES finds nothing in 'XXXX' as in ''" for i in (54,)},
+    **{f"study.experiments.x_plan__mutmut_{i}": "equivalent: a cell's path, tune/cell-NNN, holds 'tune' once, so "
+                                                "replace's count changes nothing" for i in (28, 31)},
     "loaders.noise.x_wrong_class_order__mutmut_21": _INT_DTYPE, "loaders.noise.x_wrong_class_order__mutmut_23": _INT_DTYPE,
     **{name: _CPU_ONLY for name in ("loaders.noise.xǁNoiseModelǁto__mutmut_2", "loaders.noise.xǁNoiseModelǁto__mutmut_4",
                                     *(f"loaders.noise.xǁWhiteNoiseǁ__call____mutmut_{i}" for i in (12, 14, 53, 55)))},
