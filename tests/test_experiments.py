@@ -1,12 +1,9 @@
 """study.experiments: the search space's domains, the experiments of each search and scheduler (one
 fused grid, or one per cell with the searched keys inside), Tune's config from the config groups, the no-GPU
-watch in-process; `fit` running real (tiny) Tune experiments side by side and resuming one, in a child process."""
+watch. `fit` itself runs in the slow tests' studies (a fast in-process test of it crashed the whole suite)."""
 
 from __future__ import annotations
 
-import io
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -95,43 +92,3 @@ def test_no_gpu_watch_only_for_gpu_trials_on_a_cluster() -> None:
     assert experiments.watches(composed("ray.address=10.0.0.1:6379")) == []  # CPU trials
     (watch,) = experiments.watches(composed("ray.address=10.0.0.1:6379", "resources.gpu=0.5", "resources.gpu_wait=2m"))
     assert isinstance(watch, NoGpuWatch) and (watch.gpu, watch.wait_s, watch.wait) == (0.5, 120, "2m")
-
-
-def report(config: dict) -> None:
-    from ray import tune
-
-    tune.report({"test_acc": config["train"]["lr"] + config["noise"]["alpha"] / 100, "epoch": 1})
-
-
-def fit_twice(run_dir: str) -> dict:
-    """In a child process of its own (Ray in the test process crashes pytest at its exit): fit two cells, then
-    resume the first; what each saw."""
-    import ray
-
-    from study.console import Progress
-
-    cfg = composed("max_failures=0")
-    plan = preflight.plan(cfg)
-    exps = experiments.cells(cfg, plan.base, plan.grids[0])  # α = 0 and 10, each over lr 0.1 and 0.5
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        progress = Progress(4, out=io.StringIO())
-        grids = experiments.fit(exps, report, cfg, Path(run_dir), restore=False, progress=progress)
-        first = [sorted(r.metrics["test_acc"] for r in grid) for grid in grids]
-        trials = sorted(p.name for p in (Path(run_dir) / exps[0].path).iterdir() if p.is_dir())
-        (again,) = experiments.fit(exps[:1], report, cfg, Path(run_dir), restore=True)  # restored: nothing re-runs
-        return {"paths": [e.path for e in exps], "first": first, "reported": len(progress.trials), "trials": trials,
-                "again": sorted(r.metrics["test_acc"] for r in again)}
-    finally:
-        ray.shutdown()
-
-
-def test_fit_runs_experiments_side_by_side_and_resumes(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        seen = pool.submit(fit_twice, str(tmp_path)).result()
-    assert seen["first"] == [[0.1, 0.5], [0.2, 0.6]] and seen["reported"] == 4  # every trial on the progress line
-    assert all((tmp_path / path / "tuner.pkl").is_file() for path in seen["paths"])  # each saved in its own folder
-    assert len(seen["trials"]) == 2 and all(t.startswith(experiments.TRAINABLE + "_") for t in seen["trials"])
-    assert seen["again"] == [0.1, 0.5]
-    assert sorted(p.name for p in (tmp_path / seen["paths"][0]).iterdir() if p.is_dir()) == seen["trials"]
-    assert "Trial status" not in "".join(capfd.readouterr())  # Tune's own tables off (verbose=0)
