@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import rundir
 from errors import invalid
 from study.config import Config
 from study.console import Progress
@@ -126,8 +127,9 @@ def watches(cfg: Config) -> list[Any]:
 
 def fit(experiments: list[Experiment], trainable: Any, cfg: Config, run_dir: Path, restore: bool,
         progress: Progress | None = None) -> list[Any]:
-    """Run (or, with restore, resume) every experiment; their ResultGrids in order. Tune prints nothing (verbose=0):
-    every trial's state goes to `progress`, the study's one progress line."""
+    """Run (or, with restore, resume) every experiment; each one's results (rundir.Result) in order, a trial's id
+    prefixed with its experiment's folder. Tune prints nothing (verbose=0): every trial's state goes to `progress`,
+    the study's one progress line."""
     from ray import tune
 
     from study.tune_progress import Report
@@ -146,9 +148,12 @@ def fit(experiments: list[Experiment], trainable: Any, cfg: Config, run_dir: Pat
                     storage_path=str(path.parent), name=path.name,
                     failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # a retry needs only the last
-                    verbose=0, callbacks=[Report(), *watches(cfg)]),
+                    verbose=0, callbacks=[Report(exp.path), *watches(cfg)]),
             )
-        return tuner.fit()
+        # Tune's trial ids are unique within one experiment only: experiments started side by side draw the same
+        # time-based prefix (abcde_00000 in two cells), which would merge their rows in trials.csv
+        return [rundir.Result(r.config, r.metrics and {**r.metrics, "trial_id": f"{exp.path}/{r.metrics['trial_id']}"},
+                              r.metrics_dataframe, r.error) for r in tuner.fit()]
 
     if len(experiments) == 1:
         return [one(experiments[0])]

@@ -1,7 +1,7 @@
 """The study's progress line (study.console) fed by Ray Tune: a Callback that reports every trial's state.
 
-Tune pickles its callbacks with the Tuner (tuner.pkl) and restores them with `resume=`: a Report holds nothing of
-its own, and reports to the Progress of the launch that runs it (the class attribute `progress`, set by
+Tune pickles its callbacks with the Tuner (tuner.pkl) and restores them with `resume=`: a Report holds only its
+experiment's folder, and reports to the Progress of the launch that runs it (the class attribute `progress`, set by
 study.experiments.fit)."""
 
 from __future__ import annotations
@@ -17,21 +17,29 @@ STATUS = {"PENDING": "pending", "PAUSED": "pending", "RUNNING": "running", "TERM
 
 class Report(tune.Callback):
     progress: ClassVar[console.Progress | None] = None
-    work: ClassVar[dict[str, float]] = {}  # examples a trial trains in all, per trial id (its config is fixed)
+    work: ClassVar[dict[str, float]] = {}  # examples a trial trains in all, per trial (its config is fixed)
+    experiment = ""  # a class default: a Report pickled before experiments had one restores with it
+
+    def __init__(self, experiment: str) -> None:
+        self.experiment = experiment
+
+    def key(self, trial: Any) -> str:
+        """The trial's id in the study: Tune's ids are unique within one experiment only."""
+        return f"{self.experiment}/{trial.trial_id}"
 
     def state(self, trial: Any) -> console.TrialState:
         members = trial.config.get("members") or [trial.config]
-        if trial.trial_id not in self.work:
-            self.work[trial.trial_id] = float(cost.examples(members[0]) * len(members))
+        if self.key(trial) not in self.work:
+            self.work[self.key(trial)] = float(cost.examples(members[0]) * len(members))
         epoch, epochs = int((trial.last_result or {}).get("epoch") or 0), members[0]["train"]["epochs"]
         status = STATUS.get(trial.status, "pending")
         if status == "done" and epoch < epochs:  # stopped by a budget or a signal: it goes on when resumed
             status = "pending"
-        return console.TrialState(status, epoch, epochs, self.work[trial.trial_id])
+        return console.TrialState(status, epoch, epochs, self.work[self.key(trial)])
 
     def report(self, trials: list[Any]) -> None:
         if self.progress is not None:
-            self.progress.update({t.trial_id: self.state(t) for t in trials if t.config})
+            self.progress.update({self.key(t): self.state(t) for t in trials if t.config})
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         self.report(trials)

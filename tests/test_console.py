@@ -139,8 +139,9 @@ def test_a_folder_study_with_a_matrix_file_runs_quietly_and_says_what_it_ran(tmp
 
 def test_tunes_trials_become_the_progress_lines_states(monkeypatch: pytest.MonkeyPatch) -> None:
     """study.tune_progress.Report: each Tune trial's status and last epoch as a TrialState, a trial Tune ended before
-    its last epoch (a budget, a signal) as pending, its work = examples per member x members, kept per trial id; trials
-    without a config are left out, and nothing is reported while no Progress listens (under Tune: slow tests)."""
+    its last epoch (a budget, a signal) as pending, its work = examples per member x members, kept per trial, each keyed
+    by its experiment's folder and Tune's id (Tune's ids repeat across experiments); trials without a config are left
+    out, and nothing is reported while no Progress listens (under Tune: tests/test_experiments.py)."""
     from types import SimpleNamespace
 
     from study import cost, tune_progress
@@ -156,14 +157,17 @@ def test_tunes_trials_become_the_progress_lines_states(monkeypatch: pytest.Monke
               trial("h", "RESTORING", 2),  # a status this Tune does not have: waiting, as far as the line can tell
               SimpleNamespace(trial_id="g", status="PENDING", last_result=None, config={})]
     got = []
-    report = tune_progress.Report()
+    report = tune_progress.Report("tune/cell-001")
     report.on_step_end(0, trials)  # no Progress yet: nothing to report to
     monkeypatch.setattr(tune_progress.Report, "progress", SimpleNamespace(update=got.append))
     report.on_step_end(1, trials)
     report.on_experiment_end(trials)
-    assert got[0] == got[1] == {
+    assert got[0] == got[1] == {f"tune/cell-001/{k}": v for k, v in {
         "a": TrialState("running", 1, 4, 3600.0), "b": TrialState("done", 4, 4, 1200.0),
         "c": TrialState("pending", 2, 4, 1200.0), "d": TrialState("pending", 0, 4, 1200.0),
         "e": TrialState("pending", 3, 4, 1200.0), "f": TrialState("failed", 1, 4, 1200.0),
-        "h": TrialState("pending", 2, 4, 1200.0)}
+        "h": TrialState("pending", 2, 4, 1200.0)}.items()}
     assert len(got) == 2 and tune_progress.Report.work == {k: v.work for k, v in got[0].items()}
+    tune_progress.Report("tune/cell-000").on_step_end(2, [trial("a", "RUNNING", 2)])  # the same Tune id, another cell
+    assert got[2] == {"tune/cell-000/a": TrialState("running", 2, 4, 1200.0)}
+    assert tune_progress.Report.work["tune/cell-001/a"] == 3600.0  # its own work, not the other cell's a's

@@ -1,9 +1,14 @@
 """study.experiments: the search space's domains, the experiments of each search and scheduler (one
 fused grid, or one per cell with the searched keys inside), Tune's config from the config groups, the no-GPU
-watch. `fit` itself runs in the slow tests' studies (a fast in-process test of it crashed the whole suite)."""
+watch; `fit` running real (tiny) Tune experiments side by side and resuming one, in a child Python of its own."""
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +16,7 @@ import pytest
 from errors import UsageError
 from study import config, experiments, preflight
 from study.watch import NoGpuWatch
+from tests.conftest import REPO
 
 SMALL = ["exp=uniform_mnist", "preset=smoke", "grid.noise.alpha=[0,10]", "grid.model.arch=[mlp1]",
          "grid.train.lr=[0.1,0.5]"]
@@ -92,3 +98,53 @@ def test_no_gpu_watch_only_for_gpu_trials_on_a_cluster() -> None:
     assert experiments.watches(composed("ray.address=10.0.0.1:6379")) == []  # CPU trials
     (watch,) = experiments.watches(composed("ray.address=10.0.0.1:6379", "resources.gpu=0.5", "resources.gpu_wait=2m"))
     assert isinstance(watch, NoGpuWatch) and (watch.gpu, watch.wait_s, watch.wait) == (0.5, 120, "2m")
+
+
+def report(config: dict) -> None:
+    from ray import tune
+
+    tune.report({"test_acc": config["train"]["lr"] + config["noise"]["alpha"] / 100, "epoch": 1})
+
+
+def fit_twice(run_dir: str) -> dict:
+    """Fit two cells, then resume the first; what each saw. Run by the test below in a child Python: Ray started
+    in pytest's own process crashed pytest at its exit."""
+    import ray
+
+    from study.console import Progress
+
+    cfg = composed("max_failures=0")
+    plan = preflight.plan(cfg)
+    exps = experiments.cells(cfg, plan.base, plan.grids[0])  # α = 0 and 10, each over lr 0.1 and 0.5
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never another's cluster
+    try:
+        progress = Progress(4, out=io.StringIO())
+        grids = experiments.fit(exps, report, cfg, Path(run_dir), restore=False, progress=progress)
+        first = [sorted(r.metrics["test_acc"] for r in grid) for grid in grids]
+        trials = sorted(p.name for p in (Path(run_dir) / exps[0].path).iterdir() if p.is_dir())
+        (again,) = experiments.fit(exps[:1], report, cfg, Path(run_dir), restore=True)  # restored: nothing re-runs
+        return {"paths": [e.path for e in exps], "first": first, "reported": sorted(progress.trials), "trials": trials,
+                "ids": [sorted(r.metrics["trial_id"] for r in grid) for grid in grids],
+                "again": sorted(r.metrics["test_acc"] for r in again)}
+    finally:
+        ray.shutdown()
+
+
+def test_fit_runs_experiments_side_by_side_and_resumes(tmp_path: Path, ray_tmpdir: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # Both cells' Tune trials get the same ids (abcde_00000, abcde_00001), as cells started together often do
+    env.update(_TEST_TUNE_TRIAL_UUID="abcde", RAY_TMPDIR=ray_tmpdir, PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]))
+    child = subprocess.run([sys.executable, "-c", "import json, sys; from tests.test_experiments import fit_twice; "
+                            "print(json.dumps(fit_twice(sys.argv[1])))", str(tmp_path)],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, child.stderr[-3000:]
+    seen = json.loads(child.stdout.splitlines()[-1])
+    assert seen["first"] == [[0.1, 0.5], [0.2, 0.6]]
+    ids = [[f"{path}/abcde_0000{i}" for i in range(2)] for path in seen["paths"]]
+    assert seen["ids"] == ids  # each trial's id is its experiment's folder and Tune's id: one row each in trials.csv
+    assert seen["reported"] == sorted(ids[0] + ids[1])  # every trial on the progress line, apart
+    assert all((tmp_path / path / "tuner.pkl").is_file() for path in seen["paths"])  # each saved in its own folder
+    assert len(seen["trials"]) == 2 and all(t.startswith(experiments.TRAINABLE + "_") for t in seen["trials"])
+    assert seen["again"] == [0.1, 0.5]
+    assert sorted(p.name for p in (tmp_path / seen["paths"][0]).iterdir() if p.is_dir()) == seen["trials"]
+    assert "Trial status" not in child.stdout + child.stderr  # Tune's own tables off (verbose=0)
