@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +174,262 @@ def test_tunes_trials_become_the_progress_lines_states(monkeypatch: pytest.Monke
     tune_progress.Report("tune/cell-000").on_step_end(2, [trial("a", "RUNNING", 2)])  # the same Tune id, another cell
     assert got[2] == {"tune/cell-000/a": TrialState("running", 2, 4, 1200.0)}
     assert tune_progress.Report.work["tune/cell-001/a"] == 3600.0  # its own work, not the other cell's a's
+
+
+class Output(io.StringIO):
+    """Where the progress line goes: a terminal or not (a log file), and what it held each time it was flushed (a log
+    file is block-buffered: a line not flushed stays unseen)."""
+
+    def __init__(self, tty: bool = False) -> None:
+        super().__init__()
+        self.terminal, self.flushed = tty, []
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+    def flush(self) -> None:
+        self.flushed.append(self.getvalue())
+        super().flush()
+
+
+def clock_at(monkeypatch: pytest.MonkeyPatch, now: float) -> list[float]:
+    """time.monotonic() as the console reads it, reading clock[0] (set it to move time on)."""
+    clock = [now]
+    monkeypatch.setattr(console.time, "monotonic", lambda: clock[0])
+    return clock
+
+
+def test_durations_at_the_unit_boundaries() -> None:
+    """Seconds under a minute, minutes and seconds under an hour, then hours and minutes: each unit's first and last
+    value, rounded to the second first."""
+    seconds = (0, 59, 59.4, 59.6, 60, 61, 3599, 3599.4, 3600, 3601, 3659, 3660, 7199, 7200, 7325, 36000)
+    assert [console.duration(s) for s in seconds] == [
+        "0s", "59s", "59s", "1m00s", "1m00s", "1m01s", "59m59s", "59m59s", "1h00m", "1h00m", "1h00m", "1h01m",
+        "1h59m", "2h00m", "2h02m", "10h00m"]
+
+
+def test_a_terminal_redraws_the_line_in_place_and_only_when_it_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal each new line is written over the last (carriage return, then erase to the end of the line),
+    flushed; a report that leaves the line as it was writes nothing; the final line ends with a newline."""
+    clock = clock_at(monkeypatch, 100.0)
+    out = Output(tty=True)
+    progress = Progress(total=2, out=out)
+    assert progress.tty
+    progress.update({"a": TrialState("running", 0, 10, 100.0)})
+    first = "\rtrials: 0 done, 1 running, 1 pending · ETA --\x1b[K"
+    assert out.getvalue() == first and out.flushed == [first]
+    clock[0] = 101.0
+    progress.update({"a": TrialState("running", 0, 10, 100.0)})  # the same line: nothing written
+    assert out.getvalue() == first and out.flushed == [first]
+    progress.update({"a": TrialState("running", 5, 10, 100.0)})  # 50 examples in 1 s, 50 + 100 left
+    second = first + "\rtrials: 0 done, 1 running, 1 pending · ETA 3s\x1b[K"
+    assert out.getvalue() == second and out.flushed == [first, second]
+    clock[0] = 102.0
+    progress.close()
+    final = second + "\rtrials: 0 done, 1 running, 1 pending · took 2s\x1b[K\n"
+    assert out.getvalue() == final and out.flushed == [first, second, final]
+
+
+def test_a_log_gets_a_line_on_a_change_10s_apart_at_most_and_one_every_60s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off a terminal: a line on the first report; then a line when the counts (before " · ") differ from the last
+    line printed and 10 s or more have passed since it, or when 60 s or more have passed whatever changed; the final
+    line always. Each line is flushed as it is printed."""
+    clock = clock_at(monkeypatch, 1000.0)
+    out = Output()
+    progress = Progress(total=3, out=out)
+    assert not progress.tty
+    progress.update({"a": TrialState("running", 0, 10, 600.0)})  # the first report: printed
+    clock[0] = 1005.0
+    progress.update({"b": TrialState("running", 0, 10, 600.0)})  # the counts change, 5 s after: not yet
+    clock[0] = 1010.0
+    progress.update({"a": TrialState("running", 1, 10, 600.0)})  # 10 s after the line printed: printed
+    clock[0] = 1020.0
+    progress.update({"a": TrialState("running", 2, 10, 600.0)})  # the same counts 10 s after: not printed
+    clock[0] = 1070.0
+    progress.update({"a": TrialState("running", 3, 10, 600.0)})  # the same counts 60 s after: printed
+    progress.close()  # the final line, 0 s after the last
+    lines = ["trials: 0 done, 1 running, 2 pending · ETA --",
+             "trials: 0 done, 2 running, 1 pending · ETA 4m50s",  # 60 examples in 10 s, 540 + 600 + 600 left
+             "trials: 0 done, 2 running, 1 pending · ETA 10m30s",  # 180 examples in 70 s, 420 + 600 + 600 left
+             "trials: 0 done, 2 running, 1 pending · took 1m10s"]
+    assert out.getvalue().splitlines() == lines
+    assert out.flushed == ["".join(f"{line}\n" for line in lines[:n]) for n in range(1, 5)]
+
+
+def test_a_log_prints_a_first_report_10s_into_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report when time.monotonic() reads 10 s, the first of this Progress, is printed off a terminal."""
+    clock_at(monkeypatch, 10.0)
+    out = Output()
+    Progress(total=1, out=out).update({"a": TrialState("running", 0, 10, 100.0)})
+    assert out.getvalue() == "trials: 0 done, 1 running, 0 pending · ETA --\n"
+
+
+@pytest.mark.xfail(strict=True, reason="bug in study/console.py: Progress starts last_time at 0.0, so off a terminal "
+                   "its first report is printed only once time.monotonic() reads LOG_CHANGE_S (10 s) or more; "
+                   "monotonic's reference point is undefined (a machine booted, or a time namespace made, seconds "
+                   "ago reads under 10 s) and the first line is then lost")
+def test_a_log_prints_the_first_report_whatever_the_clock_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Progress's first report is printed off a terminal also when time.monotonic() reads 5 s."""
+    clock_at(monkeypatch, 5.0)
+    out = Output()
+    Progress(total=1, out=out).update({"a": TrialState("running", 0, 10, 100.0)})
+    assert out.getvalue() == "trials: 0 done, 1 running, 0 pending · ETA --\n"
+
+
+def test_a_progress_closed_before_any_report_prints_its_pending_trials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study that ends before any trial reported (no report, so no time taken to give): its final line has every
+    trial pending and no ETA; and a report of no trials gives no ETA either."""
+    clock_at(monkeypatch, 100.0)
+    out = Output()
+    progress = Progress(total=3, out=out)
+    assert progress.eta() is None and progress.counts() == (0, 0, 0, 3)
+    progress.close()
+    assert out.getvalue() == "trials: 0 done, 0 running, 3 pending · ETA --\n"
+    progress = Progress(total=2, out=Output())
+    progress.update({})  # a runner's report before any trial was created
+    assert progress.eta() is None and progress.line() == "trials: 0 done, 0 running, 2 pending · ETA --"
+
+
+def test_failed_trials_count_as_done_and_pending_is_never_negative() -> None:
+    """counts(): a failed trial is among the done ones and counted as failed; pending is the total less done and
+    running, 0 when they reach the total and when they pass it."""
+    progress = Progress(total=3, out=Output())
+    progress.update({"a": TrialState("done", 10, 10, 1.0), "b": TrialState("failed", 2, 10, 1.0),
+                     "c": TrialState("running", 3, 10, 1.0)})
+    assert progress.counts() == (2, 1, 1, 0)
+    progress = Progress(total=1, out=Output())
+    progress.update({"a": TrialState("done", 10, 10, 1.0), "b": TrialState("running", 3, 10, 1.0)})
+    assert progress.counts() == (1, 0, 1, 0)
+
+
+def test_finished_trials_count_in_the_rate_but_not_in_the_work_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ETA's rate counts what every trial trained in this launch, and its work left only the unfinished trials'
+    (a trial Tune stopped early as done, or failed, has none left); advanced() lists only unfinished trials; the
+    running line (line() by default) gives the failures and that ETA."""
+    clock = clock_at(monkeypatch, 100.0)
+    progress = Progress(total=3, out=Output())
+    progress.update({"d": TrialState("running", 1, 10, 10.0), "f": TrialState("running", 1, 10, 10.0),
+                     "r": TrialState("running", 0, 10, 10.0)})
+    clock[0] = 110.0
+    progress.update({"d": TrialState("done", 3, 10, 10.0), "f": TrialState("failed", 2, 10, 10.0),
+                     "r": TrialState("running", 2, 10, 10.0)})
+    assert progress.eta() == pytest.approx(10 * 8 / 5)  # 2 + 1 + 2 examples in 10 s; r's 8 left
+    assert progress.advanced() == [(0, 2, 10)]
+    assert progress.line() == "trials: 2 done (1 failed), 1 running, 0 pending · ETA 16s"
+
+
+def test_an_eta_from_less_than_one_example_trained(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Half an example's worth of work trained (a trial weighed at 5 examples, 1 epoch of 10) is a rate: an ETA,
+    not "--"."""
+    clock = clock_at(monkeypatch, 100.0)
+    progress = Progress(total=1, out=Output())
+    progress.update({"a": TrialState("running", 0, 10, 5.0)})
+    assert progress.eta() is None  # nothing trained yet
+    clock[0] = 120.0
+    progress.update({"a": TrialState("running", 1, 10, 5.0)})
+    assert progress.eta() == pytest.approx(20 * 4.5 / 0.5)
+
+
+def test_the_dashboard_lines_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An address without a scheme gets http://, one with a scheme is kept; without RAY_AUTH_MODE the plain line;
+    with RAY_AUTH_MODE=token (any case) the line that says where the token is and how to send it."""
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    assert console.dashboard_lines("127.0.0.1:8265") == ["dashboard: http://127.0.0.1:8265"]
+    assert console.dashboard_lines("https://head.example:8265") == ["dashboard: https://head.example:8265"]
+    monkeypatch.setenv("RAY_AUTH_MODE", "TOKEN")
+    assert console.dashboard_lines("http://127.0.0.1:8265") == [
+        "dashboard: http://127.0.0.1:8265 (token authentication: paste the token of `ray get-auth-token`, kept in "
+        "~/.ray/auth_token, when the page asks; API calls send it as `Authorization: Bearer <token>`)"]
+    assert console.dashboard_lines("") == ["dashboard: not running (Ray was started without it)"]
+
+
+def test_the_tensorboard_command_is_the_one_beside_python_if_there_is_one(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a tensorboard beside sys.executable the command is `tensorboard` (on the PATH); with one, that file,
+    as a user would type it (relative to the working directory); the log dir is the run dir's tune folder."""
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    monkeypatch.chdir(tmp_path)
+    assert console.tensorboard_line(tmp_path / "runs" / "r1") == "TensorBoard: tensorboard --logdir runs/r1/tune"
+    (bin_dir / "tensorboard").write_text("")
+    assert console.tensorboard_line(Path("runs/r1")) == "TensorBoard: venv/bin/tensorboard --logdir runs/r1/tune"
+
+
+def test_quiet_ray_sets_tunes_two_switches_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """quiet_ray() sets exactly TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S=0 and RAY_AIR_NEW_OUTPUT=0
+    in the environment, and keeps a value a user set."""
+    names = ("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "RAY_AIR_NEW_OUTPUT")
+    for name in names:
+        monkeypatch.setenv(name, "x")  # so that monkeypatch restores what was there before
+        monkeypatch.delenv(name)
+    before = dict(os.environ)
+    console.quiet_ray()
+    assert dict(os.environ) == {**before, names[0]: "0", names[1]: "0"}
+    monkeypatch.setenv(names[0], "5")
+    monkeypatch.setenv(names[1], "1")
+    console.quiet_ray()
+    assert (os.environ[names[0]], os.environ[names[1]]) == ("5", "1")
+
+
+def test_a_workers_ray_train_and_tune_loggers_log_warnings_only() -> None:
+    """quiet_worker() sets the loggers ray.train and ray.tune to WARNING, and no other (the root logger's level is
+    left)."""
+    loggers = [logging.getLogger(name) for name in ("ray.train", "ray.tune")] + [logging.getLogger()]
+    levels = [logger.level for logger in loggers]
+    try:
+        loggers[0].setLevel(logging.NOTSET)
+        loggers[1].setLevel(logging.NOTSET)
+        loggers[2].setLevel(logging.INFO)
+        console.quiet_worker()
+        assert [logger.level for logger in loggers] == [logging.WARNING, logging.WARNING, logging.INFO]
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+class Hung(Exception):
+    """hold_dashboard did not return on the signal."""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_the_held_dashboard_ends_on_ctrl_c_or_sigterm_and_restores_the_handlers(
+        signum: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """hold_dashboard() says (flushed: a log shows it while the process waits) how long the dashboard stays up, waits
+    until a SIGINT or SIGTERM, which its own handler takes, then returns with both signals' handlers as they were."""
+    out = Output()
+    monkeypatch.setattr(sys, "stdout", out)
+    caught: list[int] = []
+
+    def known(received: int, frame: object) -> None:
+        caught.append(received)
+
+    def hung(received: int, frame: object) -> None:
+        raise Hung
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+    sent = threading.Event()
+
+    def send() -> None:
+        sent.set()
+        signal.pthread_kill(threading.main_thread().ident, signum)
+
+    timer = threading.Timer(0.3, send)
+    try:
+        signal.signal(signal.SIGINT, known)
+        signal.signal(signal.SIGTERM, known)
+        signal.signal(signal.SIGALRM, hung)
+        signal.alarm(60)  # a watchdog only: a hold that a signal does not end fails the test rather than hang it
+        timer.start()
+        console.hold_dashboard()
+        signal.alarm(0)
+        assert sent.is_set() and caught == []  # it returned on the signal, which its own handler took
+        assert signal.getsignal(signal.SIGINT) is known and signal.getsignal(signal.SIGTERM) is known
+        assert out.getvalue() == "dashboard=true: the dashboard stays up until Ctrl-C\n"
+        assert out.flushed == [out.getvalue()]
+    finally:
+        signal.alarm(0)
+        timer.cancel()
+        timer.join()
+        for s, handler in saved.items():
+            signal.signal(s, handler)
