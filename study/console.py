@@ -11,6 +11,7 @@ that say nothing to a user of this tool (QUIET) are filtered, and a Tune trial's
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
@@ -73,7 +74,7 @@ class Progress:
         self.first: dict[str, int] = {}  # each trial's epoch when this launch first saw it
         self.started: float | None = None  # the first report: Ray's start-up is no training
         self.lock = threading.Lock()
-        self.last_line, self.last_time = "", 0.0
+        self.last_line, self.last_time = "", -math.inf  # the first report is shown whatever monotonic() reads
 
     def update(self, trials: dict[str, TrialState]) -> None:
         with self.lock:
