@@ -118,9 +118,11 @@ PYTEST_ARGS = ["-p", "no:cacheprovider", "-q", "-x", "-m", "not slow", "-W", "ig
 KILLED = {"killed", "killed on recheck"}
 TARGET = 0.85  # killed share of the non-equivalent mutants, per module
 RECHECK = {"no tests"}  # called by no test in-process: at import (claims.CLAIMS), or in a subprocess
-# Functions that build claims.CLAIMS at import: mutmut links them to whichever test was running then, so their
-# survivors were tested by the wrong tests; they are rechecked as "no tests" ones are
-AT_IMPORT = ("analysis.clean_counts.x_threshold__", "analysis.effects.x_level__", "analysis.effects.x_kind_gap__")
+# Functions run at import (building claims.CLAIMS; config.duration builds the rules of Config's class body): mutmut
+# links them to whichever test was running then, so their survivors were tested by the wrong tests; they are
+# rechecked as "no tests" ones are
+AT_IMPORT = ("analysis.clean_counts.x_threshold__", "analysis.effects.x_level__", "analysis.effects.x_kind_gap__",
+             "study.config.x_duration__")
 
 _SQUARE = "equivalent: noise distributions are square, (m, m) or (K, m, m), so this index also gives m"
 _DTYPE = "equivalent: targets() passes float32 tables, eye's default dtype; the 0/1 entries are exact in any dtype"
