@@ -292,6 +292,17 @@ JUDGED = {
     **{f"analysis.coverage.x_spent__mutmut_{i}": "equivalent: CORES finds nothing in 'XXXX' as in ''" for i in (54,)},
     **{f"study.experiments.x_plan__mutmut_{i}": "equivalent: a cell's path, tune/cell-NNN, holds 'tune' once, so "
                                                 "replace's count changes nothing" for i in (28, 31)},
+    **{f"study.preflight.x_fitted__mutmut_{i}": "equivalent: for a folder dataset datasets.split_sizes lists "
+                                                "data.path and returns, never reading its root or stand_in"
+       for i in (7, 8, 16)},
+    "study.console.x_dashboard_lines__mutmut_17": "equivalent: a default of 'XXXX' lowercases to no 'token' either, "
+                                                  "so an unset RAY_AUTH_MODE takes the same branch",
+    **{f"study.console.x_hold_dashboard__mutmut_{i}": "equivalent: the handler runs in the main thread during the "
+                                                      "wait and sets the event, which ends any wait at once"
+       for i in (17, 18)},
+    "study.console.xǁProgressǁ__init____mutmut_9": "equivalent: last_line is compared with progress lines and their "
+                                                   "counts, which start 'trials: ' and equal neither '' nor 'XXXX'",
+    "study.console.xǁProgressǁupdate__mutmut_8": "equivalent: show reads final for truth only; None is False there",
     "loaders.noise.x_wrong_class_order__mutmut_21": _INT_DTYPE, "loaders.noise.x_wrong_class_order__mutmut_23": _INT_DTYPE,
     **{name: _CPU_ONLY for name in ("loaders.noise.xǁNoiseModelǁto__mutmut_2", "loaders.noise.xǁNoiseModelǁto__mutmut_4",
                                     *(f"loaders.noise.xǁWhiteNoiseǁ__call____mutmut_{i}" for i in (12, 14, 53, 55)))},
