@@ -211,10 +211,10 @@ def fig9(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> pl
         label = f"{100 * target:.0f}% accuracy"
         if len(crit):
             curve(ax, crit.index, crit.values, bounds["low"], bounds["high"], marker="o", color=color, label=label)
-        for alpha, row in points[points["censored"] != ""].iterrows():
+        for k, (alpha, row) in enumerate(points[points["censored"] != ""].iterrows()):
             any_censored = True
             ax.plot([alpha], [row["n_crit"]], "o", mfc="none", mec=color, ms=7,
-                    label=None if len(crit) else label)
+                    label=None if len(crit) or k else label)  # a target with no bracketed point: named once
             factor = 0.55 if row["censored"] == "below" else 1.8
             ax.annotate("", xy=(alpha, row["n_crit"] * factor), xytext=(alpha, row["n_crit"]),
                         arrowprops={"arrowstyle": "->", "color": color, "lw": 1})

@@ -426,9 +426,8 @@ def test_fig9_without_censoring_has_no_censored_key(tmp_path: Path) -> None:
     assert series(ax)["90% accuracy"] == ([5, 10], pytest.approx([log_between(100, 0.8), log_between(100, 0.3 / 0.31)]))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: fig9 labels every open marker of a target with no bracketed point, so a "
-                                       "target censored at two alphas is named twice in the legend")
 def test_fig9_names_a_censored_only_target_once(tmp_path: Path) -> None:
+    """90% is met at no bracketed size, only censored at both α: its name is in the legend once, not twice."""
     fig = figures.fig9(size_summary({20: [0.5, 0.7, 0.85], 50: [0.4, 0.6, 0.82]}), pd.DataFrame(), tmp_path, MNIST)
     assert legend(fig.axes[0]) == ["80% accuracy", "85% accuracy", "90% accuracy", CENSORED]
 
