@@ -95,7 +95,8 @@ TESTS = {
     # analysis/
     "analysis/intervals.py": ["tests/test_claims_table.py"],
     "analysis/power.py": ["tests/test_claims_power.py"],
-    "analysis/figures.py": ["tests/test_analysis.py", "tests/test_replicates.py", "tests/test_val_split.py"],
+    "analysis/figures.py": ["tests/test_figures.py", "tests/test_analysis.py", "tests/test_replicates.py",
+                            "tests/test_val_split.py"],
     "analysis/report.py": ["tests/test_val_split.py", "tests/test_analysis.py"],
     "analysis/reproduction.py": ["tests/test_reproduction.py"],
     "analysis/describe.py": ["tests/test_results_describe.py"],
