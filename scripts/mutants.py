@@ -304,6 +304,31 @@ JUDGED = {
     "study.console.xǁProgressǁ__init____mutmut_9": "equivalent: last_line is compared with progress lines and their "
                                                    "counts, which start 'trials: ' and equal neither '' nor 'XXXX'",
     "study.console.xǁProgressǁupdate__mutmut_8": "equivalent: show reads final for truth only; None is False there",
+    "analysis.figures.x_caption__mutmut_33": "equivalent: only .empty is read of the empty Series, whatever its dtype",
+    "analysis.figures.x_save__mutmut_17": "equivalent: fig.text's default transSubfigure is transFigure on a top-level figure",
+    **{f"analysis.figures.x_save__mutmut_{i}": "equivalent: savefig takes the format from the temporary file's .png suffix, "
+                                 "and lowercases a format given" for i in (30, 34, 39)},
+    "analysis.figures.x_by_x__mutmut_8": "equivalent: the table always holds x and the metric besides the interval's columns, so a "
+                         "strict subset and a subset agree",
+    **{f"analysis.figures.x_curve__mutmut_{i}": "equivalent: its inputs are numeric arrays already; isfinite, subtraction and "
+                                  "clipping give the same without dtype=float" for i in (4, 6)},
+    **{f"analysis.figures.x_measured_ticks__mutmut_{i}": "equivalent: a single tick's distance from -inf is infinite, whatever "
+                                           "the span" for i in (16, 21, 23)},
+    **{f"analysis.figures.x_{name}": "equivalent: set_title's fontsize=None is rcParams font.size, 10"
+       for name in ("finish__mutmut_16", "confusion__mutmut_73")},
+    "analysis.figures.x_lines__mutmut_11": "equivalent: groupby sorts by default",
+    **{f"analysis.figures.x_{name}": "equivalent: matplotlib's colour names are case-insensitive"
+       for name in ("lines__mutmut_68", "human__mutmut_96", "fig9__mutmut_160", "fig9__mutmut_96",
+                    "fig9__mutmut_158")},
+    **{f"analysis.figures.x_{name}": "equivalent: read for truth only; None is False there"
+       for name in ("fig9__mutmut_5", "fig9__mutmut_176", "human__mutmut_11")},
+    **{f"analysis.figures.x_fig9__mutmut_{i}": "equivalent: these bounds reach only curve(), which reads them as float: NaN, "
+                                 "None or a length-1 NaN all draw no bar" for i in (41, 42, 43, 44)},
+    "analysis.figures.x_fig9__mutmut_111": "equivalent: annotate(None) sets the text to ''",
+    **{f"analysis.figures.x_fig9__mutmut_{i}": "equivalent: plot([], 'o') is the same empty line as plot([], [], 'o')"
+       for i in (149, 150)},
+    **{f"analysis.figures.x_confusion__mutmut_{i}": "equivalent: without ax, Figure.colorbar uses the image's own axes"
+       for i in (78, 81)},
     "loaders.noise.x_wrong_class_order__mutmut_21": _INT_DTYPE, "loaders.noise.x_wrong_class_order__mutmut_23": _INT_DTYPE,
     **{name: _CPU_ONLY for name in ("loaders.noise.xǁNoiseModelǁto__mutmut_2", "loaders.noise.xǁNoiseModelǁto__mutmut_4",
                                     *(f"loaders.noise.xǁWhiteNoiseǁ__call____mutmut_{i}" for i in (12, 14, 53, 55)))},
