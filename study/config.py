@@ -259,13 +259,14 @@ def check_value(key: str, value: Any) -> None:
 
 
 def owner(key: str) -> tuple[Any, str]:
-    """The section (a dataclass type) a dotted key leads to, and the part of the key it should declare."""
+    """The section (a dataclass type) a dotted key leads to, and the rest of the key, which it should declare (one
+    with a dot, as train.lr.x gives lr.x, names no key)."""
     spec, parts = Config, key.split(".")
-    for part in parts[:-1]:
+    for i, part in enumerate(parts[:-1]):
         section = next((f.default_factory for f in fields(spec) if f.name == part and is_dataclass(f.default_factory)),
                        None)
         if section is None:
-            return spec, part
+            return spec, ".".join(parts[i:])
         spec = section
     return spec, parts[-1]
 
@@ -317,7 +318,8 @@ def load(tree: dict[str, Any]) -> Config:
 
 
 def parsed(argv: list[str]) -> dict[str, Any]:
-    """Each override's key (or group) and value; one that Hydra's grammar rejects is one line naming it."""
+    """Each override's key (or group) and value, and each key of a section given whole; one that Hydra's grammar
+    rejects is one line naming it."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -331,7 +333,7 @@ def parsed(argv: list[str]) -> dict[str, Any]:
             raise invalid(key.lstrip("+~"), value, f"a value in Hydra's override grammar, e.g. [0,5] for a list "
                                                    f"({reason})") from None
         given[override.key_or_group] = override.value()
-    return given
+    return {**given, **flatten(given)}  # train={foo:1} gives train.foo too, the key an error names
 
 
 def typed(cfg: Any, given: dict[str, Any]) -> Config:
