@@ -28,14 +28,14 @@ class Report(tune.Callback):
         return f"{self.experiment}/{trial.trial_id}"
 
     def state(self, trial: Any) -> console.TrialState:
-        members = trial.config.get("members") or [trial.config]
-        if self.key(trial) not in self.work:
-            self.work[self.key(trial)] = float(cost.examples(members[0]) * len(members))
+        members, key = trial.config.get("members") or [trial.config], self.key(trial)
+        if key not in self.work:
+            self.work[key] = float(cost.examples(members[0]) * len(members))
         epoch, epochs = int((trial.last_result or {}).get("epoch") or 0), members[0]["train"]["epochs"]
         status = STATUS.get(trial.status, "pending")
         if status == "done" and epoch < epochs:  # stopped by a budget or a signal: it goes on when resumed
             status = "pending"
-        return console.TrialState(status, epoch, epochs, self.work[self.key(trial)])
+        return console.TrialState(status, epoch, epochs, self.work[key])
 
     def report(self, trials: list[Any]) -> None:
         if self.progress is not None:

@@ -3,6 +3,7 @@ the tiny study of the bad-input tests, and their check that bad input is one lin
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -34,3 +35,19 @@ def fails(argv: list[str], capsys: pytest.CaptureFixture[str], run: Path | None 
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in captured.out + captured.err, err
     assert run is None or not run.exists()
     return err
+
+
+class Output(io.StringIO):
+    """Where a progress line or printed line goes: a terminal or not (a log file), and what it held each time it was
+    flushed (a log file is block-buffered: a line not flushed stays unseen)."""
+
+    def __init__(self, tty: bool = False) -> None:
+        super().__init__()
+        self.terminal, self.flushed = tty, []
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+    def flush(self) -> None:
+        self.flushed.append(self.getvalue())
+        super().flush()

@@ -20,7 +20,7 @@ import pytest
 import rundir
 from study import console, slices
 from study.console import Progress, TrialState, progress_line
-from tests.helpers import launch
+from tests.helpers import Output, launch
 from tests.test_folder import tree
 
 
@@ -174,22 +174,6 @@ def test_tunes_trials_become_the_progress_lines_states(monkeypatch: pytest.Monke
     tune_progress.Report("tune/cell-000").on_step_end(2, [trial("a", "RUNNING", 2)])  # the same Tune id, another cell
     assert got[2] == {"tune/cell-000/a": TrialState("running", 2, 4, 1200.0)}
     assert tune_progress.Report.work["tune/cell-001/a"] == 3600.0  # its own work, not the other cell's a's
-
-
-class Output(io.StringIO):
-    """Where the progress line goes: a terminal or not (a log file), and what it held each time it was flushed (a log
-    file is block-buffered: a line not flushed stays unseen)."""
-
-    def __init__(self, tty: bool = False) -> None:
-        super().__init__()
-        self.terminal, self.flushed = tty, []
-
-    def isatty(self) -> bool:
-        return self.terminal
-
-    def flush(self) -> None:
-        self.flushed.append(self.getvalue())
-        super().flush()
 
 
 def clock_at(monkeypatch: pytest.MonkeyPatch, now: float) -> list[float]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import errno
-import io
 import re
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from study import config, launch, preflight, storage
 from study.config import Config, Ray, Resources
 from study.grid import with_value
 from tests.conftest import trial_config
-from tests.helpers import SMOKE, fails
+from tests.helpers import SMOKE, Output, fails
 
 
 @pytest.mark.parametrize("argv, line", [
@@ -154,18 +153,6 @@ def test_resume_of_a_run_dir_in_use_is_refused(tmp_path: Path, capsys: pytest.Ca
 
 # Exact behaviour of each preflight step (mutation testing of study/preflight.py): what each one calls, with which
 # arguments, how often, and the exact lines it prints or raises.
-
-class Flushed(io.StringIO):
-    """A stdout that keeps what had been written at each flush: a line printed with flush=True is whole in the last."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.flushed: list[str] = []
-
-    def flush(self) -> None:
-        self.flushed.append(self.getvalue())
-        super().flush()
-
 
 def reversed_dict(d: dict) -> dict:
     """The same items in the other insertion order."""
@@ -500,7 +487,7 @@ def test_every_preflight_line_is_flushed(data_root: Path, tmp_path: Path, monkey
     for step in (lambda: preflight.cost_guard(Config(ray=Ray(num_cpus=4)), [[{}]], {"cpu": 1.0, "gpu": 0.0}),
                  lambda: preflight.prepare_data([trial_config(data_root, data={"dataset": "cifar10"})]),
                  lambda: preflight.fitted(cfg, [])):
-        out = Flushed()
+        out = Output()
         monkeypatch.setattr(sys, "stdout", out)
         step()
         assert out.getvalue().count("\n") == 1 and out.flushed and out.flushed[-1] == out.getvalue()
