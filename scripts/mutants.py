@@ -87,7 +87,7 @@ TESTS = {
                         "tests/test_noise_structured.py", "tests/test_loaders.py", "tests/test_folder.py"],
     "loaders/tensor.py": ["tests/test_tensor.py"],
     "loaders/datasets.py": ["tests/test_data_sources.py", "tests/test_loaders.py", "tests/test_folder.py"],
-    "loaders/backends.py": ["tests/test_loaders.py", "tests/test_folder.py"],
+    "loaders/backends.py": ["tests/test_backends.py", "tests/test_loaders.py", "tests/test_folder.py"],
     "loaders/beton.py": ["tests/test_loaders.py"],
     "loaders/ffcv_loader.py": ["tests/test_loaders.py"],
     "loaders/ffcv_ops.py": ["tests/test_loaders.py", "tests/test_noise_human.py"],

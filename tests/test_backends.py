@@ -1,0 +1,149 @@
+"""loaders.backends' choices, each at its boundary: the memory a CPU has free, auto's tensor-or-ffcv rule, the
+worker counts, the loader each data.backend gives, and prepare's one checked .beton."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from errors import UsageError
+from loaders import backends, beton, datasets
+from loaders.datasets import ImageSet
+from loaders.ffcv_loader import VirtualLoader
+from loaders.noise import NoiseModel, NoiseSpec
+from loaders.tensor import TensorLoader
+from loaders.torch_loader import TorchLoader
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny() -> ImageSet:
+    """24 random 1x4x4 images, 3 classes."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (24, 1, 4, 4), generator=g, dtype=torch.uint8)
+    return ImageSet(images, torch.arange(24) % 3, 3, (0.5,), (0.25,))
+
+
+def test_free_memory_of_a_cpu_is_its_available_pages() -> None:
+    free = backends.free_memory(CPU)
+    expected = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert free > 0 and abs(free - expected) <= expected // 10  # available RAM moves a little between the calls
+
+
+@pytest.mark.parametrize("backend", ["tensor", "torch", "ffcv"])
+def test_a_named_backend_is_kept_whatever_it_needs(backend: str) -> None:
+    assert backends.choose(backend, 10**15, 10**12, 50, CPU) == backend
+
+
+@pytest.mark.parametrize("members", [1, 4])
+def test_auto_takes_the_tensor_loader_up_to_half_the_free_memory(members: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    free = 2 * 10_000 + 1  # odd: half of it rounds down
+    monkeypatch.setattr(backends, "free_memory", lambda device: free)
+    n_virtual = 100
+    table = 8 * (2 + members) * n_virtual  # order, sources and one label per member, int64 each
+    fits = free // 2 - table
+    assert backends.choose("auto", fits, n_virtual, members, CPU) == "tensor"
+    assert backends.choose("auto", fits + 1, n_virtual, members, CPU) == "ffcv"
+
+
+def test_choose_asks_about_the_device_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+    monkeypatch.setattr(backends, "free_memory", lambda device: asked.append(device) or 10**12)
+    cuda = torch.device("cuda", 1)
+    assert backends.choose("auto", 1, 1, 1, cuda) == "tensor" and asked == [cuda]
+
+
+def test_writers_are_data_workers_else_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert backends.writers({"workers": 3}) == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: 7)
+    assert backends.writers({}) == 7 and backends.writers({"workers": None}) == 7 and backends.writers({"workers": 0}) == 7
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # os.cpu_count may not know
+    assert backends.writers({}) == 1
+
+
+def test_loader_workers_are_data_workers_else_the_trials_threads() -> None:
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        assert backends.loader_workers({}) == 3 and backends.loader_workers({"workers": None}) == 3
+        assert backends.loader_workers({"workers": 0}) == 0 and backends.loader_workers({"workers": 5}) == 5
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_importing_ffcv_keeps_the_thread_count() -> None:
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        module = backends.import_ffcv()
+        assert module.VirtualLoader is VirtualLoader and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("backend,kind", [("tensor", TensorLoader), ("torch", TorchLoader), ("ffcv", VirtualLoader)])
+def test_make_gives_each_backends_loader_over_the_rows(backend: str, kind: type, tiny: ImageSet, tmp_path: Path) -> None:
+    rows = torch.tensor([0, 2, 4, 6, 8, 10, 12, 14])
+    noise = NoiseModel(NoiseSpec(alpha=1.0, seed=1), tiny.labels[rows], 3)
+    cfg = {"backend": backend, "cache": str(tmp_path), "workers": 1}
+    loader = backends.make(cfg, "tiny", tiny, rows, [noise], 4, 0, CPU)
+    assert type(loader) is kind
+    # each served image, normalised with the set's stats on the way, is one of the rows', each row twice (1 + alpha)
+    served = [tuple(torch.round((img * 0.25 + 0.5) * 255).to(torch.uint8).flatten().tolist()) for x, _ in loader for img in x]
+    assert sorted(served) == sorted(tuple(img.flatten().tolist()) for img in tiny.images[rows.repeat(2)])
+    if backend == "ffcv":  # the .beton of the whole set, under its name, in the cache given
+        assert [p.name.split("-")[:3] for p in tmp_path.glob("*.beton")] == [["tiny", "train", "n24"]]
+
+
+def test_auto_makes_the_tensor_loader_when_it_fits(tiny: ImageSet, tmp_path: Path) -> None:
+    rows = torch.arange(6)
+    noise = NoiseModel(NoiseSpec(alpha=0.0, seed=0), tiny.labels[rows], 3)
+    assert type(backends.make({"cache": str(tmp_path)}, "tiny", tiny, rows, [noise], 2, 0, CPU)) is TensorLoader
+    assert not list(tmp_path.iterdir())  # no .beton written
+
+
+def test_prepare_writes_one_checked_beton_and_reuses_it(tiny: ImageSet, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = {"cache": str(tmp_path), "workers": 1}
+    backends.prepare("tiny", tiny, cfg)
+    [path] = tmp_path.glob("*.beton")
+    assert path.name.startswith("tiny-train-n24-") and beton.labels(path).tolist() == tiny.labels.tolist()
+    assert f"writing {path}" in capsys.readouterr().out
+    backends.prepare("tiny", tiny, cfg)  # kept: not written again
+    assert "writing" not in capsys.readouterr().out
+    backends.prepare("tiny", tiny, {**cfg, "rebuild": True})
+    assert f"writing {path}" in capsys.readouterr().out
+    path.write_bytes(path.read_bytes()[:100])  # a corrupt file is one line, not failed trials
+    with pytest.raises(UsageError, match="truncated or corrupt"):
+        backends.prepare("tiny", tiny, cfg)
+
+
+@pytest.mark.parametrize("backend,size,expected", [("ffcv", 1, True), ("auto", 2, False), ("auto", 3, True),
+                                                   ("tensor", 3, False), ("torch", 3, False)])
+def test_a_folder_is_on_disk_with_ffcv_or_when_auto_finds_it_too_big(backend: str, size: int, expected: bool,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datasets, "FOLDER_MAX_IMAGES", 2)
+    monkeypatch.setattr(datasets, "tree", lambda cfg: type("Tree", (), {"train": [0] * size})())
+    assert backends.on_disk({"dataset": "folder", "backend": backend}) is expected
+
+
+@pytest.mark.parametrize("backend,present,expected", [("ffcv", True, True), ("auto", True, True), (None, True, True),
+                                                      ("auto", False, False), ("tensor", True, False),
+                                                      ("torch", True, False)])
+def test_imagenet_is_on_disk_when_present_and_not_forced_into_memory(backend: str | None, present: bool,
+                                                                     expected: bool, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+    monkeypatch.setattr(datasets, "present", lambda name, root: asked.append((name, root)) or present)
+    cfg = {"dataset": "imagenet", "root": str(tmp_path), **({"backend": backend} if backend else {})}
+    assert backends.on_disk(cfg) is expected
+    assert asked in ([], [("imagenet", tmp_path)])
+
+
+def test_mnist_is_never_on_disk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(datasets, "present", lambda name, root: True)
+    assert not backends.on_disk({"dataset": "mnist", "backend": "ffcv", "root": str(tmp_path)})
