@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
+from torchvision.datasets import ImageFolder
 
 from errors import UsageError
-from loaders import backends, beton, datasets
+from loaders import backends, beton, datasets, folder
 from loaders.datasets import ImageSet
 from loaders.ffcv_loader import VirtualLoader
 from loaders.noise import NoiseModel, NoiseSpec
 from loaders.tensor import TensorLoader
 from loaders.torch_loader import TorchLoader
+from tests.conftest import image_folders
 
 CPU = torch.device("cpu")
 
@@ -147,3 +150,90 @@ def test_imagenet_is_on_disk_when_present_and_not_forced_into_memory(backend: st
 def test_mnist_is_never_on_disk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(datasets, "present", lambda name, root: True)
     assert not backends.on_disk({"dataset": "mnist", "backend": "ffcv", "root": str(tmp_path)})
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
+    """The arguments each .beton and stats call gets: the real functions run, their arguments are recorded."""
+    seen: dict[str, list] = {"folder_beton": [], "stats": []}
+    for module, name in ((beton, "folder_beton"), (folder, "stats")):
+        real = getattr(module, name)
+
+        def record(*args, _real=real, _name=name):
+            seen[_name].append(args)
+            return _real(*args)
+
+        monkeypatch.setattr(module, name, record)
+    return seen
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_imagenets_split_is_listed_by_imagefolder_with_the_default_beton_settings(train: bool, tmp_path: Path,
+                                                                                calls: dict[str, list]) -> None:
+    image_folders(tmp_path, {"train": 3, "val": 2}, classes=2)
+    cfg = {"dataset": "imagenet", "root": str(tmp_path), "cache": str(tmp_path / "c"), "workers": 1}
+    path, labels = backends.folder_split(cfg, train)
+    split = tmp_path / "imagenet" / ("train" if train else "val")
+    per_class = 3 if train else 2
+    assert labels.tolist() == [0] * per_class + [1] * per_class
+    [(where, samples, cache, resolution, quality, rebuild, workers)] = calls["folder_beton"]
+    assert (where, cache, resolution, quality, rebuild, workers) == (split, tmp_path / "c", 256, 90, False, 1)
+    assert samples == ImageFolder(str(split)).samples and path.parent == tmp_path / "c"
+
+
+def test_a_folders_split_follows_the_data_settings(tmp_path: Path, calls: dict[str, list],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "t"
+    for c, name in enumerate(("ant", "bee")):
+        for split, count in (("train", 3), ("val", 1)):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.new("RGB", (10, 8), (60 * c, 0, 0)).save(root / split / name / f"{i}.png")
+    cfg = {"dataset": "folder", "path": str(root), "cache": str(tmp_path / "c"), "workers": 1,
+           "max_resolution": 32, "jpeg_quality": 50}
+    path, labels = backends.folder_split(cfg, False)
+    assert labels.tolist() == [0, 1] and "-jpg-r32-q50-" in path.name
+    [(where, samples, cache, resolution, quality, rebuild, workers)] = calls["folder_beton"]
+    tree = datasets.tree(cfg)
+    assert (where, samples, cache, resolution, quality, rebuild) == (tree.split_dir(False), tree.split(False),
+                                                                     tmp_path / "c", 32, 50, False)
+    capsys.readouterr()
+    backends.folder_split({**cfg, "rebuild": True}, False)
+    assert calls["folder_beton"][1][5] is True and f"writing {path}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dataset", ["folder", "imagenet"])
+def test_folder_loader_normalises_with_the_trees_own_stats_or_imagenets(dataset: str, tmp_path: Path,
+                                                                        calls: dict[str, list],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    image_folders(tmp_path, {"train": 2, "val": 1}, classes=2)
+    cfg = {"dataset": dataset, "root": str(tmp_path), "path": str(tmp_path / "imagenet"), "cache": str(tmp_path / "c"),
+           "image_size": 8, "workers": 1}
+    path, labels = backends.folder_split(cfg, True)
+    made = []  # the loader's arguments (VirtualLoader itself is tested in tests/test_loaders.py)
+    monkeypatch.setattr(backends, "import_ffcv", lambda: type("M", (), {"VirtualLoader": lambda *a, **k: made.append((a, k))}))
+    noise = NoiseModel(NoiseSpec(alpha=0.0, seed=0), labels, 2)
+    backends.folder_loader(cfg, path, torch.arange(4), [noise], 2, 5, CPU)
+    [(args, kw)] = made
+    mean, std = datasets.STATS["imagenet"]
+    if dataset == "folder":
+        [(tree, size, cache)] = calls["stats"]
+        assert (tree.path, size, cache) == (datasets.tree(cfg).path, 8, tmp_path / "c")
+        mean, std = folder.stats(datasets.tree(cfg), 8, tmp_path / "c")
+        assert mean != datasets.STATS["imagenet"][0]
+    else:
+        assert calls["stats"] == []
+    assert args[0] == path and args[1].tolist() == [0, 1, 2, 3] and args[3:] == (2, 5, CPU, 1, mean, std)
+    assert kw == {"jpeg_size": 8}
+
+
+def test_folder_loader_defaults_to_224_pixels(tmp_path: Path, calls: dict[str, list], monkeypatch: pytest.MonkeyPatch) -> None:
+    image_folders(tmp_path, {"train": 1, "val": 1}, classes=2)
+    cfg = {"dataset": "folder", "path": str(tmp_path / "imagenet"), "workers": 0}
+    made = []
+    monkeypatch.setattr(backends, "import_ffcv", lambda: type("M", (), {"VirtualLoader": lambda *a, **k: made.append((a, k))}))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    backends.folder_loader(cfg, tmp_path / "x.beton", torch.arange(2), [], 2, 0, CPU)
+    [(_, size, cache)] = calls["stats"]
+    assert size == 224 and cache == datasets.user_dir() / "ffcv" and made[0][1] == {"jpeg_size": 224}
+    assert made[0][0][6] == 1  # at least one loader worker
