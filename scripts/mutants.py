@@ -68,7 +68,7 @@ TESTS = {
     "study/config.py": ["tests/test_config.py", "tests/test_preflight.py", "tests/test_slices.py",
                         "tests/test_grid_extra.py", "tests/test_storage.py"],
     "study/grid.py": ["tests/test_grid_extra.py", "tests/test_config.py"],
-    "study/trial.py": ["tests/test_train.py", "tests/test_fused.py", "tests/test_config.py"],
+    "study/trial.py": ["tests/test_trial.py"],  # one group at the smallest scale: the training tests take minutes
     "study/models.py": ["tests/test_models.py", "tests/test_models_structure.py"],
     "study/cluster.py": ["tests/test_cluster.py", "tests/test_launch.py", "tests/test_preflight.py"],
     "study/experiments.py": ["tests/test_experiments.py", "tests/test_launch.py"],
