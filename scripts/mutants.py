@@ -338,6 +338,11 @@ JUDGED = {
     "loaders.noise.x_wrong_class_order__mutmut_21": _INT_DTYPE, "loaders.noise.x_wrong_class_order__mutmut_23": _INT_DTYPE,
     **{name: _CPU_ONLY for name in ("loaders.noise.xǁNoiseModelǁto__mutmut_2", "loaders.noise.xǁNoiseModelǁto__mutmut_4",
                                     *(f"loaders.noise.xǁWhiteNoiseǁ__call____mutmut_{i}" for i in (12, 14, 53, 55)))},
+    "study.trial.xǁTrialǁ__init____mutmut_55": ("equivalent on a CPU (the noise distributions stay on the CPU either "
+                                               "way); on CUDA an h_alpha trial would index CPU targets with GPU labels and fail: "
+                                               "no CPU test can see it, a Trial run on a GPU would"),
+    "study.trial.xǁTrialǁmodel__mutmut_9": ("equivalent on a CPU (a model is built there); on CUDA a Trial's own nets are "
+                                           "moved by Single and Fused, and only bench/replicates.py would get CPU models"),
 }
 
 
