@@ -38,12 +38,16 @@ def resolving(key: str, value: Any) -> Iterator[None]:
         yield
     except OSError as exc:
         raise invalid(key, value, f"a path you may read ({exc.strerror}: {exc.filename})") from None
+    except RuntimeError as exc:  # a symlink loop, before Python 3.13 (an OSError since)
+        raise invalid(key, value, f"a path you may read ({exc})") from None
 
 
 def absolute(key: str, path: str | Path) -> Path:
     """The path a key names, absolute (~ expanded, links followed); one line if it cannot be resolved."""
     with resolving(key, str(path)):
-        return Path(path).expanduser().resolve()
+        resolved = Path(path).expanduser().resolve()
+        resolved.exists()  # a name too long for the file system raises here (resolve lets it through)
+        return resolved
 
 
 def storage_root(cfg: Config) -> Path:
