@@ -139,13 +139,16 @@ def write(cfg: Config, plan: Plan, results: list[Any], outcome: str, advanced: l
     from analysis import report
 
     budget = outcome == "budget spent"
-    if not budget and plan.base["train"]["report_confusion"]:
-        target = Path(plan.base["noise"]["confusion"])
-        summed = rundir.save_confusion(results, run_dir, target)
-        print(f"confusion matrix ({summed} trials): {run_dir / rundir.CONFUSION}, copied to {target}" if summed else
-              "confusion matrix: no trial finished, nothing saved", flush=True)
-    rundir.write_results(results, plan.paths, run_dir, finished_only=budget)
-    report.make_report(run_dir)
+    try:
+        if not budget and plan.base["train"]["report_confusion"]:
+            target = Path(plan.base["noise"]["confusion"])
+            summed = rundir.save_confusion(results, run_dir, target)
+            print(f"confusion matrix ({summed} trials): {run_dir / rundir.CONFUSION}, copied to {target}" if summed
+                  else "confusion matrix: no trial finished, nothing saved", flush=True)
+        rundir.write_results(results, plan.paths, run_dir, finished_only=budget)
+        report.make_report(run_dir)
+    except KeyboardInterrupt:  # Ctrl-C after the trials ran (not "nothing ran"): resume= writes all this again
+        raise slices.Interrupted(signal.SIGINT, run_dir, len(rundir.finished_ids(results)), total) from None
     if budget:
         done = len(rundir.finished_ids(results))
         started = sum(bool(r.metrics and r.metrics.get("epoch")) for r in results)
