@@ -197,6 +197,8 @@ def run(cfg: Config, plan: Plan, groups: list[list[dict[str, Any]]], resources: 
                                          finished_only=True)
                 elif results[gid].error is not None:
                     reporter(gid, "failed")(epoch)
+        if earlier:  # every group had finished before this launch: no report carried them to the line
+            progress.update(earlier)
     except KeyboardInterrupt:  # a second signal: each group's last checkpoint stands
         progress.close()
         record(run_dir, started, threads, resources["gpu"], "interrupted")

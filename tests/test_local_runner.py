@@ -183,3 +183,23 @@ def test_resume_without_local_state_is_one_line(tmp_path: Path, capsys: pytest.C
     (tmp_path / rundir.STUDY).write_text(json.dumps({"experiments": [], "config": {"runner": "local"}}))
     assert fails([f"resume={tmp_path}"], capsys) == (f"error: resume={tmp_path} holds no runner=local state to restore: "
                                                      "start the study afresh")
+
+
+def test_resuming_a_finished_study_counts_its_groups_done(data_root: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """In this process: resume= of a study whose groups all finished trains nothing, writes the results again and
+    its progress line counts them done (it said "0 done, 0 running, 1 pending": no group reported)."""
+    from study import launch
+
+    run_dir = tmp_path / "run"
+    one = ["exp=uniform_mnist", "preset=smoke", "data.download=false", "runner=local", "grid.model.arch=[perceptron]",
+           "grid.noise.alpha=[0]", "grid.train.lr=[0.1]", "data.n_clean=100", "data.n_test=100", "train.epochs=1",
+           "figures=[]"]
+    assert launch.main([*one, f"run_dir={run_dir}"]) == 0
+    first = pd.read_csv(run_dir / rundir.TRIALS)
+    (run_dir / rundir.TRIALS).unlink()
+    capsys.readouterr()
+    assert launch.main([f"resume={run_dir}"]) == 0
+    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("trials: ") and " · " in line]
+    assert progress and progress[-1].startswith("trials: 1 done, 0 running, 0 pending · took ")
+    assert pd.read_csv(run_dir / rundir.TRIALS).equals(first)  # written again, number for number
