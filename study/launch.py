@@ -161,9 +161,8 @@ def write(cfg: Config, plan: Plan, results: list[Any], outcome: str, advanced: l
 
 def start(cfg: Config, names: dict[str, str], argv: list[str]) -> Path | None:
     """A new study; or, with resume= (or run_dir= on a folder that holds this study), the study held there."""
-    for key in ("resume", "run_dir"):  # before anything reads them: a link loop or an overlong name is one line
-        if getattr(cfg, key):
-            storage.absolute(key, getattr(cfg, key))
+    if cfg.run_dir:  # resolved before slices.continues reads it (resume= is, below): a link loop or an overlong name is one line
+        storage.absolute("run_dir", cfg.run_dir)
     if not cfg.resume:
         cfg = preflight.fitted(cfg, slices.given(argv))
     if cfg.resume:
