@@ -108,6 +108,12 @@ def trial_config(data_root: Path, **sections: dict) -> dict:
 
 
 @pytest.fixture(scope="session")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One FFCV cache for the session: the MNIST .beton (60,000 images) is written once, not by each test."""
+    return tmp_path_factory.mktemp("ffcv-cache")
+
+
+@pytest.fixture(scope="session")
 def cifar10_root(data_root: Path) -> Path:
     """The data root holding cifar10.npz; in CI a missing file fails the run rather than skipping tests."""
     if not (data_root / "cifar10.npz").is_file():

@@ -87,7 +87,7 @@ def epoch(loader) -> Counter:
 
 
 @pytest.mark.parametrize("kind,draw", [("matrix", "copy"), ("labels", "copy"), ("matrix", "image"), ("labels", "image")])
-def test_one_epoch_identical_across_backends(data_root: Path, tmp_path: Path, kind: str, draw: str) -> None:
+def test_one_epoch_identical_across_backends(data_root: Path, cache: Path, kind: str, draw: str) -> None:
     mnist = datasets.load("mnist", data_root, train=True)
     rng = np.random.default_rng(1)
     clean = datasets.stratified_subset(mnist.labels, 300, 0)
@@ -95,7 +95,7 @@ def test_one_epoch_identical_across_backends(data_root: Path, tmp_path: Path, ki
     matrix = rng.dirichlet(np.ones(M), size=M)
     votes = random_votes(300, rng)
     noise = lambda: NoiseModel(spec, mnist.labels[clean], M, matrix, votes=votes if kind == "labels" else None)  # noqa: E731
-    cfg = {"dataset": "mnist", "cache": str(tmp_path), "workers": 2}
+    cfg = {"dataset": "mnist", "cache": str(cache), "workers": 2}
     runs = {b: epoch(backends.make({**cfg, "backend": b}, "mnist", mnist, clean, [noise()], 128, 3, CPU))
             for b in ("tensor", "torch", "ffcv")}
     assert sum(runs["tensor"].values()) == spec.n_virtual(300)

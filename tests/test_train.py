@@ -22,7 +22,8 @@ from tests.conftest import trial_config
 def test_trainer_learns_mnist_subset(data_root: Path) -> None:
     torch.set_num_threads(2)
     reports = []
-    Trial(trial_config(data_root, train={"epochs": 3})).run(lambda rs: reports.append(rs[0]))
+    # mlp1: 0.89 after 3 epochs, in a tenth of conv2's time (conv2 is trained in test_trial.py and the loss tests)
+    Trial(trial_config(data_root, model={"arch": "mlp1"}, train={"epochs": 3})).run(lambda rs: reports.append(rs[0]))
     assert [r.epoch for r in reports] == [1, 2, 3]
     assert reports[-1].test_acc >= 0.85, reports
     assert reports[-1].test_top5 >= reports[-1].test_acc
@@ -207,11 +208,14 @@ def test_fit_keeps_adadelta_averages_out_of_the_denormal_range(kind: str) -> Non
     x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (4, 16))
     y = y[:1] if kind == "single" else y
     net = prepared(kind, "mlp1", 0.7, (x, y), warm=0)
+    with torch.no_grad():  # start near the bottom of the normal range: 150 steps cross it instead of about 700
+        for average in averages(net):
+            average.mul_(1e-30)
     outside, through = copy.deepcopy(net), copy.deepcopy(net)
-    for _ in range(800):  # about 700 steps bring them below float32's smallest normal
+    for _ in range(150):
         outside.step(x, y)
     assert denormal_share(outside) > 0.5  # the state the flush is for: without it, most averages are denormal
-    fit(through, [(x, y)] * 800, lambda: [(x, y[0])], 1, lambda t: t, lambda reports: None)
+    fit(through, [(x, y)] * 150, lambda: [(x, y[0])], 1, lambda t: t, lambda reports: None)
     assert denormal_share(through) == 0.0
     assert [p.abs().max() > 0 for p in averages(through)] == [p.abs().max() > 0 for p in averages(outside)]
     assert (torch.tensor([TINY]) * 0.5).item() > 0  # a denormal result survives again after fit
