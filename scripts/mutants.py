@@ -94,7 +94,7 @@ TESTS = {
     "loaders/torch_loader.py": ["tests/test_torch_loader.py", "tests/test_loaders.py"],
     # analysis/
     "analysis/intervals.py": ["tests/test_claims_table.py"],
-    "analysis/power.py": ["tests/test_claims_power.py"],
+    "analysis/power.py": ["tests/test_power_scenarios.py", "tests/test_claims_power.py"],
     "analysis/figures.py": ["tests/test_figures.py", "tests/test_analysis.py", "tests/test_replicates.py",
                             "tests/test_val_split.py"],
     "analysis/report.py": ["tests/test_val_split.py", "tests/test_analysis.py"],
@@ -281,6 +281,8 @@ JUDGED = {
     "analysis.reproduction.x_row__mutmut_52": "equivalent: coverage.select chooses every gathered cell on one split, "
                                               "so the join has one element",
     **{f"analysis.power.x_simulate__mutmut_{i}": "equivalent: every truth function returns floats" for i in (4, 6)},
+    "analysis.power.xǁScenarioǁrows__mutmut_2": "equivalent: MultiIndex.to_frame sets the frame's index only `if "
+                                                "index:`; None is as falsy as False (the same RangeIndex)",
     "analysis.power.x_simulate__mutmut_60": "equivalent: measured is clipped at 0 already, so measured + 0.05 > 0",
     "analysis.power.x_dataset_size__mutmut_37": "equivalent on the scenario's grid: α is 0 (n90 = 100 there) or ≥ 1",
     "analysis.power.x_dataset_size__mutmut_43": "equivalent on the scenario's grid: its lowest truth is 19.5% (p = 1.5, "
