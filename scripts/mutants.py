@@ -53,7 +53,7 @@ TESTS = {
     "study/train.py": ["tests/test_train.py", "tests/test_fused.py"],
     "analysis/summary.py": ["tests/test_analysis.py", "tests/test_replicates.py", "tests/test_claims_table.py",
                             "tests/test_val_split.py"],
-    "analysis/claims.py": ["tests/test_analysis.py", "tests/test_claims_table.py", "tests/test_noise_human.py"],
+    "analysis/claims.py": ["tests/test_claims_rules.py", "tests/test_analysis.py", "tests/test_claims_table.py", "tests/test_noise_human.py"],
     "analysis/bands.py": ["tests/test_claims_table.py", "tests/test_analysis.py"],
     "analysis/effects.py": ["tests/test_effects.py", "tests/test_claims_table.py", "tests/test_analysis.py", "tests/test_noise_human.py"],
     "analysis/clean_counts.py": ["tests/test_claims_table.py", "tests/test_analysis.py"],
@@ -268,6 +268,7 @@ JUDGED = {
                                               "progress line ends in a newline, so flush=True adds nothing" for i in (4, 7, 8)},
     **{f"analysis.power.x_structured__mutmut_{i}": "equivalent: the scenario's δ are tenths; 0.85 and 0.95 lie between "
                                                    "them" for i in (26, 41)},
+    "analysis.claims.x_main__mutmut_37": "equivalent: argparse's default for an optional argument is None already",
     "analysis.reproduction.x_main__mutmut_32": "equivalent: parse_args(None) reads sys.argv[1:] itself",
     **{f"analysis.effects.{name}": "equivalent: the summary's columns are numeric already; to_numpy's dtype only "
                                    "converts, and the comparisons, log2 and NaN-filling where() give the same values on "
