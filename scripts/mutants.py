@@ -71,7 +71,7 @@ TESTS = {
     "study/trial.py": ["tests/test_trial.py"],  # one group at the smallest scale: the training tests take minutes
     "study/models.py": ["tests/test_models.py", "tests/test_models_structure.py"],
     "study/cluster.py": ["tests/test_cluster.py", "tests/test_launch.py", "tests/test_preflight.py"],
-    "study/experiments.py": ["tests/test_experiments.py", "tests/test_launch.py"],
+    "study/experiments.py": ["tests/test_experiments_fit.py", "tests/test_experiments.py", "tests/test_launch.py"],
     "study/preflight.py": ["tests/test_preflight.py", "tests/test_launch.py"],
     "study/launch.py": ["tests/test_launch_inprocess.py", "tests/test_launch_run.py", "tests/test_launch.py", "tests/test_preflight.py", "tests/test_slices.py"],
     "study/watch.py": ["tests/test_watch.py"],
