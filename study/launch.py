@@ -161,8 +161,8 @@ def write(cfg: Config, plan: Plan, results: list[Any], outcome: str, advanced: l
 
 def start(cfg: Config, names: dict[str, str], argv: list[str]) -> Path | None:
     """A new study; or, with resume= (or run_dir= on a folder that holds this study), the study held there."""
-    if cfg.run_dir:  # resolved before slices.continues reads it (resume= is, below): a link loop or an overlong name is one line
-        storage.absolute("run_dir", cfg.run_dir)
+    # resolved before slices.continues reads it (resume= is, below): a link loop or an overlong name is one line
+    given = storage.absolute("run_dir", cfg.run_dir) if cfg.run_dir else None
     if not cfg.resume:
         cfg = preflight.fitted(cfg, slices.given(argv))
     if cfg.resume:
@@ -171,7 +171,7 @@ def start(cfg: Config, names: dict[str, str], argv: list[str]) -> Path | None:
         overrides = slices.resume_overrides(argv, cfg, names, study, run_dir)
     elif slices.continues(cfg, names):
         print(f"run dir {cfg.run_dir} holds this study: continuing it (as resume= would)", flush=True)
-        run_dir = storage.absolute("run_dir", cfg.run_dir)
+        run_dir = given
         study, overrides = slices.held(run_dir), slices.portable(cfg)
     else:
         return run_study(cfg, names)
