@@ -73,7 +73,7 @@ TESTS = {
     "study/cluster.py": ["tests/test_cluster.py", "tests/test_launch.py", "tests/test_preflight.py"],
     "study/experiments.py": ["tests/test_experiments_fit.py", "tests/test_experiments.py", "tests/test_launch.py"],
     "study/preflight.py": ["tests/test_preflight.py", "tests/test_launch.py"],
-    "study/launch.py": ["tests/test_launch_inprocess.py", "tests/test_launch_run.py", "tests/test_launch.py", "tests/test_preflight.py", "tests/test_slices.py"],
+    "study/launch.py": ["tests/test_launch_branches.py", "tests/test_launch_inprocess.py", "tests/test_launch_run.py", "tests/test_launch.py", "tests/test_preflight.py", "tests/test_slices.py"],
     "study/watch.py": ["tests/test_watch.py"],
     "study/console.py": ["tests/test_console.py"],
     "study/tune_progress.py": ["tests/test_console.py"],
