@@ -545,8 +545,12 @@ def rerun_survivors(module: str, entry: dict, children: int, timeout_s: int, com
     reruns = [*entry.get("survivor_reruns", []), {"date": time.strftime("%Y-%m-%d"), "command": command,
                                                   "tests": TESTS[module], "rerun": len(names),
                                                   "killed_now": len(names) - len(not_killed)}]
-    return score({**{k: v for k, v in entry.items() if k not in ("not_killed", "counts")},
-                  "counts": {k: v for k, v in counts.items() if v}, "survivor_reruns": reruns, "not_killed": not_killed})
+    # every mutant has a verdict on the current tests once no earlier one was unchecked and this rerun checked all
+    # it named (a first run stopped while re-running its survivors on new tests is finished here)
+    finished = entry["unchecked"] == 0 and fresh["finished"]
+    return score({**{k: v for k, v in entry.items() if k not in ("not_killed", "counts", "finished")},
+                  "finished": finished, "counts": {k: v for k, v in counts.items() if v}, "survivor_reruns": reruns,
+                  "not_killed": not_killed})
 
 
 def current(module: str, entry: dict | None) -> bool:
