@@ -1,12 +1,15 @@
 """What the tests that run the launcher share: the one `launch()` of a real `python -m study.launch` process,
-the tiny study of the bad-input tests, and their check that bad input is one line and exit 2."""
+the tiny study of the bad-input tests and their check that bad input is one line and exit 2, and `launched()`:
+study.launch.main in this process, with what stdout and stderr held at each flush."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -51,3 +54,31 @@ class Output(io.StringIO):
     def flush(self) -> None:
         self.flushed.append(self.getvalue())
         super().flush()
+
+
+@dataclass
+class Launch:
+    """What study.launch.main did in this process: its exit code, stdout and stderr, and what each held at every
+    flush (a log file shows no more)."""
+
+    code: int
+    out: str
+    err: str
+    out_flushed: list[str]
+    err_flushed: list[str]
+
+    def said(self, line: str) -> bool:
+        """`line` was flushed to stdout as it was printed (a job's log shows it at once)."""
+        return any(text.endswith(line + "\n") for text in self.out_flushed)
+
+    def warned(self, line: str) -> bool:
+        """`line` was flushed to stderr as it was printed."""
+        return any(text.endswith(line + "\n") for text in self.err_flushed)
+
+
+def launched(argv: list[str]) -> Launch:
+    """study.launch.main(argv) in this process, stdout and stderr block-buffered (as a log file)."""
+    out, err = Output(), Output()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = launcher.main(argv)
+    return Launch(code, out.getvalue(), err.getvalue(), out.flushed, err.flushed)

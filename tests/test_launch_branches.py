@@ -25,7 +25,7 @@ from ray import tune
 import rundir
 from study import config, console, experiments, launch, local, preflight, slices, storage
 from study.trainable import trainable
-from tests.helpers import Output
+from tests.helpers import launched
 
 # Two groups (alpha 0 and 1), each fusing the two learning rates: 4 configs (runner=tune, the default).
 STUDY = ["exp=uniform_mnist", "preset=smoke", "data.download=false", "grid.model.arch=[perceptron]",
@@ -35,31 +35,6 @@ NINE = [*(a for a in STUDY if not a.startswith(("grid.train.lr=", "grid.noise.al
         "grid.train.lr=[0.01,0.02,0.05,0.1,0.2,0.3,0.5,0.7,1.0]"]
 DASHBOARD = "127.0.0.1:8265"
 TOKEN = ("/cluster/root/.token", "t0k")
-
-
-@dataclass
-class Launch:
-    code: int
-    out: str
-    err: str
-    out_flushed: list[str]  # what stdout held at each flush (a log file shows no more)
-    err_flushed: list[str]
-
-    def said(self, line: str) -> bool:
-        """`line` was flushed to stdout as it was printed."""
-        return any(text.endswith(line + "\n") for text in self.out_flushed)
-
-    def warned(self, line: str) -> bool:
-        """`line` was flushed to stderr as it was printed."""
-        return any(text.endswith(line + "\n") for text in self.err_flushed)
-
-
-def launched(argv: list[str]) -> Launch:
-    """study.launch.main(argv) in this process, stdout and stderr block-buffered (as a log file)."""
-    out, err = Output(), Output()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = launch.main(argv)
-    return Launch(code, out.getvalue(), err.getvalue(), out.flushed, err.flushed)
 
 
 def group_result(group: list[dict[str, Any]], trial_id: str, epochs: int,

@@ -32,7 +32,7 @@ import rundir
 from study import config, launch, local, preflight, slices
 from study.grid import with_value
 from study.trial import Trial
-from tests.helpers import Output
+from tests.helpers import Launch, Output, launched
 
 # Two groups (alpha 0 and 1), each fusing the two learning rates: 4 configs.
 STUDY = ["exp=uniform_mnist", "preset=smoke", "data.download=false", "runner=local", "grid.model.arch=[perceptron]",
@@ -47,27 +47,6 @@ NINE = [*(a for a in STUDY if not a.startswith("grid.train.lr=")),
         "grid.train.lr=[0.01,0.02,0.05,0.1,0.2,0.3,0.5,0.7,1.0]"]
 TRIALS_COLUMNS = [*rundir.COLUMNS.values(), *rundir.TRIAL_METRICS]
 RESUME = f"{sys.executable} -m study.launch resume="
-
-
-@dataclass
-class Launch:
-    code: int
-    out: str
-    err: str
-    out_flushed: list[str]  # what stdout held at each flush (a log file shows no more)
-    err_flushed: list[str]
-
-    def said(self, line: str) -> bool:
-        """`line` was flushed to stdout as it was printed (a job's log shows it at once)."""
-        return any(text.endswith(line + "\n") for text in self.out_flushed)
-
-
-def launched(argv: list[str]) -> Launch:
-    """study.launch.main(argv) in this process: its exit code, stdout and stderr (block-buffered, as a log file)."""
-    out, err = Output(), Output()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = launch.main(argv)
-    return Launch(code, out.getvalue(), err.getvalue(), out.flushed, err.flushed)
 
 
 def lines(text: str) -> list[str]:
