@@ -268,6 +268,10 @@ JUDGED = {
                                               "progress line ends in a newline, so flush=True adds nothing" for i in (4, 7, 8)},
     **{f"analysis.power.x_structured__mutmut_{i}": "equivalent: the scenario's δ are tenths; 0.85 and 0.95 lie between "
                                                    "them" for i in (26, 41)},
+    "loaders.backends.x_choose__mutmut_16": "equivalent: need is an int, and need <= n // 2 exactly when need <= n / 2",
+    "loaders.backends.x_make__mutmut_24": "equivalent: an ImageSet's images are one tensor, each image the same bytes",
+    **{f"loaders.backends.{name}": "equivalent: beton.ensure only tests rebuild's truth, and None is as false as False"
+       for name in ("x_make__mutmut_72", "x_make__mutmut_74", "x_prepare__mutmut_15", "x_prepare__mutmut_17")},
     "analysis.claims.x_main__mutmut_37": "equivalent: argparse's default for an optional argument is None already",
     "analysis.reproduction.x_main__mutmut_32": "equivalent: parse_args(None) reads sys.argv[1:] itself",
     **{f"analysis.effects.{name}": "equivalent: the summary's columns are numeric already; to_numpy's dtype only "

@@ -42,6 +42,22 @@ def test_a_named_backend_is_kept_whatever_it_needs(backend: str) -> None:
     assert backends.choose(backend, 10**15, 10**12, 50, CPU) == backend
 
 
+@pytest.mark.parametrize("free,reserved,expected", [(300, 100, 300), (900, 100, 400), (900, 600, 0)])
+def test_free_memory_of_a_gpu_is_its_free_bytes_within_the_process_share(free: int, reserved: int, expected: int,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial with half a GPU of 1,000 bytes, `reserved` of them held by its own allocator: at most its share
+    (500 - reserved, never below 0), at most what the device has free. Each call asks about the trial's device."""
+    gpu, asked = torch.device("cuda", 1), []
+
+    def on(value):
+        return lambda device: asked.append(device) or value
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", on((free, 1000)))
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", on(0.5))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", on(reserved))
+    assert backends.free_memory(gpu) == expected and asked == [gpu] * 3
+
+
 @pytest.mark.parametrize("members", [1, 4])
 def test_auto_takes_the_tensor_loader_up_to_half_the_free_memory(members: int, monkeypatch: pytest.MonkeyPatch) -> None:
     free = 2 * 10_000 + 1  # odd: half of it rounds down
@@ -95,6 +111,7 @@ def test_make_gives_each_backends_loader_over_the_rows(backend: str, kind: type,
     cfg = {"backend": backend, "cache": str(tmp_path), "workers": 1}
     loader = backends.make(cfg, "tiny", tiny, rows, [noise], 4, 0, CPU)
     assert type(loader) is kind
+    assert backend != "tensor" or loader.device == CPU
     # each served image, normalised with the set's stats on the way, is one of the rows', each row twice (1 + alpha)
     served = [tuple(torch.round((img * 0.25 + 0.5) * 255).to(torch.uint8).flatten().tolist()) for x, _ in loader for img in x]
     assert sorted(served) == sorted(tuple(img.flatten().tolist()) for img in tiny.images[rows.repeat(2)])
@@ -107,6 +124,51 @@ def test_auto_makes_the_tensor_loader_when_it_fits(tiny: ImageSet, tmp_path: Pat
     noise = NoiseModel(NoiseSpec(alpha=0.0, seed=0), tiny.labels[rows], 3)
     assert type(backends.make({"cache": str(tmp_path)}, "tiny", tiny, rows, [noise], 2, 0, CPU)) is TensorLoader
     assert not list(tmp_path.iterdir())  # no .beton written
+
+
+def test_auto_makes_the_ffcv_loader_when_the_images_do_not_fit(tiny: ImageSet, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = torch.arange(6)
+    noise = NoiseModel(NoiseSpec(alpha=0.0, seed=0), tiny.labels[rows], 3)
+    need = 6 * 16 + 8 * 3 * 6  # six 1x4x4 uint8 images, then the order, sources and labels of 6 virtual indices
+    monkeypatch.setattr(backends, "free_memory", lambda device: 2 * need - 2)
+    assert type(backends.make({"cache": str(tmp_path), "workers": 1}, "tiny", tiny, rows, [noise], 2, 0, CPU)) is VirtualLoader
+
+
+def test_make_writes_the_beton_again_only_with_rebuild(tiny: ImageSet, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Without data.rebuild (a caller's cfg may lack the key), make keeps the .beton there: a corrupt one is an
+    error naming data.rebuild; with it, the file is written again."""
+    rows = torch.arange(6)
+    noise = NoiseModel(NoiseSpec(alpha=0.0, seed=0), tiny.labels[rows], 3)
+    cfg = {"backend": "ffcv", "cache": str(tmp_path), "workers": 1}
+    backends.make(cfg, "tiny", tiny, rows, [noise], 2, 0, CPU)
+    [path] = tmp_path.glob("*.beton")
+    path.write_bytes(path.read_bytes()[:100])
+    capsys.readouterr()
+    with pytest.raises(UsageError, match="data.rebuild=true"):
+        backends.make(cfg, "tiny", tiny, rows, [noise], 2, 0, CPU)
+    assert "writing" not in capsys.readouterr().out
+    loader = backends.make({**cfg, "rebuild": True}, "tiny", tiny, rows, [noise], 2, 0, CPU)
+    assert f"writing {path}" in capsys.readouterr().out and sum(len(y[0]) for _, y in loader) == 6
+
+
+def test_make_hands_ffcv_one_worker_at_least_and_the_relabel_choice(tiny: ImageSet, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """data.workers=0 (torch: load in the main process) is one FFCV worker, for writing and for loading."""
+    from loaders import ffcv_loader
+
+    seen: dict[str, list] = {"ensure": [], "loader": []}
+    ensure, loader = beton.ensure, ffcv_loader.VirtualLoader
+    monkeypatch.setattr(beton, "ensure", lambda *args: seen["ensure"].append(args) or ensure(*args))
+    monkeypatch.setattr(ffcv_loader, "VirtualLoader", lambda *args, **kw: seen["loader"].append((args, kw)) or loader(*args, **kw))
+    rows = torch.arange(6)
+    noise = NoiseModel(NoiseSpec(alpha=1.0, seed=0), tiny.labels[rows], 3)
+    backends.make({"backend": "ffcv", "cache": str(tmp_path), "workers": 0}, "tiny", tiny, rows, [noise], 2, 0, CPU,
+                  relabel=False)
+    [(_, _, _, rebuild, workers)] = seen["ensure"]
+    [(args, kw)] = seen["loader"]
+    assert (rebuild, workers) == (False, 1) and args[6] == 1 and kw == {"relabel": False}
 
 
 def test_prepare_writes_one_checked_beton_and_reuses_it(tiny: ImageSet, tmp_path: Path,
@@ -200,6 +262,8 @@ def test_a_folders_split_follows_the_data_settings(tmp_path: Path, calls: dict[s
     capsys.readouterr()
     backends.folder_split({**cfg, "rebuild": True}, False)
     assert calls["folder_beton"][1][5] is True and f"writing {path}" in capsys.readouterr().out
+    _, labels = backends.folder_split(cfg, True)
+    assert calls["folder_beton"][2][:2] == (tree.split_dir(True), tree.split(True)) and labels.tolist() == [0] * 3 + [1] * 3
 
 
 @pytest.mark.parametrize("dataset", ["folder", "imagenet"])
