@@ -130,6 +130,7 @@ def fit_twice(run_dir: str) -> dict:
         ray.shutdown()
 
 
+@pytest.mark.slow  # a real Ray (18 s); fit's own code is tested in-process, fast, in test_experiments_fit.py
 def test_fit_runs_experiments_side_by_side_and_resumes(tmp_path: Path, ray_tmpdir: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     # Both cells' Tune trials get the same ids (abcde_00000, abcde_00001), as cells started together often do
