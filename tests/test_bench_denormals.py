@@ -11,6 +11,7 @@ import pytest
 from bench import denormals
 
 
+@pytest.mark.slow  # 800 warm steps into denormals (7 s)
 def test_bench_denormals_times_nets_whose_averages_are_denormal(tmp_path: Path) -> None:
     argv = ["--batch-size", "16", "--warm", "800", "--steps", "5", "--rounds", "1", "--out", str(tmp_path)]
     assert denormals.main(argv) == 0

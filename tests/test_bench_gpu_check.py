@@ -30,6 +30,7 @@ def test_gpu_check_tries_out_on_cpu(data_root: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is visible: the check would run")
+@pytest.mark.slow  # a process of its own (4 s)
 def test_gpu_check_without_cuda_is_one_line() -> None:
     done = subprocess.run([sys.executable, "-m", "bench.gpu_check"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "CUDA" in done.stderr

@@ -196,6 +196,7 @@ def test_human_noise_rows_and_truth() -> None:
         assert at(effect, 10, None, m, tied) == [round(0.75 - labels_tied, 9)]
 
 
+@pytest.mark.slow  # every scenario simulated (6 s); table's rows are pinned fast in test_power_scenarios.py
 def test_table_rows_are_each_scenarios_held_rates(capsys: pytest.CaptureFixture) -> None:
     for select in ("val", "test"):
         table = power.table(3, 0.01, 10, select)
