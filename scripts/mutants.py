@@ -50,8 +50,8 @@ TESTS = {
     "loaders/noise.py": ["tests/test_noise.py", "tests/test_noise_structured.py", "tests/test_noise_white.py",
                          "tests/test_noise_human.py"],
     "study/losses.py": ["tests/test_losses.py"],
-    "study/train.py": ["tests/test_train.py", "tests/test_fused.py"],
-    "analysis/summary.py": ["tests/test_analysis.py", "tests/test_replicates.py", "tests/test_claims_table.py",
+    "study/train.py": ["tests/test_train_values.py", "tests/test_train.py", "tests/test_fused.py"],
+    "analysis/summary.py": ["tests/test_summary_values.py", "tests/test_analysis.py", "tests/test_replicates.py", "tests/test_claims_table.py",
                             "tests/test_val_split.py"],
     "analysis/claims.py": ["tests/test_claims_rules.py", "tests/test_analysis.py", "tests/test_claims_table.py", "tests/test_noise_human.py"],
     "analysis/bands.py": ["tests/test_claims_table.py", "tests/test_analysis.py"],
@@ -142,6 +142,7 @@ _DROPNA = "equivalent: pandas reads groupby's dropna for truth, so None keeps Na
 _SAME_FACTOR = "equivalent: cpu_factor() computed again (from the same tables) gives the same factor"
 _INT_DTYPE = "equivalent: confusion counts are integers either way; argsort orders them the same"
 # Survivors judged harmless (by mutant name, as mutmut 3.8.1 names them for the current code), and why.
+_NO_CONFIG_INDEX = "equivalent: an index column kept with no config column is dropped by out[columns] next"
 JUDGED = {
     "study.losses.x_label_distribution__mutmut_2": _SQUARE, "study.losses.x_label_distribution__mutmut_3": _SQUARE,
     "study.losses.x_label_distribution__mutmut_7": _DTYPE, "study.losses.x_label_distribution__mutmut_10": _DTYPE,
@@ -154,6 +155,12 @@ JUDGED = {
     "analysis.summary.x_t975__mutmut_5": "equivalent: float('NAN') is NaN (case-insensitive)",
     "analysis.summary.x_critical_points__mutmut_14": "equivalent: np.log of the n_clean index gives float64 whatever its dtype",
     "analysis.summary.x_critical_points__mutmut_15": "equivalent: accuracies are float64 already",
+    "analysis.summary.x_aggregate__mutmut_29": "equivalent: groupby tests dropna for truth only; None acts as False",
+    "analysis.summary.x_summarize__mutmut_38": "equivalent: groupby tests dropna for truth only; None acts as False",
+    "analysis.summary.x_aggregate__mutmut_33": "equivalent: sort=True is groupby's default",
+    "analysis.summary.x_aggregate__mutmut_38": "equivalent: with no config column the group label is dropped by reset_index(drop=True)",
+    "analysis.summary.x_aggregate__mutmut_65": _NO_CONFIG_INDEX, "analysis.summary.x_aggregate__mutmut_66": _NO_CONFIG_INDEX,
+    "analysis.summary.x_aggregate__mutmut_67": _NO_CONFIG_INDEX,
     "loaders.noise.xǁWhiteNoiseǁ__init____mutmut_11": _FIXED_POINT,
     "analysis.bands.xǁBandǁshow__mutmut_3": "equivalent: Band.number tests `suffix` for truth only; None and False both "
                                              "leave the unit off",
