@@ -95,7 +95,7 @@ TESTS = {
     # analysis/
     "analysis/intervals.py": ["tests/test_claims_table.py"],
     "analysis/power.py": ["tests/test_power_scenarios.py", "tests/test_claims_power.py"],
-    "analysis/figures.py": ["tests/test_figures.py", "tests/test_analysis.py", "tests/test_replicates.py",
+    "analysis/figures.py": ["tests/test_figures_values.py", "tests/test_figures.py", "tests/test_analysis.py", "tests/test_replicates.py",
                             "tests/test_val_split.py"],
     "analysis/report.py": ["tests/test_val_split.py", "tests/test_analysis.py"],
     "analysis/reproduction.py": ["tests/test_reproduction.py"],
@@ -143,6 +143,7 @@ _SAME_FACTOR = "equivalent: cpu_factor() computed again (from the same tables) g
 _INT_DTYPE = "equivalent: confusion counts are integers either way; argsort orders them the same"
 # Survivors judged harmless (by mutant name, as mutmut 3.8.1 names them for the current code), and why.
 _NO_CONFIG_INDEX = "equivalent: an index column kept with no config column is dropped by out[columns] next"
+_EMPTY_X = "equivalent: plot([], fmt) draws the same empty legend key as plot([], [], fmt)"
 JUDGED = {
     "study.losses.x_label_distribution__mutmut_2": _SQUARE, "study.losses.x_label_distribution__mutmut_3": _SQUARE,
     "study.losses.x_label_distribution__mutmut_7": _DTYPE, "study.losses.x_label_distribution__mutmut_10": _DTYPE,
@@ -155,6 +156,10 @@ JUDGED = {
     "analysis.summary.x_t975__mutmut_5": "equivalent: float('NAN') is NaN (case-insensitive)",
     "analysis.summary.x_critical_points__mutmut_14": "equivalent: np.log of the n_clean index gives float64 whatever its dtype",
     "analysis.summary.x_critical_points__mutmut_15": "equivalent: accuracies are float64 already",
+    "analysis.figures.x_fig9__mutmut_109": "equivalent: matplotlib draws a None annotation text as ''",
+    "analysis.figures.x_fig9__mutmut_147": _EMPTY_X, "analysis.figures.x_fig9__mutmut_148": _EMPTY_X,
+    "analysis.figures.x_fig9__mutmut_156": "equivalent: matplotlib reads the colour 'none' in any case as transparent",
+    "analysis.figures.x_fig9__mutmut_174": "equivalent: finish tests percent for truth only; None acts as False",
     "analysis.summary.x_aggregate__mutmut_29": "equivalent: groupby tests dropna for truth only; None acts as False",
     "analysis.summary.x_summarize__mutmut_38": "equivalent: groupby tests dropna for truth only; None acts as False",
     "analysis.summary.x_aggregate__mutmut_33": "equivalent: sort=True is groupby's default",
