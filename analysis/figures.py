@@ -264,8 +264,9 @@ def human(summary: pd.DataFrame, trials: pd.DataFrame, out: Path, run: Run) -> p
     for ax, arch in zip(axes[0], panels):
         for kind in NOISE_KINDS:
             rows = table[(table["arch"] == arch) & (table["kind"] == kind)]
-            if len(rows):
-                noisy = rows[rows["alpha"] > 0]  # the alpha = 0 rows, shared by every kind, name none
+            noisy = rows[rows["alpha"] > 0]  # the alpha = 0 rows, shared by every kind, name none
+            # a kind that this arch lacks holds only the shared clean copies: no line (uniform owns the clean rows)
+            if len(noisy) or (len(rows) and kind == NOISE_KINDS[0]):
                 points = by_x(rows, "alpha", "test_acc")
                 curve(ax, points["alpha"], 100 * points["mean"], 100 * points["low"], 100 * points["high"], marker="o",
                       label=run.labels(noisy if len(noisy) else rows))

@@ -387,6 +387,17 @@ def test_human_clean_only_uniform_is_named_from_its_rows(tmp_path: Path) -> None
     assert series(ax)[KINDS[4]] == ([0, 2, 4], pytest.approx([90, 55, 20]))
 
 
+def test_human_draws_no_line_for_a_kind_an_arch_lacks(tmp_path: Path) -> None:
+    """mlp1 without the per-image-label kinds: its panel has no one-point clean line standing in for them (the bug:
+    each took the clean rows' label, and mlp1's legend read 'uniform label noise' three times)."""
+    summary = human_rows()
+    summary = summary[~((summary["arch"] == "mlp1") & summary["labels"].notna())]
+    conv2, mlp1 = figures.human(summary, pd.DataFrame(), tmp_path, CIFAR).axes
+    assert legend(conv2) == ["chance (10%)", *KINDS]
+    assert legend(mlp1) == [*KINDS[:3], "chance (10%)"]
+    assert series(mlp1)[KINDS[2]] == ([0, 6], pytest.approx([70, 25]))
+
+
 # --- confusion -------------------------------------------------------------------------------------------------
 
 
