@@ -144,6 +144,7 @@ _INT_DTYPE = "equivalent: confusion counts are integers either way; argsort orde
 # Survivors judged harmless (by mutant name, as mutmut 3.8.1 names them for the current code), and why.
 _NO_CONFIG_INDEX = "equivalent: an index column kept with no config column is dropped by out[columns] next"
 _EMPTY_X = "equivalent: plot([], fmt) draws the same empty legend key as plot([], [], fmt)"
+_N_CRIT_FLOAT = "equivalent: every n_crit is a float64 or float(...) already, and an empty list defaults to float64"
 JUDGED = {
     "study.losses.x_label_distribution__mutmut_2": _SQUARE, "study.losses.x_label_distribution__mutmut_3": _SQUARE,
     "study.losses.x_label_distribution__mutmut_7": _DTYPE, "study.losses.x_label_distribution__mutmut_10": _DTYPE,
@@ -160,6 +161,8 @@ JUDGED = {
     "analysis.figures.x_fig9__mutmut_147": _EMPTY_X, "analysis.figures.x_fig9__mutmut_148": _EMPTY_X,
     "analysis.figures.x_fig9__mutmut_156": "equivalent: matplotlib reads the colour 'none' in any case as transparent",
     "analysis.figures.x_fig9__mutmut_174": "equivalent: finish tests percent for truth only; None acts as False",
+    "analysis.summary.x_critical_points__mutmut_37": "equivalent: with no points reduceat gives the same empty float64 array as sizes, and no alpha reads it",
+    "analysis.summary.x_critical_points__mutmut_112": _N_CRIT_FLOAT, "analysis.summary.x_critical_points__mutmut_114": _N_CRIT_FLOAT,
     "analysis.summary.x_aggregate__mutmut_29": "equivalent: groupby tests dropna for truth only; None acts as False",
     "analysis.summary.x_summarize__mutmut_38": "equivalent: groupby tests dropna for truth only; None acts as False",
     "analysis.summary.x_aggregate__mutmut_33": "equivalent: sort=True is groupby's default",

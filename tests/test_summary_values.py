@@ -2,7 +2,12 @@
 their order (sorted by config, a NaN config value kept and last, as read_trials gives every run from before
 noise.matrix), a table with no config column at all, `summarize` with no cell column, with searched keys other
 than the default and with a NaN cell, its two error messages word for word, and `read_run` taking the searched
-keys from study.json at the last and at the best epoch. Inputs are tiny hand-made tables; no stand-ins."""
+keys from study.json at the last and at the best epoch; `kind_of` for every noise kind (NaN and "" unset, uniform
+never tied, frames without draw or without the matrix/labels columns) and `noise_kind`'s rows, order and fresh
+index (the alpha = 0 uniform rows copied once under each kind present, none under an absent one);
+`critical_points` averaging replicates given out of order, bracketing sizes 1 apart, the NaN, censored and
+empty cases, object-dtype n_clean, and its dtypes (the index keeps alpha's, n_crit float, censored object when
+empty). Inputs are tiny hand-made tables; no stand-ins."""
 
 from __future__ import annotations
 
@@ -10,11 +15,12 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import rundir
-from analysis.summary import aggregate, read_run, summarize, t975
+from analysis.summary import NOISE_KINDS, aggregate, critical_points, kind_of, noise_kind, read_run, summarize, t975
 
 
 def rows(configs: list[dict], accs: list[list[float]]) -> pd.DataFrame:
@@ -126,3 +132,104 @@ def test_read_run_uses_the_searched_keys_of_study_json(tmp_path: Path, epoch: st
     best = {"last": (1.0, 32, 0.8, "test_acc"), "best": (0.1, 128, 0.9, "test_acc at its best epoch")}[epoch]
     row = summary.loc[0]
     assert (row["lr"], row["batch_size"], row["test_acc"], row["selected_on"]) == pytest.approx(best)
+
+
+def test_kind_of_every_noise_kind() -> None:
+    """matrix/labels where the column holds a non-empty value (NaN and "" are unset), " tied" added where
+    draw=image but never to uniform: an object array of the full names, every one of NOISE_KINDS."""
+    nan = math.nan
+    summary = pd.DataFrame({"matrix": [nan, "m.npy", "m.npy", "", nan, "", nan],
+                            "labels": [nan, nan, nan, "l.npy", "l.npy", "", nan],
+                            "draw": ["copy", "copy", "image", "copy", "image", "image", "image"]})
+    kind = kind_of(summary)
+    assert isinstance(kind, np.ndarray) and kind.dtype == object
+    assert kind.tolist() == ["uniform", "matrix", "matrix tied", "labels", "labels tied", "uniform", "uniform"]
+    assert sorted(set(kind)) == sorted(NOISE_KINDS)
+
+
+def test_kind_of_without_the_draw_or_noise_columns() -> None:
+    """No draw column (a run from before noise.draw): per copy, never tied; no matrix/labels columns (a uniform
+    study), or columns of NaN alone (read_trials' fill for runs from before them): uniform throughout."""
+    untied = kind_of(pd.DataFrame({"matrix": ["m.npy", math.nan], "labels": [math.nan, "l.npy"]}))
+    assert untied.tolist() == ["matrix", "labels"]
+    assert kind_of(pd.DataFrame({"alpha": [0, 50], "draw": ["image", "copy"]})).tolist() == ["uniform"] * 2
+    assert kind_of(pd.DataFrame({"matrix": [math.nan] * 2, "labels": [math.nan] * 2,
+                                 "draw": ["copy", "image"]})).tolist() == ["uniform"] * 2
+    assert kind_of(pd.DataFrame({"alpha": []})).tolist() == []
+
+
+def test_noise_kind_copies_the_clean_rows_under_each_kind_present() -> None:
+    """Every row with its kind, in order; then the alpha = 0 uniform rows (not the uniform alpha 50 one) once
+    under matrix and once under matrix tied, the kinds present, in NOISE_KINDS order, none under the labels kinds
+    (absent); a fresh index 0..n-1 whatever the summary's."""
+    nan = math.nan
+    summary = pd.DataFrame({"alpha": [0, 50, 50, 0, 50], "arch": ["a", "a", "a", "b", "b"],
+                            "matrix": [nan, nan, "m.npy", nan, "m.npy"], "labels": [nan] * 5,
+                            "draw": ["copy", "copy", "image", "copy", "copy"],
+                            "test_acc": [0.99, 0.9, 0.7, 0.98, 0.8]}, index=[7, 3, 9, 1, 4])
+    out = noise_kind(summary)
+    assert out.columns.tolist() == ["alpha", "arch", "matrix", "labels", "draw", "test_acc", "kind"]
+    assert out.index.tolist() == list(range(9))
+    assert out["kind"].tolist() == ["uniform", "uniform", "matrix tied", "uniform", "matrix",
+                                    "matrix", "matrix", "matrix tied", "matrix tied"]
+    assert out["alpha"].tolist() == [0, 50, 50, 0, 50, 0, 0, 0, 0]
+    assert out["arch"].tolist() == ["a", "a", "a", "b", "b", "a", "b", "a", "b"]
+    assert out["test_acc"].tolist() == [0.99, 0.9, 0.7, 0.98, 0.8, 0.99, 0.98, 0.99, 0.98]
+    assert out["draw"].tolist() == ["copy", "copy", "image", "copy", "copy"] + ["copy"] * 4  # the copies unchanged
+
+
+def test_noise_kind_of_labels_only_and_of_uniform_only() -> None:
+    """Labels kinds present (no matrix column): the clean row under labels and labels tied; a uniform study
+    (no noise columns at all): the summary and its kind column alone, no copies."""
+    summary = pd.DataFrame({"alpha": [0, 50, 50], "labels": ["", "l.npy", "l.npy"], "draw": ["copy", "image", "copy"]})
+    out = noise_kind(summary)
+    assert out["kind"].tolist() == ["uniform", "labels tied", "labels", "labels", "labels tied"]
+    assert out["alpha"].tolist() == [0, 50, 50, 0, 0] and out.index.tolist() == list(range(5))
+    uniform = noise_kind(pd.DataFrame({"alpha": [50, 0], "test_acc": [0.5, 0.9]}, index=[5, 6]))
+    assert uniform.values.tolist() == [[50, 0.5, "uniform"], [0, 0.9, "uniform"]]
+    assert uniform.index.tolist() == [0, 1]
+
+
+def test_critical_points_averages_replicates_and_keeps_the_alpha_dtype() -> None:
+    """Replicate rows (same alpha and n_clean) given out of order are averaged before interpolating in
+    log(n_clean): at alpha 10 the curve is 10 -> (0.5 + 0.2) / 2 = 0.35, 100 -> (0.9 + 0.45) / 2 = 0.675,
+    1000 -> 0.95 (a NaN accuracy dropped), so 0.6 lies 0.25 / 0.325 = 10/13 of the way from log 10 to log 100;
+    at alpha 0, sizes 10 and 11 at 0.7 and 0.9: 0.8 is halfway, at sqrt(10 * 11). Integer alpha and n_clean:
+    the index keeps int64, n_crit is float throughout, also where it is a measured size."""
+    summary = pd.DataFrame({"alpha": [10, 10, 10, 10, 10, 0, 10, 0], "n_clean": [100, 10, 1000, 10, 100, 11, 10000, 10],
+                            "test_acc": [0.9, 0.5, 0.95, 0.2, 0.45, 0.9, math.nan, 0.7]})
+    out = critical_points(summary, 0.6)
+    assert out.index.dtype == np.dtype("int64") and out.index.tolist() == [0, 10]
+    assert out["n_crit"].dtype == np.dtype("float64")
+    assert out["censored"].tolist() == ["below", ""]
+    assert out["n_crit"].tolist() == pytest.approx([10.0, 10 * 10 ** (10 / 13)], rel=1e-12)
+    mid = critical_points(summary, 0.8)  # alpha 10: between 100 (0.675) and 1000 (0.95)
+    assert mid["censored"].tolist() == ["", ""]
+    assert mid["n_crit"].tolist() == pytest.approx([math.sqrt(110), 100 * 10 ** (0.125 / 0.275)], rel=1e-12)
+    below, above = critical_points(summary, 0.3), critical_points(summary, 0.96)
+    assert below["censored"].tolist() == ["below"] * 2 and below["n_crit"].tolist() == [10.0, 10.0]
+    assert above["censored"].tolist() == ["above"] * 2  # alpha 10's largest size measured is 1000: 10000 has NaN
+    assert above["n_crit"].tolist() == [11.0, 1000.0] and above["n_crit"].dtype == np.dtype("float64")
+    assert critical_points(summary.astype({"alpha": float}), 0.6).index.dtype == np.dtype("float64")
+
+
+def test_critical_points_of_an_empty_summary() -> None:
+    """No measured point (no row, or none with an accuracy): an empty frame, float n_crit and object censored
+    columns on the default RangeIndex, whatever the alpha dtype."""
+    empty = pd.DataFrame({"alpha": [], "n_clean": [], "test_acc": []})
+    unmeasured = pd.DataFrame({"alpha": [0, 10], "n_clean": [10, 10], "test_acc": [math.nan] * 2})
+    for summary in (empty, unmeasured, empty.astype({"alpha": "int64"})):
+        out = critical_points(summary, 0.8)
+        assert out.columns.tolist() == ["n_crit", "censored"] and len(out) == 0
+        assert type(out.index) is pd.RangeIndex
+        assert out.dtypes.tolist() == [np.dtype("float64"), np.dtype(object)]
+
+
+def test_critical_points_reads_object_columns_as_numbers() -> None:
+    """n_clean of object dtype (Python ints, and None for a null size, as from JSON configs): read as floats,
+    the None row dropped like a NaN one."""
+    summary = pd.DataFrame({"alpha": [0, 0, 0], "n_clean": pd.Series([10, None, 100], dtype=object),
+                            "test_acc": [0.5, 0.9, 0.7]})
+    out = critical_points(summary, 0.6)
+    assert out["censored"].tolist() == [""]
+    assert out["n_crit"].tolist() == pytest.approx([10 * math.sqrt(10)], rel=1e-12)
