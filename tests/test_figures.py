@@ -262,32 +262,6 @@ def test_fig3_draws_top5_where_the_run_has_more_than_5_classes(tmp_path: Path) -
 # --- Figures 5-8, 10 ------------------------------------------------------------------------------------------
 
 
-def structured_summary(source: str | None) -> pd.DataFrame:
-    rows = [{"alpha": a, "delta": d, "order": o, "test_acc": 0.9 - 0.1 * d - 0.01 * a - (0.05 if o == "random" else 0)}
-            for a in (2, 1) for d in (0.0, 0.5) for o in ("random", "confusing")]
-    summary = pd.DataFrame(rows).assign(selected_on="test_acc", replicates=1)
-    return summary if source is None else summary.assign(source=source)
-
-
-def test_fig5_titles_the_alphas_and_the_source_only_when_given(tmp_path: Path) -> None:
-    fig = figures.fig5(structured_summary("novel"), pd.DataFrame(), tmp_path, MNIST)
-    only_file(tmp_path, "fig5.png")
-    (ax,) = fig.axes
-    assert ax.get_title() == "MNIST, structured label noise, α = 1, 2, on novel images (preset=test)"
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("Structure of the noise (δ)", "Prediction accuracy (%)")
-    assert legend(ax) == ["confusing order", "random order", "chance (10%)"]
-    drawn = series(ax)  # each delta: the mean over alpha 1 and 2
-    assert drawn["confusing order"] == ([0, 0.5], pytest.approx([88.5, 83.5]))
-    assert drawn["random order"] == ([0, 0.5], pytest.approx([83.5, 78.5]))
-    assert caption_text(fig) == (caption_line(tmp_path, "MNIST (10 classes)", "uniform label noise / structured label "
-                                              "noise (δ = 0.5, random order) / structured label noise (δ = 0.5, "
-                                              "confusing order), on novel images") + f"\n{PAPER_RULE} · replicates: 1")
-    ax = figures.fig5(structured_summary(None), pd.DataFrame(), tmp_path, MNIST).axes[0]
-    assert ax.get_title() == "MNIST, structured label noise, α = 1, 2 (preset=test)"
-    ax = figures.fig5(structured_summary("").assign(alpha=2.5), pd.DataFrame(), tmp_path, MNIST).axes[0]
-    assert ax.get_title() == "MNIST, structured label noise, α = 2.5 (preset=test)"
-
-
 def source_summary(sources: list[str]) -> pd.DataFrame:
     rows = [{"alpha": a, "source": s, "matrix": "m.npy", "test_acc": 0.9 - 0.01 * a * (i + 1)}
             for i, s in enumerate(sources) for a in (0, 10)]

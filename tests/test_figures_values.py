@@ -142,6 +142,10 @@ def test_fig5_lines_per_order_against_delta(tmp_path: Path) -> None:
     plain = Run("MNIST", 10, "preset=test")  # no source anywhere: the title names none
     assert figures.fig5(structured(""), pd.DataFrame(), tmp_path, plain).axes[0].get_title() == (
         "MNIST, structured label noise, α = 1, 3 (preset=test)")
+    assert figures.fig5(structured(None), pd.DataFrame(), tmp_path, plain).axes[0].get_title() == (
+        "MNIST, structured label noise, α = 1, 3 (preset=test)")
+    assert figures.fig5(structured("").assign(alpha=2.5), pd.DataFrame(), tmp_path, plain).axes[0].get_title() == (
+        "MNIST, structured label noise, α = 2.5 (preset=test)")
 
 
 def sources(names: list[str]) -> pd.DataFrame:
