@@ -262,42 +262,6 @@ def test_fig3_draws_top5_where_the_run_has_more_than_5_classes(tmp_path: Path) -
 # --- Figures 5-8, 10 ------------------------------------------------------------------------------------------
 
 
-def source_summary(sources: list[str]) -> pd.DataFrame:
-    rows = [{"alpha": a, "source": s, "matrix": "m.npy", "test_acc": 0.9 - 0.01 * a * (i + 1)}
-            for i, s in enumerate(sources) for a in (0, 10)]
-    return pd.DataFrame(rows).assign(selected_on="test_acc", replicates=2)
-
-
-def test_fig6_names_every_source_of_noisy_images(tmp_path: Path) -> None:
-    sources = ["same", "cifar100", "white", "novel", "other"]
-    fig = figures.fig6(source_summary(sources), pd.DataFrame(), tmp_path, MNIST)
-    only_file(tmp_path, "fig6.png")
-    (ax,) = fig.axes
-    assert ax.get_title() == "MNIST, sources of noisy examples, noise matrix m.npy (preset=test)"
-    assert ax.get_xlabel() == ALPHA
-    assert legend(ax) == ["CIFAR-100", "Novel images", "other", "MNIST (same dataset)", "White noise", "chance (10%)"]
-    drawn = series(ax)
-    assert drawn["MNIST (same dataset)"] == ([0, 10], pytest.approx([90, 80]))
-    assert drawn["CIFAR-100"][1] == pytest.approx([90, 70]) and drawn["White noise"][1] == pytest.approx([90, 60])
-    assert drawn["Novel images"][1] == pytest.approx([90, 50]) and drawn["other"][1] == pytest.approx([90, 40])
-    assert caption_text(fig) == (caption_line(tmp_path, "MNIST (10 classes)", "noise matrix m.npy, on "
-                                              "CIFAR-100 images / white-noise images / novel images / other")
-                                 + f"\n{PAPER_RULE} · replicates: 2")
-
-
-def test_fig7_names_repeated_and_novel_images(tmp_path: Path) -> None:
-    fig = figures.fig7(source_summary(["same", "novel", "white"]), pd.DataFrame(), tmp_path, IMAGENET)
-    only_file(tmp_path, "fig7.png")
-    (ax,) = fig.axes
-    assert ax.get_title() == "ImageNet, repeated vs novel noisy images, noise matrix m.npy (preset=paper)"
-    assert legend(ax) == ["Novel images", "Repeated images", "white", "chance (0.1%)"]
-    drawn = series(ax)
-    assert drawn["Repeated images"][1] == pytest.approx([90, 80]) and drawn["Novel images"][1] == pytest.approx([90, 70])
-    assert drawn["white"][1] == pytest.approx([90, 60])
-    assert caption_text(fig).endswith(" · noise matrix m.npy, on novel images / white-noise images\n"
-                                      f"{PAPER_RULE} · replicates: 2")
-
-
 def clean_summary() -> pd.DataFrame:
     rows = [{"alpha": a, "n_clean": n, "source": "novel", "test_acc": acc, "test_top5": top5}
             for a, accs in ((2, [(0.5, 0.7), (0.8, 0.9), (0.9, 0.99)]), (0.5, [(0.6, 0.8), (0.85, 0.95), (0.95, 1.0)]))
@@ -409,31 +373,6 @@ def test_fig9_names_a_censored_only_target_once(tmp_path: Path) -> None:
 # --- Figures 11 and 12 ----------------------------------------------------------------------------------------
 
 
-def test_fig11_batch_lines_and_the_h_alpha_limit(tmp_path: Path) -> None:
-    rows = [("ce", 32, 0, 0.90), ("ce", 32, 10, 0.50), ("ce", 256, 0, 0.88), ("ce", 256, 10, 0.30),
-            ("h_alpha", 32, 0, 0.85), ("h_alpha", 32, 10, 0.70), ("h_alpha", 32, 20, 0.60)]
-    summary = pd.DataFrame([{"loss": loss, "batch_size": b, "alpha": a, "arch": "conv4", "source": "novel", "test_acc": acc}
-                            for loss, b, a, acc in rows]).assign(selected_on="test_acc", replicates=3)
-    h = summary["loss"] == "h_alpha"
-    summary["test_acc_ci_low"] = (summary["test_acc"] - 0.02).where(h)
-    summary["test_acc_ci_high"] = (summary["test_acc"] + 0.03).where(h)
-    fig = figures.fig11(summary, pd.DataFrame(), tmp_path, MNIST)
-    only_file(tmp_path, "fig11.png")
-    (ax,) = fig.axes
-    assert ax.get_title() == "MNIST, Conv4, batch size, uniform label noise, on novel images (preset=test)"
-    assert legend(ax) == ["batch 32", "batch 256", "chance (10%)", "H_α (infinite batch)"]
-    assert legend_layout(ax) == BESIDE
-    drawn = series(ax)
-    assert drawn["batch 32"] == ([0, 10], pytest.approx([90, 50])) and drawn["batch 256"] == ([0, 10], pytest.approx([88, 30]))
-    assert drawn["H_α (infinite batch)"] == ([0, 10, 20], pytest.approx([85, 70, 60]))
-    assert bars(ax, "H_α (infinite batch)") == pytest.approx([0, 82.5, 87.5, 10, 67.5, 72.5, 20, 57.5, 62.5])  # ±half the CI
-    limit = line(ax, "H_α (infinite batch)")
-    assert (to_rgba(limit.get_color()), limit.get_linestyle(), limit.get_marker()) == ((0, 0, 0, 1), "--", "s")
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "10", "20"]
-    assert caption_text(fig) == (caption_line(tmp_path, "MNIST (10 classes)", "uniform label noise, on novel images")
-                                 + f"\n{PAPER_RULE} · replicates: 3")
-
-
 def test_fig12_draws_every_learning_rate(tmp_path: Path) -> None:
     trials = pd.DataFrame([{"alpha": a, "arch": "conv4", "lr": lr, "batch_size": 128, "source": "novel", "seed": seed,
                             "trial_id": f"t{i}", "status": "ok", "test_acc": acc + 0.02 * seed, "test_top5": 1.0}
@@ -520,33 +459,3 @@ def test_human_one_panel_and_no_chance_line_without_a_class_count(tmp_path: Path
     assert ax.get_title() == "my_images, human label noise, ResNet-18 (preset=smoke)"
     assert legend(ax) == HUMAN_KINDS[:2]  # no chance line
     assert series(ax) == {HUMAN_KINDS[0]: ([0], [pytest.approx(80)]), HUMAN_KINDS[1]: ([0, 1, 5], pytest.approx([80, 70, 50]))}
-
-
-# --- confusion ------------------------------------------------------------------------------------------------
-
-
-def test_confusion_heatmap_labels_off_diagonal_confusions_of_1_percent(tmp_path: Path) -> None:
-    counts = np.array([[90, 5, 5, 0, 0],
-                       [1, 98, 0, 1, 0],  # 1 of 100: exactly 1%, labelled
-                       [0, 1, 0, 0, 0],  # one example, confused: 100%
-                       [1, 0, 0, 199, 0],  # 0.5%: not labelled
-                       [0, 0, 0, 0, 0]])  # no examples: 0, not NaN
-    np.save(tmp_path / "confusion.npy", counts)
-    fig = figures.confusion(pd.DataFrame(), pd.DataFrame(), tmp_path, MNIST)
-    only_file(tmp_path, "confusion.png")
-    ax, bar_ax = fig.axes
-    assert fig.get_size_inches().tolist() == [5.2, 4.6]
-    (image,) = ax.images
-    rates = 100 * counts / np.array([[100], [100], [1], [200], [1]])
-    np.testing.assert_allclose(np.ma.getdata(image.get_array()), rates)
-    assert not np.ma.getmaskarray(image.get_array()).any()  # no NaN (a class with no examples: 0/1)
-    assert image.get_cmap().name == "Blues"
-    assert [(t.get_position(), t.get_text()) for t in ax.texts] == [
-        ((1, 0), "5"), ((2, 0), "5"), ((0, 1), "1"), ((3, 1), "1"), ((1, 2), "100")]
-    assert {(t.get_ha(), t.get_va(), t.get_fontsize()) for t in ax.texts} == {("center", "center", 7)}
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("Predicted class", "True class")
-    assert ax.get_xticks().tolist() == [0, 1, 2, 3, 4] and ax.get_yticks().tolist() == [0, 1, 2, 3, 4]
-    assert ax.get_title() == "MNIST: test confusion, % of each true class (preset=test)" and ax.title.get_fontsize() == 10
-    assert image.colorbar is not None and image.colorbar.ax is bar_ax and bar_ax.get_ylabel() == "%"
-    assert caption_text(fig) == (caption_line(tmp_path, "MNIST (10 classes)", "uniform label noise")
-                                 + "\nno selection (summed test confusion) · replicates: n/a")

@@ -27,7 +27,7 @@ from matplotlib.colors import to_rgba
 from analysis import figures
 from analysis.describe import Run
 from analysis.figures import ALPHA
-from tests.test_figures import (BESIDE, CENSORED, NONE, PAPER_RULE, bars, caption_text, close_all,  # noqa: F401
+from tests.test_figures import (BESIDE, CENSORED, IMAGENET, NONE, PAPER_RULE, bars, caption_text, close_all,  # noqa: F401
                                 legend, legend_layout, line, log_between, only_file, series)
 
 RUN_NOISE = Run("MNIST", 10, "preset=test", {"source": "white"})  # the study's section: white-noise images
@@ -160,6 +160,7 @@ def test_fig6_names_each_source(tmp_path: Path) -> None:
     only_file(tmp_path, "fig6.png")
     (ax,) = fig.axes
     assert ax.get_title() == "MNIST, sources of noisy examples, noise matrix m.npy (preset=test)"
+    assert ax.get_xlabel() == ALPHA
     assert legend(ax) == ["CIFAR-100", "Novel images", "MNIST (same dataset)", "unknown", "White noise", "chance (10%)"]
     drawn = series(ax)
     assert drawn["White noise"] == ([0, 8], pytest.approx([90, 88]))
@@ -180,6 +181,9 @@ def test_fig7_names_repeated_and_novel(tmp_path: Path) -> None:
     assert drawn["Repeated images"] == ([0, 8], pytest.approx([90, 84]))
     assert caption_text(fig) == head(tmp_path, RUN_NOISE, "noise matrix m.npy, on novel images / CIFAR-100 images") + (
         f"\n{PAPER_RULE} · replicates: 5")
+    ax = figures.fig7(sources(["same", "novel", "white"]), pd.DataFrame(), tmp_path, IMAGENET).axes[0]
+    assert ax.get_title() == "ImageNet, repeated vs novel noisy images, noise matrix m.npy (preset=paper)"
+    assert legend(ax) == ["Novel images", "Repeated images", "white", "chance (0.1%)"]
 
 
 def sizes() -> pd.DataFrame:
