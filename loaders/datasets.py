@@ -164,7 +164,8 @@ def ensure_available(name: str, root: Path, download: bool, stand_in: bool = Fal
              "cifar100": f"{root}/cifar100.npz or {root}/cifar-100-python",
              "imagenet": f"class folders under {root}/imagenet/train and {root}/imagenet/val"}[name]
     fix = f"put {where}, or point data.root= (or STUDY_DATA_ROOT) at a folder that holds it"
-    failure = "data.download=false"
+    # ImageNet cannot be downloaded (its licence): naming data.download=false would blame a setting the user set
+    failure = "data.download=false" if name in TORCHVISION else "it is never downloaded"
     if download and name in TORCHVISION:
         try:
             _download(name, root)

@@ -308,7 +308,7 @@ def test_ensure_available_messages_offline(tmp_path: Path, no_download: list) ->
                    f"{r}/cifar-10-batches-py, {FIX}{HINT}",
         "cifar100": f"CIFAR-100 not found under {r} and data.download=false: put {r}/cifar100.npz or "
                     f"{r}/cifar-100-python, {FIX}{HINT}",
-        "imagenet": f"ImageNet not found under {r} and data.download=false: put class folders under "
+        "imagenet": f"ImageNet not found under {r} and it is never downloaded: put class folders under "
                     f"{r}/imagenet/train and {r}/imagenet/val, {FIX}{HINT}",
     }
     for name, message in expected.items():
@@ -331,7 +331,8 @@ def test_ensure_available_downloads_torchvision_datasets_only(tmp_path: Path, mo
     assert calls == [("cifar10", tmp_path), ("mnist", tmp_path)]
     with pytest.raises(UsageError) as e:  # ImageNet is never downloaded
         datasets.ensure_available("imagenet", tmp_path, download=True)
-    assert str(e.value).startswith(f"ImageNet not found under {tmp_path} and ") and str(e.value).endswith(f"{FIX}{HINT}")
+    assert str(e.value).startswith(f"ImageNet not found under {tmp_path} and it is never downloaded: ")
+    assert str(e.value).endswith(f"{FIX}{HINT}")
     assert datasets.ensure_available("imagenet", tmp_path, download=True, stand_in=True) is True
     assert len(calls) == 2
 
