@@ -161,6 +161,7 @@ JUDGED = {
     "analysis.summary.x_t975__mutmut_5": "equivalent: float('NAN') is NaN (case-insensitive)",
     "analysis.summary.x_critical_points__mutmut_14": "equivalent: np.log of the n_clean index gives float64 whatever its dtype",
     "analysis.summary.x_critical_points__mutmut_15": "equivalent: accuracies are float64 already",
+    "analysis.figures.x_human__mutmut_100": "equivalent: matplotlib's colour names are case-insensitive ('GREY' is grey)",
     "analysis.figures.x_fig9__mutmut_109": "equivalent: matplotlib draws a None annotation text as ''",
     "analysis.figures.x_fig9__mutmut_147": _EMPTY_X, "analysis.figures.x_fig9__mutmut_148": _EMPTY_X,
     "analysis.figures.x_fig9__mutmut_156": "equivalent: matplotlib reads the colour 'none' in any case as transparent",
