@@ -90,7 +90,7 @@ TESTS = {
     "loaders/backends.py": ["tests/test_backends.py", "tests/test_loaders.py", "tests/test_folder.py"],
     "loaders/beton.py": ["tests/test_loaders.py"],
     "loaders/ffcv_loader.py": ["tests/test_loaders.py"],
-    "loaders/ffcv_ops.py": ["tests/test_loaders.py", "tests/test_noise_human.py"],
+    "loaders/ffcv_ops.py": ["tests/test_ffcv_ops_values.py", "tests/test_loaders.py", "tests/test_noise_human.py"],
     "loaders/torch_loader.py": ["tests/test_torch_loader.py", "tests/test_loaders.py"],
     # analysis/
     "analysis/intervals.py": ["tests/test_claims_table.py"],
@@ -149,6 +149,7 @@ _ALIGN = "equivalent: bilinear interpolate turns align_corners=None into False"
 _BROADCAST = "equivalent: a (3, 1, 1) view broadcasts against (N, 3, H, W) as (1, 3, 1, 1) does"
 _SETDIFF = "equivalent: setdiff1d takes its values and dtype from the first argument (an int64 arange); the empty held set's dtype is unread"
 _TIES = "equivalent: the ranks are an arange plus a random float per class, never tied, so every sort kind orders them alike (numpy accepts 'STABLE')"
+_SEEDS_INT64 = "equivalent: seeds are Python ints in [0, 2**32) (NoiseSpec checks), which numpy stores as int64 without a dtype"
 JUDGED = {
     "study.losses.x_label_distribution__mutmut_2": _SQUARE, "study.losses.x_label_distribution__mutmut_3": _SQUARE,
     "study.losses.x_label_distribution__mutmut_7": _DTYPE, "study.losses.x_label_distribution__mutmut_10": _DTYPE,
@@ -172,6 +173,8 @@ JUDGED = {
     "loaders.datasets.x_generated_stand_in__mutmut_64": _BROADCAST, "loaders.datasets.x_generated_stand_in__mutmut_78": _BROADCAST,
     "loaders.datasets.x_load__mutmut_33": "equivalent: download is only tested for truth; None acts as False",
     "loaders.datasets.x_novel_index__mutmut_5": _SETDIFF, "loaders.datasets.x_novel_index__mutmut_7": _SETDIFF,
+    "loaders.ffcv_ops.xǁRelabelǁ__init____mutmut_13": _SEEDS_INT64, "loaders.ffcv_ops.xǁRelabelǁ__init____mutmut_15": _SEEDS_INT64,
+    "loaders.ffcv_ops.xǁRelabelǁgenerate_code__mutmut_8": _SQUARE,
     "loaders.datasets.x_stratified_subset__mutmut_28": _TIES, "loaders.datasets.x_stratified_subset__mutmut_30": _TIES,
     "loaders.datasets.x_stratified_subset__mutmut_32": _TIES,
     "analysis.summary.x_aggregate__mutmut_29": "equivalent: groupby tests dropna for truth only; None acts as False",
