@@ -89,7 +89,7 @@ TESTS = {
     "loaders/datasets.py": ["tests/test_datasets_values.py", "tests/test_data_sources.py", "tests/test_loaders.py", "tests/test_folder.py"],
     "loaders/backends.py": ["tests/test_backends.py", "tests/test_loaders.py", "tests/test_folder.py"],
     "loaders/beton.py": ["tests/test_beton_values.py", "tests/test_loaders.py"],
-    "loaders/ffcv_loader.py": ["tests/test_loaders.py"],
+    "loaders/ffcv_loader.py": ["tests/test_ffcv_loader_values.py", "tests/test_loaders.py"],
     "loaders/ffcv_ops.py": ["tests/test_ffcv_ops_values.py", "tests/test_loaders.py", "tests/test_noise_human.py"],
     "loaders/torch_loader.py": ["tests/test_torch_loader.py", "tests/test_loaders.py"],
     # analysis/
@@ -150,6 +150,7 @@ _BROADCAST = "equivalent: a (3, 1, 1) view broadcasts against (N, 3, H, W) as (1
 _SETDIFF = "equivalent: setdiff1d takes its values and dtype from the first argument (an int64 arange); the empty held set's dtype is unread"
 _TIES = "equivalent: the ranks are an arange plus a random float per class, never tied, so every sort kind orders them alike (numpy accepts 'STABLE')"
 _SEEDS_INT64 = "equivalent: seeds are Python ints in [0, 2**32) (NoiseSpec checks), which numpy stores as int64 without a dtype"
+_NON_BLOCKING = "equivalent: ffcv's ToDevice defaults to non_blocking=True"
 JUDGED = {
     "study.losses.x_label_distribution__mutmut_2": _SQUARE, "study.losses.x_label_distribution__mutmut_3": _SQUARE,
     "study.losses.x_label_distribution__mutmut_7": _DTYPE, "study.losses.x_label_distribution__mutmut_10": _DTYPE,
@@ -176,6 +177,9 @@ JUDGED = {
     "loaders.ffcv_ops.xǁRelabelǁ__init____mutmut_13": _SEEDS_INT64, "loaders.ffcv_ops.xǁRelabelǁ__init____mutmut_15": _SEEDS_INT64,
     "loaders.ffcv_ops.xǁRelabelǁgenerate_code__mutmut_8": _SQUARE,
     "loaders.beton.x_check__mutmut_12": "equivalent: reads two headers' worth and uses the first; the file is known to hold at least one",
+    "loaders.ffcv_loader.x_compile_cache_reader__mutmut_18": "equivalent: cache_state_type never reads its manager",
+    "loaders.ffcv_loader.x_image_pipeline__mutmut_17": _NON_BLOCKING, "loaders.ffcv_loader.x_image_pipeline__mutmut_40": _NON_BLOCKING,
+    "loaders.ffcv_loader.xǁVirtualLoaderǁ__init____mutmut_9": _NON_BLOCKING,
     "loaders.datasets.x_stratified_subset__mutmut_28": _TIES, "loaders.datasets.x_stratified_subset__mutmut_30": _TIES,
     "loaders.datasets.x_stratified_subset__mutmut_32": _TIES,
     "analysis.summary.x_aggregate__mutmut_29": "equivalent: groupby tests dropna for truth only; None acts as False",
