@@ -82,9 +82,9 @@ TESTS = {
     # loaders/
     "loaders/annotations.py": ["tests/test_annotations.py"],
     "loaders/folder.py": ["tests/test_folder.py"],
-    # check() runs in the launcher's preflight, build() in every trial: their fast tests are elsewhere too
-    "loaders/data.py": ["tests/test_val_split.py", "tests/test_data_sources.py", "tests/test_preflight.py",
-                        "tests/test_noise_structured.py", "tests/test_loaders.py", "tests/test_folder.py"],
+    # its own fast file (2 s) reaches every function: the others that call check() and build() train nets or build
+    # FFCV pipelines (test_val_split's smoke study alone takes 33 s), minutes for each mutant that survives
+    "loaders/data.py": ["tests/test_data_values.py"],
     "loaders/tensor.py": ["tests/test_tensor.py"],
     "loaders/datasets.py": ["tests/test_datasets_values.py", "tests/test_data_sources.py", "tests/test_loaders.py", "tests/test_folder.py"],
     "loaders/backends.py": ["tests/test_backends.py", "tests/test_loaders.py", "tests/test_folder.py"],
@@ -153,6 +153,9 @@ _SETDIFF = "equivalent: setdiff1d takes its values and dtype from the first argu
 _TIES = "equivalent: the ranks are an arange plus a random float per class, never tied, so every sort kind orders them alike (numpy accepts 'STABLE')"
 _SEEDS_INT64 = "equivalent: seeds are Python ints in [0, 2**32) (NoiseSpec checks), which numpy stores as int64 without a dtype"
 _NON_BLOCKING = "equivalent: ffcv's ToDevice defaults to non_blocking=True"
+_DOWNLOAD_NONE = "equivalent: a missing data.download read as None, not False: every reader tests it for truth only"
+_N_VAL_MESSAGE = ("equivalent: the message is never shown: check_val and the config rule let through only 1 <= n_val < n, "
+                  "which stratified_subset never refuses")
 JUDGED = {
     "study.losses.x_label_distribution__mutmut_2": _SQUARE, "study.losses.x_label_distribution__mutmut_3": _SQUARE,
     "study.losses.x_label_distribution__mutmut_7": _DTYPE, "study.losses.x_label_distribution__mutmut_10": _DTYPE,
@@ -182,6 +185,9 @@ JUDGED = {
     "loaders.ffcv_loader.x_compile_cache_reader__mutmut_18": "equivalent: cache_state_type never reads its manager",
     "loaders.ffcv_loader.x_image_pipeline__mutmut_17": _NON_BLOCKING, "loaders.ffcv_loader.x_image_pipeline__mutmut_40": _NON_BLOCKING,
     "loaders.ffcv_loader.xǁVirtualLoaderǁ__init____mutmut_9": _NON_BLOCKING,
+    "loaders.data.x_table_votes__mutmut_17": _DOWNLOAD_NONE, "loaders.data.x_table_votes__mutmut_19": _DOWNLOAD_NONE,
+    "loaders.data.x_build__mutmut_16": _DOWNLOAD_NONE, "loaders.data.x_build__mutmut_18": _DOWNLOAD_NONE,
+    **{f"loaders.data.x_clean_and_val__mutmut_{i}": _N_VAL_MESSAGE for i in (30, 34, 38, 39)},
     "loaders.datasets.x_stratified_subset__mutmut_28": _TIES, "loaders.datasets.x_stratified_subset__mutmut_30": _TIES,
     "loaders.datasets.x_stratified_subset__mutmut_32": _TIES,
     "analysis.summary.x_aggregate__mutmut_29": "equivalent: groupby tests dropna for truth only; None acts as False",
