@@ -116,7 +116,9 @@ DESELECT = {"loaders/noise.py": "not numba and not identical_across_backends"}
 # timeout_constant: a mutant's wall-clock limit is (its tests' time + this) * 15 s; mutmut's 1 s lets a worker
 # that imports the project and collects its tests on a loaded machine time out with no mutant to blame.
 SETTINGS = {"process_isolation": "forkserver", "forkserver_warmup": "import", "timeout_constant": 10}
-PRELOAD = ["numpy", "pandas", "torch", "torchvision", "matplotlib", "matplotlib.pyplot", "omegaconf", "hydra", "PIL.Image"]
+# ffcv too: its import takes 5 to 12 s here, which each worker of loaders.beton/ffcv_* paid per mutant
+PRELOAD = ["numpy", "pandas", "torch", "torchvision", "matplotlib", "matplotlib.pyplot", "omegaconf", "hydra", "PIL.Image",
+           "numba", "ffcv.loader", "ffcv.writer", "ffcv.reader", "ffcv.fields.decoders", "ffcv.transforms"]
 PYTEST_ARGS = ["-p", "no:cacheprovider", "-q", "-x", "-m", "not slow", "-W", "ignore"]
 KILLED = {"killed", "killed on recheck"}
 TARGET = 0.85  # killed share of the non-equivalent mutants, per module
