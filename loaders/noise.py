@@ -366,10 +366,20 @@ class WhiteNoise:
         # Pre-clip parameters, so that the clipped pixels have the target moments (fixed point).
         mus, sigmas = [], []
         for target_mean, target_std in zip(mean, std):
+            bound = math.sqrt(target_mean * (1.0 - target_mean))  # a [0, 1] pixel's largest std: all 0s and 1s
+            if not target_std < bound:
+                raise UsageError(f"white noise: std {target_std} is impossible for pixels in [0, 1] with mean "
+                                 f"{target_mean}: it must be below sqrt(mean (1 - mean)) = {bound:.4g}")
             mu, sigma = target_mean, target_std
-            for _ in range(200):
+            for _ in range(10_000):  # MNIST's mostly black pixels take ~2,100 rounds, CIFAR's ~20
                 m1, s1 = _clipped_normal_moments(mu, sigma)
+                if abs(m1 - target_mean) < 1e-12 and abs(s1 - target_std) < 1e-12:
+                    break
                 mu, sigma = mu + target_mean - m1, sigma * target_std / s1
+            else:
+                raise UsageError(f"white noise: no clipped normal reaches mean {target_mean} and std {target_std} in "
+                                 f"10,000 rounds: the std is within {bound - target_std:.2g} of its bound {bound:.4g} "
+                                 "(pixels nearly all 0 or 1)")
             mus.append(mu), sigmas.append(sigma)
         self.mu, self.sigma = torch.tensor(mus).view(-1, 1, 1), torch.tensor(sigmas).view(-1, 1, 1)
 
