@@ -161,6 +161,8 @@ _N_VAL_MESSAGE = ("equivalent: the message is never shown: check_val and the con
 _INT64_DEFAULT = "equivalent: numpy's default integer is int64 on 64-bit Linux, the only platform FFCV and the suite run on"
 _NO_DRAW = ("equivalent: integers(1) is always 0 and draws no random bits, so gcd(0, n) = n != 1 sends the loop to the "
             "original's own first draw")
+_NAN = 'equivalent: float("NAN") and float("nan") are the same value'
+_KB_2D = "equivalent: the tensor is (K, B) in both nets (logits are (K, B, m), labels (K, B)), so dim 1 is dim -1"
 JUDGED = {
     "study.losses.x_label_distribution__mutmut_2": _SQUARE, "study.losses.x_label_distribution__mutmut_3": _SQUARE,
     "study.losses.x_label_distribution__mutmut_7": _DTYPE, "study.losses.x_label_distribution__mutmut_10": _DTYPE,
@@ -199,6 +201,10 @@ JUDGED = {
     "loaders.data.x_table_votes__mutmut_17": _DOWNLOAD_NONE, "loaders.data.x_table_votes__mutmut_19": _DOWNLOAD_NONE,
     "loaders.data.x_build__mutmut_16": _DOWNLOAD_NONE, "loaders.data.x_build__mutmut_18": _DOWNLOAD_NONE,
     **{f"loaders.data.x_clean_and_val__mutmut_{i}": _N_VAL_MESSAGE for i in (30, 34, 38, 39)},
+    "study.train.x_evaluate__mutmut_13": "equivalent: topk's default dim is -1",
+    **{f"study.train.x_evaluate__mutmut_{i}": _KB_2D for i in (26, 35)},
+    **{f"study.train.x_fit__mutmut_{i}": _KB_2D for i in (25, 29)},
+    "study.train.x_evaluate__mutmut_52": _NAN, "study.train.x_fit__mutmut_61": _NAN,
     "loaders.datasets.x_stratified_subset__mutmut_28": _TIES, "loaders.datasets.x_stratified_subset__mutmut_30": _TIES,
     "loaders.datasets.x_stratified_subset__mutmut_32": _TIES,
     "analysis.summary.x_aggregate__mutmut_29": "equivalent: groupby tests dropna for truth only; None acts as False",
