@@ -163,6 +163,8 @@ _NO_DRAW = ("equivalent: integers(1) is always 0 and draws no random bits, so gc
             "original's own first draw")
 _NAN = 'equivalent: float("NAN") and float("nan") are the same value'
 _KB_2D = "equivalent: the tensor is (K, B) in both nets (logits are (K, B, m), labels (K, B)), so dim 1 is dim -1"
+_CONVERGED = ("equivalent: mu and sigma are stored in float32, and at the 1e-12 tolerances they no longer change in float32 "
+              "(checked on 222 (mean, std) pairs with std from 0.1 to 0.97 of its bound)")
 JUDGED = {
     "study.losses.x_label_distribution__mutmut_2": _SQUARE, "study.losses.x_label_distribution__mutmut_3": _SQUARE,
     "study.losses.x_label_distribution__mutmut_7": _DTYPE, "study.losses.x_label_distribution__mutmut_10": _DTYPE,
@@ -177,6 +179,9 @@ JUDGED = {
     "loaders.noise.x_spread__mutmut_9": "equivalent: for n = 1, start already equals n_virtual, the next test's exit",
     "loaders.noise.x_spread__mutmut_19": _NO_DRAW, "loaders.noise.x_spread__mutmut_21": _NO_DRAW,
     "loaders.noise.x_spread__mutmut_39": "equivalent: integers(n) is integers(0, n), the same call",
+    **{f"loaders.noise.xǁWhiteNoiseǁ__init____mutmut_{i}": _CONVERGED for i in (28, 29, 32)},
+    "loaders.noise.xǁWhiteNoiseǁ__init____mutmut_19": ("harmless: the cap's value, not its logic: only a channel "
+                                                      "whose fixed point settles on exactly round 10,001 (a std within ~1e-4 of its bound) tells them apart"),
     "analysis.summary.x_critical_clean__mutmut_10": _FLOAT,
     "analysis.summary.x_t975__mutmut_5": "equivalent: float('NAN') is NaN (case-insensitive)",
     "analysis.summary.x_critical_points__mutmut_14": "equivalent: np.log of the n_clean index gives float64 whatever its dtype",
