@@ -4,6 +4,7 @@ preset composing to a checked config, a stored config loading again, and a trial
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from pathlib import Path
 
@@ -189,7 +190,7 @@ def test_each_key_accepts_and_refuses_at_its_edges(key: str) -> None:
     for value in good:
         config.check_value(key, value)
     for value in bad:
-        with pytest.raises(UsageError, match=rf"^{key}={repr(value).replace('[', '[[]')[:20].replace('(', '[(]')}"):
+        with pytest.raises(UsageError, match="^" + re.escape(f"{key}={value!r}"[:40])):  # the message names key and value
             config.check_value(key, value)
 
 
