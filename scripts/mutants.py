@@ -183,7 +183,7 @@ JUDGED = {
     "loaders.noise.xǁWhiteNoiseǁ__init____mutmut_19": ("harmless: the cap's value, not its logic: only a channel "
                                                       "whose fixed point settles on exactly round 10,001 (a std within ~1e-4 of its bound) tells them apart"),
     "analysis.summary.x_critical_clean__mutmut_10": _FLOAT,
-    "analysis.summary.x_t975__mutmut_5": "equivalent: float('NAN') is NaN (case-insensitive)",
+    "analysis.summary.x_t975__mutmut_5": _NAN,
     "analysis.summary.x_critical_points__mutmut_14": "equivalent: np.log of the n_clean index gives float64 whatever its dtype",
     "analysis.summary.x_critical_points__mutmut_15": "equivalent: accuracies are float64 already",
     "analysis.figures.x_human__mutmut_100": "equivalent: matplotlib's colour names are case-insensitive ('GREY' is grey)",
